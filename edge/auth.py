@@ -1,0 +1,49 @@
+"""HTTP authentication: one bearer token per device, and what each role may call.
+
+``ROLES_BY_ROUTE`` is the single table of who may call what; the routes declare their roles
+with :func:`require` and a test walks every endpoint × role against this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from edge.errors import AuthError
+from edge.registry import DeviceRegistry
+
+__all__ = ["ALL_ROLES", "Principal", "require"]
+
+ALL_ROLES = frozenset({"kiosk", "display", "tablet", "pos", "ops"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    device_id: str
+    role: str
+
+
+def require(*roles: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency admitting only callers whose role is in ``roles``."""
+    allowed = frozenset(roles)
+    unknown = allowed - ALL_ROLES
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    def dependency(request: Request) -> Principal:
+        registry: DeviceRegistry = request.app.state.registry
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError(401, "missing bearer token: send 'Authorization: Bearer <device token>'")
+        device = registry.by_token(token.strip())
+        if device is None:
+            raise AuthError(401, "unknown or disabled token")
+        if device.role not in allowed:
+            raise AuthError(403, f"role {device.role!r} may not call this endpoint")
+        return Principal(device.device_id, device.role)
+
+    dependency.roles = allowed  # type: ignore[attr-defined]  # read by the authorization test
+    return dependency

@@ -1,0 +1,263 @@
+"""The typed event envelope (DESIGN.md, "Events") and its parser.
+
+:func:`parse_event` turns one untrusted JSON object from a device into an :class:`Event`, or
+raises :class:`~edge.errors.InvalidEvent` with a stable ``reason`` label and a detail naming the
+field. It never trusts ``storeId``/``deviceId``/``channel`` from the body: they come from the
+authenticated :class:`~edge.bus.Source`; a body claiming another device is refused. Unknown
+fields are kept. Details name fields, never echo values (they may be raw identifiers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edge.bus import Source
+from edge.errors import InvalidEvent
+from edge.ids import derived_uuid7
+
+__all__ = [
+    "EVENT_NAMES",
+    "IN_STORE_EVENTS",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "MAX_EVENT_BYTES",
+    "SEGMENT_ECOMMERCE_EVENTS",
+    "TOKEN_PATTERN",
+    "Event",
+    "decode_payload",
+    "parse_event",
+]
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_EVENTS = 2500
+MAX_ID_LENGTH = 128
+
+#: A customer token: ``ct_`` + 32 lowercase hex characters (a truncated keyed HMAC).
+TOKEN_PATTERN = re.compile(r"^ct_[0-9a-f]{32}$")
+
+SEGMENT_ECOMMERCE_EVENTS = frozenset(
+    {
+        "Products Searched", "Product List Viewed", "Product List Filtered",
+        "Promotion Viewed", "Promotion Clicked", "Product Clicked", "Product Viewed",
+        "Product Added", "Product Removed", "Cart Viewed", "Checkout Started",
+        "Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered",
+        "Order Updated", "Order Completed", "Order Refunded", "Order Cancelled",
+        "Coupon Entered", "Coupon Applied", "Coupon Denied", "Coupon Removed",
+        "Product Added to Wishlist", "Product Removed from Wishlist", "Product Shared",
+        "Cart Shared", "Product Reviewed",
+    }
+)  # fmt: skip
+IN_STORE_EVENTS = frozenset(
+    {
+        "Zone Entered", "Zone Exited", "Audience Measured", "Offer Viewed", "Offer Clicked",
+        "Offer Redeemed", "Offer Exposed", "Consent Updated", "Customer Identified",
+        "Device Status", "Customer Erased",
+    }
+)  # fmt: skip
+EVENT_NAMES = SEGMENT_ECOMMERCE_EVENTS | IN_STORE_EVENTS
+
+# Properties some events cannot do without: name -> {property: expected type(s)}.
+_REQUIRED: Mapping[str, Mapping[str, tuple[type, ...]]] = {
+    "Product Viewed": {"sku": (str,)},
+    "Product Added": {"sku": (str,)},
+    "Product Removed": {"sku": (str,)},
+    "Order Completed": {"products": (list,)},
+    "Zone Entered": {"zoneId": (str,)},
+    "Zone Exited": {"zoneId": (str,)},
+    "Audience Measured": {"count": (int,)},
+    "Offer Viewed": {"offerId": (str,)},
+    "Offer Clicked": {"offerId": (str,)},
+    "Offer Redeemed": {"offerId": (str,)},
+    "Consent Updated": {"categoryPreferences": (dict,)},
+    "Device Status": {"status": (str,)},
+}
+_NUMERIC = ("price", "quantity", "revenue", "total", "value", "count", "dwellSeconds")
+_GATEWAY_FIELDS = ("storeId", "deviceId", "channel", "receivedAt")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event. ``body`` is the full envelope as it is journaled and synced."""
+
+    message_id: str
+    type: str
+    name: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    timestamp: str
+    received_ms: int
+    source: Source
+    body: dict[str, Any]
+
+    @property
+    def consent(self) -> dict[str, bool]:
+        prefs = self.body.get("context", {}).get("consent", {}).get("categoryPreferences", {})
+        return {k: v is True for k, v in prefs.items()}
+
+    def encoded(self) -> str:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False)
+
+    def row(self) -> tuple[Any, ...]:
+        text = self.encoded()
+        return (
+            self.message_id,
+            self.type,
+            self.name,
+            self.user_id,
+            self.anonymous_id,
+            self.source.device_id,
+            self.source.channel,
+            self.timestamp,
+            self.received_ms,
+            1 if self.consent.get("cdp_sync") else 0,
+            len(text.encode("utf-8")),
+            text,
+        )
+
+
+def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[Any]:
+    """Bytes from MQTT/HTTP → a list of raw event objects (one object, an array or a batch)."""
+    if len(payload) > max_bytes:
+        raise InvalidEvent("too_large", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidEvent("invalid_json", f"payload is not JSON ({type(exc).__name__})") from None
+    if isinstance(data, dict) and "batch" in data:
+        data = data["batch"]
+        if not isinstance(data, list):
+            raise InvalidEvent("wrong_type", "batch must be an array")
+    items = data if isinstance(data, list) else [data]
+    if len(items) > MAX_BATCH_EVENTS:
+        raise InvalidEvent("too_many", f"batch of {len(items)} events exceeds {MAX_BATCH_EVENTS}")
+    return items
+
+
+def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None = None) -> Event:
+    """Validate one raw event from ``source``; raises InvalidEvent naming what was wrong."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("wrong_type", "an event must be a JSON object")
+    size = raw_size if raw_size is not None else _size(raw)
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"event of {size} bytes exceeds {MAX_EVENT_BYTES}")
+    for key in ("storeId", "deviceId"):
+        claimed = raw.get(key)
+        expected = source.store_id if key == "storeId" else source.device_id
+        if claimed is not None and claimed != expected:
+            raise InvalidEvent("identity_mismatch", f"{key} in the body is not the sender's")
+    kind = raw.get("type", "track")
+    if kind not in ("track", "identify"):
+        raise InvalidEvent("wrong_type", "type must be 'track' or 'identify'")
+    name = raw.get("event")
+    if kind == "track":
+        if not isinstance(name, str):
+            raise InvalidEvent("missing_field", "event (the event name) is required for track")
+        if name not in EVENT_NAMES:
+            raise InvalidEvent("unknown_event", f"event name {name[:40]!r} is not a known event")
+    elif name is not None:
+        raise InvalidEvent("wrong_type", "identify calls carry no event name")
+    properties = raw.get("properties", {})
+    if not isinstance(properties, dict):
+        raise InvalidEvent("wrong_type", "properties must be an object")
+    context = raw.get("context", {})
+    if not isinstance(context, dict):
+        raise InvalidEvent("wrong_type", "context must be an object")
+    if kind == "identify" and not isinstance(raw.get("traits", {}), dict):
+        raise InvalidEvent("wrong_type", "traits must be an object")
+    _check_properties(name, properties)
+    user_id = _optional_id(raw, "userId")
+    if user_id is not None and not TOKEN_PATTERN.match(user_id):
+        raise InvalidEvent(
+            "raw_identifier", "userId must be a customer token (ct_…); send raw identifiers"
+            " as properties.identifiers so the gateway can pseudonymise them"
+        )
+    anonymous_id = _optional_id(raw, "anonymousId")
+    if kind == "identify" and user_id is None and anonymous_id is None:
+        raise InvalidEvent("missing_field", "identify needs userId or anonymousId")
+    timestamp = raw.get("timestamp")
+    if timestamp is None:
+        event_ms = received_ms
+        timestamp = _iso(received_ms)
+    else:
+        event_ms = _parse_time(timestamp)
+    message_id = raw.get("messageId")
+    if message_id is None:
+        message_id = derived_uuid7(
+            event_ms,
+            source.store_id.encode(),
+            source.device_id.encode(),
+            json.dumps(raw, sort_keys=True, separators=(",", ":")).encode(),
+        )
+    elif not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_LENGTH:
+        raise InvalidEvent("wrong_type", f"messageId must be a string of 1–{MAX_ID_LENGTH} chars")
+    body = {k: v for k, v in raw.items() if k not in _GATEWAY_FIELDS}
+    body.update(
+        messageId=message_id,
+        type=kind,
+        timestamp=timestamp,
+        receivedAt=_iso(received_ms),
+        storeId=source.store_id,
+        deviceId=source.device_id,
+        channel=source.channel,
+        properties=properties,
+        context=context,
+    )
+    return Event(message_id, kind, name, user_id, anonymous_id, timestamp, received_ms, source, body)
+
+
+def _check_properties(name: str | None, properties: Mapping[str, Any]) -> None:
+    for prop, types in _REQUIRED.get(name or "", {}).items():
+        value = properties.get(prop)
+        if value is None:
+            raise InvalidEvent("missing_field", f"properties.{prop} is required for {name}")
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise InvalidEvent("wrong_type", f"properties.{prop} has the wrong type for {name}")
+    for prop in _NUMERIC:
+        value = properties.get(prop)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidEvent("wrong_type", f"properties.{prop} must be a number")
+        if isinstance(value, float) and value != value:  # NaN never round-trips
+            raise InvalidEvent("wrong_type", f"properties.{prop} must be a finite number")
+
+
+def _optional_id(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise InvalidEvent("wrong_type", f"{key} must be a string of 1–{MAX_ID_LENGTH} chars")
+    return value
+
+
+def _parse_time(value: Any) -> int:
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidEvent("wrong_type", "timestamp must be an ISO-8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent("bad_timestamp", "timestamp is not ISO-8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return int(parsed.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidEvent("bad_timestamp", "timestamp is out of range") from None
+
+
+def _iso(unix_ms: int) -> str:
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _size(raw: Mapping[str, Any]) -> int:
+    try:
+        return len(json.dumps(raw, separators=(",", ":")).encode("utf-8", errors="replace"))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidEvent("wrong_type", "event is not serialisable JSON") from None

@@ -1,0 +1,371 @@
+"""The journal: every accepted event, durably, exactly once, on SQLite.
+
+* WAL mode, ``synchronous=FULL`` by default so a commit survives a power cut, ``secure_delete``
+  on so erased rows leave no trace in free pages.
+* ``messageId`` is UNIQUE: a redelivered event is stored once (``commit`` reports duplicates).
+* Group commit: :meth:`Journal.commit` writes a whole batch in one transaction; the ingest
+  writer hands it whatever queued up while the previous commit was flushing.
+* A bounded dead-letter table keeps what was refused, with the reason and a scrubbed excerpt.
+* A cursor/confirm API for outbox sinks: :meth:`read_after` returns events past a sink's
+  cursor, :meth:`confirm` moves the cursor only forward, only after the sink confirmed.
+* Schema changes are recorded migrations (sqlite-utils for schema work; the hot path uses the
+  raw connection, see ``PERFORMANCE.md``). Other packages register their own tables with
+  :class:`Migration` so erasure and backups see one file.
+
+One connection guarded by a lock is shared by the threads of one process; other processes
+(``edge journal stats``, ``edge sync drain``) open their own and WAL lets them read alongside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from edge.errors import JournalError
+from edge.events import Event
+from edge.redact import scrub, scrub_bytes
+
+__all__ = [
+    "CommitResult",
+    "DeadLetter",
+    "Journal",
+    "JournalRecord",
+    "Migration",
+    "CORE_MIGRATIONS",
+]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A named, recorded schema step. ``apply`` gets a sqlite-utils Database."""
+
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    source: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    inserted: tuple[bool, ...]  # per event: True if new, False if a duplicate messageId
+    dead_lettered: int
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.inserted)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.inserted) - self.accepted
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    seq: int
+    message_id: str
+    event: str | None
+    user_id: str | None
+    received_ms: int
+    sync_allowed: bool
+    body: str  # the envelope as stored JSON text
+
+
+def _core_v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            event TEXT,
+            user_id TEXT,
+            anonymous_id TEXT,
+            device_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            sync_allowed INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )"""
+    )
+    db["events"].create_index(["user_id"])  # type: ignore[union-attr]
+    db["events"].create_index(["received_ms"])  # type: ignore[union-attr]
+    db["dead_letters"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "received_ms": int,
+            "source": str,
+            "reason": str,
+            "detail": str,
+            "size": int,
+            "sha256": str,
+            "excerpt": str,
+        },
+        pk="id",
+    )
+    db["sink_cursors"].create({"sink": str, "seq": int, "updated_ms": int}, pk="sink")  # type: ignore[union-attr]
+
+
+CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1),)
+
+_INSERT = (
+    "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
+    " timestamp, received_ms, sync_allowed, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(message_id) DO NOTHING"
+)
+
+
+class Journal:
+    """The durable event journal. Thread-safe; use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        dead_letter_max: int = 10_000,
+        migrations: Sequence[Migration] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.dead_letter_max = dead_letter_max
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA secure_delete=ON")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._migrate((*CORE_MIGRATIONS, *migrations))
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The raw connection, under the journal lock, for packages that own tables in it."""
+        with self._lock:
+            yield self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        db = sqlite_utils.Database(self._conn)
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)"
+            )
+            done = {row[0] for row in self._conn.execute("SELECT name FROM _migrations")}
+            for migration in migrations:
+                if migration.name in done:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    migration.apply(db)
+                    self._conn.execute(
+                        "INSERT INTO _migrations VALUES (?, ?)", (migration.name, _now_ms())
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+
+    def applied_migrations(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- writing ---------------------------------------------------------------------------
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()
+    ) -> CommitResult:
+        """Write ``events`` and ``dead_letters`` in one transaction (group commit)."""
+        inserted = []
+        now = _now_ms()
+        with self.transaction() as conn:
+            for event in events:
+                cur = conn.execute(_INSERT, event.row())
+                inserted.append(cur.rowcount == 1)
+            if dead_letters:
+                self._insert_dead(conn, dead_letters, now)
+        return CommitResult(tuple(inserted), len(dead_letters))
+
+    def _insert_dead(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter], now: int) -> None:
+        conn.executemany(
+            "INSERT INTO dead_letters (received_ms, source, reason, detail, size, sha256, excerpt)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    now,
+                    scrub(d.source)[:200],
+                    d.reason,
+                    scrub(d.detail)[:500],
+                    len(d.payload),
+                    hashlib.sha256(d.payload).hexdigest(),
+                    scrub_bytes(d.payload),
+                )
+                for d in letters
+            ],
+        )
+        conn.execute(
+            "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
+            (self.dead_letter_max,),
+        )
+
+    # -- the outbox seam -------------------------------------------------------------------
+    def cursor(self, sink: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM sink_cursors WHERE sink = ?", (sink,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def read_after(
+        self, sink: str, *, limit: int = 2500, max_bytes: int = 500_000, after: int | None = None
+    ) -> list[JournalRecord]:
+        """Events past ``sink``'s cursor (or past ``after``), oldest first, within both limits."""
+        start = self.cursor(sink) if after is None else after
+        out: list[JournalRecord] = []
+        total = 0
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, message_id, event, user_id, received_ms, sync_allowed, body"
+                " FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (start, limit),
+            ).fetchall()
+        for row in rows:
+            size = len(row[6])
+            if out and total + size > max_bytes:
+                break
+            total += size
+            out.append(JournalRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6]))
+        return out
+
+    def confirm(self, sink: str, seq: int) -> None:
+        """Move ``sink``'s cursor to ``seq`` (never backwards). Call only after the sink confirmed."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO sink_cursors (sink, seq, updated_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq),"
+                " updated_ms = excluded.updated_ms",
+                (sink, seq, _now_ms()),
+            )
+
+    def backlog(self, sink: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM events WHERE seq > ?", (self.cursor(sink),)
+            ).fetchone()
+        return int(row[0])
+
+    # -- reading and housekeeping ----------------------------------------------------------
+    def message_ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._conn.execute("SELECT message_id FROM events")}
+
+    def get(self, message_id: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM events WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT id, received_ms, source, reason, detail, size, sha256, excerpt"
+                " FROM dead_letters ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            names = [c[0] for c in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            conn = self._conn
+            events, first, last = conn.execute(
+                "SELECT COUNT(*), MIN(received_ms), MAX(received_ms) FROM events"
+            ).fetchone()
+            by_name = dict(
+                conn.execute(
+                    "SELECT COALESCE(event, type), COUNT(*) FROM events GROUP BY 1 ORDER BY 2 DESC"
+                ).fetchall()
+            )
+            dead = dict(
+                conn.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY 1").fetchall()
+            )
+            cursors = dict(conn.execute("SELECT sink, seq FROM sink_cursors").fetchall())
+            max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+        return {
+            "path": str(self.path),
+            "events": events,
+            "max_seq": max_seq,
+            "first_received_ms": first,
+            "last_received_ms": last,
+            "by_event": by_name,
+            "dead_letters": dead,
+            "sink_cursors": cursors,
+            "bytes_on_disk": size,
+            "migrations": self.applied_migrations(),
+        }
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every event about ``user_id`` and flush the WAL so no copy stays behind."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM events WHERE user_id = ? OR instr(body, ?) > 0", (user_id, user_id)
+            )
+            removed = cur.rowcount
+        self.checkpoint()
+        return removed
+
+    def prune(self, older_than_ms: int) -> int:
+        """Retention: delete events received before ``older_than_ms``."""
+        with self.transaction() as conn:
+            removed = conn.execute(
+                "DELETE FROM events WHERE received_ms < ?", (older_than_ms,)
+            ).rowcount
+        return removed
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after erasure, on shutdown)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

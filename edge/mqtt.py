@@ -1,0 +1,259 @@
+"""The gateway's MQTT link (paho-mqtt 2.x, MQTT 5): durable ingest, decisions, status.
+
+* Persistent session (``clean_start=False`` with a session expiry) so the broker keeps queuing
+  while the gateway is down; ``manual_ack=True`` and the PUBACK is sent only after the journal
+  commit (the ack callback runs in the journal writer, in arrival order).
+* One subscription, ``retail/v1/{store}/#`` with MQTT 5 *no local*, so anything a device sends
+  reaches the gateway and an unknown topic is refused with a reason instead of vanishing.
+  Retain handling 1: retained messages are not replayed on every reconnect.
+* Retained gateway status with a Last Will.
+* ``…/decide`` requests are answered on the MQTT 5 response topic with the correlation data.
+
+Device identity comes from the topic, which the broker's ACL (generated from the registry) lets
+only that device write; the gateway also checks the device is registered with that kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import CollectorRegistry, Gauge
+
+from edge.bus import Source
+from edge.component import DecideHandler
+from edge.errors import InvalidEvent
+from edge.ingest import Ingestor
+from edge.registry import DeviceRegistry
+
+__all__ = ["MqttLink", "Route", "route"]
+
+log = logging.getLogger(__name__)
+
+LEAVES = frozenset({"events", "status", "decide"})
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str
+    device_id: str
+    leaf: str
+
+
+def route(topic: str, store_id: str) -> Route:
+    """``retail/v1/{store}/{kind}/{device}/{leaf}`` → Route, else InvalidEvent('unknown_topic')."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] != "retail" or parts[1] != "v1" or parts[2] != store_id:
+        raise InvalidEvent("unknown_topic", "topic is not retail/v1/<store>/<kind>/<device>/<leaf>")
+    if parts[5] not in LEAVES:
+        raise InvalidEvent("unknown_topic", f"topic leaf must be one of {', '.join(sorted(LEAVES))}")
+    return Route(parts[3], parts[4], parts[5])
+
+
+class _RegistryCache:
+    """Device kinds by id, refreshed from the registry at most once a second on a miss."""
+
+    def __init__(self, registry: DeviceRegistry) -> None:
+        self._registry = registry
+        self._kinds: dict[str, str] = {}
+        self._loaded = 0.0
+
+    def kind(self, device_id: str) -> str | None:
+        found = self._kinds.get(device_id)
+        if found is None and time.monotonic() - self._loaded > 1.0:
+            self._kinds = {d.device_id: d.kind for d in self._registry.list() if d.enabled}
+            self._loaded = time.monotonic()
+            found = self._kinds.get(device_id)
+        return found
+
+
+class MqttLink:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str,
+        password: str,
+        store_id: str,
+        ingestor: Ingestor,
+        registry: DeviceRegistry,
+        session_expiry_s: int,
+        receive_maximum: int,
+        keepalive_s: int,
+        metrics: CollectorRegistry,
+        version: str = "",
+    ) -> None:
+        self.host, self.port = host, port
+        self.store_id = store_id
+        self.root = f"retail/v1/{store_id}/"
+        self.status_topic = self.root + "gateway/status"
+        self.ingestor = ingestor
+        self.devices = _RegistryCache(registry)
+        self.decide: DecideHandler | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connected = threading.Event()
+        self._version = version
+        self._failing = False
+        self._connected_gauge = Gauge(
+            "edge_mqtt_connected", "1 while the gateway is connected to the broker", registry=metrics
+        )
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(username, password)
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(10_000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+        self._connect_properties = Properties(PacketTypes.CONNECT)
+        self._connect_properties.SessionExpiryInterval = session_expiry_s
+        self._connect_properties.ReceiveMaximum = min(receive_maximum, 65535)
+        self._keepalive = keepalive_s
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.client.connect_async(
+            self.host, self.port, keepalive=self._keepalive, clean_start=False,
+            properties=self._connect_properties,
+        )  # fmt: skip
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Publish 'offline' (retained), disconnect cleanly, stop the network thread."""
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> None:  # fmt: skip
+        self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    def _status(self, state: str) -> str:
+        return json.dumps({"status": state, "storeId": self.store_id, "version": self._version,
+                           "at": int(time.time())})  # fmt: skip
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            if not self._failing:
+                log.error("broker refused the gateway: %s", reason)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("broker connection recovered")
+        self._failing = False
+        options = SubscribeOptions(qos=1, noLocal=True, retainHandling=1)
+        client.subscribe(self.root + "#", options=options)
+        client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        self.connected.set()
+        self._connected_gauge.set(1)
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        self._connected_gauge.set(0)
+        if not self._failing and reason != 0:
+            log.warning("disconnected from broker: %s; reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        ack = _acker(client, msg.mid, msg.qos)
+        try:
+            self._handle(msg, ack)
+        except Exception:  # never let one message kill the network thread or stay unacked
+            log.exception("failed to handle a message on %s", msg.topic[:200])
+            self.ingestor.reject(Source(self.store_id, "?", "gateway", "mqtt"), "internal_error",
+                                 "the gateway failed to handle this message", b"", ack)  # fmt: skip
+
+    def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> None:
+        try:
+            where = route(msg.topic, self.store_id)
+        except InvalidEvent as exc:
+            source = Source(self.store_id, "?", "gateway", "mqtt")
+            self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", msg.payload, ack)
+            return
+        source = Source(self.store_id, where.device_id, where.kind, "mqtt")
+        if self.devices.kind(where.device_id) != where.kind:
+            self.ingestor.reject(source, "unknown_device", "no registered device of that kind and id",
+                                 msg.payload, ack)  # fmt: skip
+            return
+        if where.leaf == "events":
+            self.ingestor.enqueue(self.ingestor.prepare_payload(source, msg.payload), ack)
+        elif where.leaf == "status":
+            if msg.retain:  # a replay of the broker's retained copy, already journaled live
+                self.ingestor.passthrough(ack)
+                return
+            status = _status_text(msg.payload)
+            event = {"event": "Device Status", "properties": {"status": status, "kind": where.kind}}
+            self.ingestor.enqueue(self.ingestor.prepare(source, [event], msg.payload), ack)
+        else:
+            self._decide(source, msg)
+            self.ingestor.passthrough(ack)
+
+    def _decide(self, source: Source, msg: mqtt.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        reply_to = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        if not reply_to or not reply_to.startswith(f"{self.root}{source.kind}/{source.device_id}/"):
+            self.ingestor.reject(source, "bad_request", "decide needs a response topic under the device's own topics",
+                                 msg.payload, None)  # fmt: skip
+            return
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(self._answer(source, msg.payload, reply_to, correlation), self.loop)
+
+    async def _answer(self, source: Source, payload: bytes, reply_to: str, correlation: bytes | None) -> None:
+        try:
+            request = json.loads(payload)
+            if not isinstance(request, dict):
+                raise ValueError("request must be a JSON object")
+            if self.decide is None:
+                response: dict[str, Any] = {"error": "decisioning is not enabled on this gateway"}
+            else:
+                response = await self.decide(source, request)
+        except (ValueError, UnicodeDecodeError) as exc:
+            response = {"error": f"bad request: {type(exc).__name__}"}
+        except InvalidEvent as exc:
+            response = {"error": exc.reason, "detail": exc.detail}
+        props = Properties(PacketTypes.PUBLISH)
+        if correlation is not None:
+            props.CorrelationData = correlation
+        self.publish(reply_to, json.dumps(response), qos=1, properties=props)
+
+
+def _acker(client: mqtt.Client, mid: int, qos: int) -> Callable[[Any], None]:
+    def ack(result: Any) -> None:
+        if isinstance(result, BaseException):
+            return  # not durable: no PUBACK, the broker redelivers after reconnect
+        if qos > 0:
+            client.ack(mid, qos)
+
+    return ack
+
+
+def _status_text(payload: bytes) -> str:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return payload[:32].decode("utf-8", errors="replace").strip() or "unknown"
+    if isinstance(data, dict) and isinstance(data.get("status"), str):
+        return str(data["status"])[:32]
+    return str(data)[:32]

@@ -1,0 +1,137 @@
+"""Run a real gateway (managed Mosquitto, journal, MQTT, HTTP) in a thread for a test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge import schema
+from edge.config import Config, parse_config
+from edge.gateway import Gateway
+from edge.registry import Credentials, DeviceRegistry
+
+__all__ = ["GatewayHandle", "device_client", "make_config", "register", "running_gateway"]
+
+
+def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    raw: dict[str, dict[str, Any]] = {
+        "store": {"id": "s1", "state_dir": str(state_dir)},
+        "mqtt": {"mode": "managed", "managed_port": 0},
+        "http": {"host": "127.0.0.1", "port": 0},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw, schema.config_schema(), {})
+
+
+def register(config: Config, devices: Sequence[tuple[str, str]]) -> dict[str, Credentials]:
+    with schema.open_journal(config) as journal:
+        registry = DeviceRegistry(journal)
+        return {device_id: registry.add(kind, device_id) for kind, device_id in devices}
+
+
+@dataclass
+class GatewayHandle:
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+    config: Config
+
+    @property
+    def http(self) -> str:
+        return self.gateway.http_url
+
+    @property
+    def broker(self) -> tuple[str, int]:
+        return self.gateway.broker_address
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+@contextmanager
+def running_gateway(config: Config, features: tuple[str, ...] = ()) -> Iterator[GatewayHandle]:
+    loop = asyncio.new_event_loop()
+    gateway_box: dict[str, Any] = {}
+    failed: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def go() -> None:
+            gateway = Gateway(config, features=features)
+            gateway_box["g"] = gateway
+            await gateway.run()
+
+        try:
+            loop.run_until_complete(go())
+        except BaseException as exc:  # surfaced to the test below
+            failed.append(exc)
+
+    thread = threading.Thread(target=main, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not ("g" in gateway_box and gateway_box["g"].ready.is_set()):
+        if failed:
+            raise failed[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError("gateway did not become ready")
+        time.sleep(0.02)
+    gateway = gateway_box["g"]
+    handle = GatewayHandle(gateway, loop, config)
+    wait_until(lambda: gateway.context is not None and gateway.context.publisher.connected.is_set())  # type: ignore[union-attr]
+    try:
+        yield handle
+    finally:
+        loop.call_soon_threadsafe(gateway.request_stop)
+        thread.join(30)
+        loop.close()
+        if failed:
+            raise failed[0]
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@contextmanager
+def device_client(handle: GatewayHandle, creds: Credentials) -> Iterator[mqtt.Client]:
+    """A connected paho MQTT 5 client logged in as the device."""
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"test-{creds.device_id}-{time.monotonic_ns()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(creds.mqtt_username, creds.mqtt_password)
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    host, port = handle.broker
+    client.connect(host, port)
+    client.loop_start()
+    if not connected.wait(10):
+        raise TimeoutError("device could not connect")
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def topic(handle: GatewayHandle, creds: Credentials, leaf: str) -> str:
+    return f"retail/v1/{handle.config.store.id}/{creds.kind}/{creds.device_id}/{leaf}"
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
