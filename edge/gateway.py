@@ -77,6 +77,7 @@ class Gateway:
         self.broker_address: tuple[str, int] = ("", 0)
         self._stop: asyncio.Event | None = None
         self.context: GatewayContext | None = None
+        self._app: Any = None
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -138,6 +139,7 @@ class Gateway:
                 routers=[r for c in self.components.values() for r in c.routers()],
                 max_body_bytes=cfg.http.max_body_bytes, version=version(),
             )  # fmt: skip
+            self._app = app
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((cfg.http.host, cfg.http.port))

@@ -120,17 +120,28 @@ def _too_large(limit: int, ingestor: Ingestor, who: Principal, store_id: str) ->
 
 def roles_by_route(app: FastAPI) -> dict[tuple[str, str], frozenset[str] | None]:
     """(method, path) → roles allowed, None for open routes; for the authorization test."""
-    table: dict[tuple[str, str], Any] = {}
-    for r in app.routes:
-        methods = getattr(r, "methods", None) or {"GET"}
-        dependant = getattr(r, "dependant", None)
+    table: dict[tuple[str, str], frozenset[str] | None] = {}
+    _walk(app.routes, "", [], table)
+    return table
+
+
+def _walk(routes: Sequence[Any], prefix: str, inherited: list[Any], table: dict[tuple[str, str], Any]) -> None:
+    for r in routes:
+        original = getattr(r, "original_router", None)
+        if original is not None:  # FastAPI's lazily included router
+            context = r.include_context
+            _walk(original.routes, prefix + context.prefix, inherited + list(context.dependencies), table)
+            continue
         roles = None
+        calls = [d.dependency for d in inherited]
+        dependant = getattr(r, "dependant", None)
         if dependant is not None:
-            for dep in dependant.dependencies:
-                found = getattr(dep.call, "roles", None)
-                if found is not None:
-                    roles = found
+            calls += [dep.call for dep in dependant.dependencies]
+        for call in calls:
+            found = getattr(call, "roles", None)
+            if found is not None:
+                roles = found
+        methods = getattr(r, "methods", None) or {"WEBSOCKET"}
         for method in methods:
             if method != "HEAD":
-                table[(method, r.path)] = roles  # type: ignore[attr-defined]
-    return table
+                table[(method, prefix + r.path)] = roles

@@ -1,0 +1,109 @@
+"""The journal: once per messageId, bounded dead letters, cursors, migrations, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edge.bus import Source
+from edge.events import parse_event
+from edge.ingest import Ingestor
+from edge.journal import DeadLetter, Journal, Migration
+from edge.metrics import IngestMetrics
+
+SOURCE = Source("s1", "k1", "kiosk", "local")
+
+
+def _event(message_id: str, user: str | None = None, sync: bool = False):
+    raw = {"messageId": message_id, "event": "Product Viewed", "properties": {"sku": "A"}}
+    if user:
+        raw["userId"] = user
+    raw["context"] = {"consent": {"categoryPreferences": {"cdp_sync": sync}}}
+    return parse_event(raw, SOURCE, 1_790_000_000_000)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    with Journal(tmp_path / "j.db", dead_letter_max=5) as j:
+        yield j
+
+
+def test_pragmas_and_recorded_migrations(journal, tmp_path):
+    with journal.connection() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    calls = []
+    extra = Migration("test-0001", lambda db: calls.append(db["t"].create({"x": int})))
+    journal.close()
+    for _ in range(2):  # a second open applies nothing again
+        with Journal(tmp_path / "j.db", migrations=[extra]) as again:
+            assert again.applied_migrations() == ["core-0001-events", "test-0001"]
+    assert len(calls) == 1
+
+
+def test_a_redelivered_event_is_stored_once(journal):
+    first = journal.commit([_event("a"), _event("b"), _event("a")])
+    assert first.inserted == (True, True, False)
+    assert journal.commit([_event("b")]).duplicates == 1
+    assert journal.stats()["events"] == 2
+
+
+def test_dead_letters_are_bounded_and_scrubbed(journal):
+    letters = [DeadLetter("mqtt:kiosk/k1", "invalid_json", "bad", f"mail bob{i}@example.com +49 170 1234567".encode())
+               for i in range(8)]
+    journal.commit([], letters)
+    rows = journal.dead_letters()
+    assert len(rows) == 5 and rows[0]["id"] == 8
+    assert all("example.com" not in r["excerpt"] and "1234567" not in r["excerpt"] for r in rows)
+
+
+def test_cursor_confirm_per_sink(journal):
+    journal.commit([_event(f"e{i}") for i in range(10)])
+    batch = journal.read_after("http", limit=4)
+    assert [r.message_id for r in batch] == ["e0", "e1", "e2", "e3"]
+    journal.confirm("http", batch[-1].seq)
+    journal.confirm("http", 1)  # never backwards
+    assert journal.cursor("http") == batch[-1].seq and journal.backlog("http") == 6
+    assert journal.backlog("nats") == 10  # sinks progress independently
+    assert len(journal.read_after("http", max_bytes=1)) == 1  # at least one, then the byte cap
+
+
+def test_erasure_leaves_no_copy_in_file_or_wal(journal):
+    token = "ct_" + "ab" * 16
+    journal.commit([_event("p1", token), _event("p2"), _event("p3", token)])
+    assert journal.erase_user(token) == 2
+    data = journal.path.read_bytes()
+    wal = journal.path.with_name(journal.path.name + "-wal")
+    assert token.encode() not in data
+    assert not wal.exists() or token.encode() not in wal.read_bytes()
+
+
+def test_ingestor_group_commits_and_reports(tmp_path):
+    async def run():
+        with Journal(tmp_path / "g.db") as journal:
+            ingestor = Ingestor(journal, IngestMetrics())
+            ingestor.start()
+            results = await asyncio.gather(*[
+                ingestor.publish(SOURCE, [{"messageId": f"g{i}", "event": "Cart Viewed"}]) for i in range(200)
+            ])
+            ingestor.stop()
+            assert sum(r.accepted for r in results) == 200
+            commits = ingestor.metrics.commit_events.collect()[0].samples
+            count = next(s.value for s in commits if s.name.endswith("_count"))
+            assert count < 200  # concurrent publishes shared commits
+    asyncio.run(run())
+
+
+def test_a_failed_commit_acknowledges_nothing(tmp_path):
+    async def run():
+        journal = Journal(tmp_path / "f.db")
+        ingestor = Ingestor(journal, IngestMetrics())
+        ingestor.start()
+        journal.close()  # every commit now fails
+        with pytest.raises(Exception):
+            await ingestor.publish(SOURCE, [{"messageId": "x", "event": "Cart Viewed"}])
+        assert not ingestor.healthy
+        ingestor.stop()
+    asyncio.run(run())
