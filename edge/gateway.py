@@ -36,6 +36,7 @@ from edge.mqtt import MqttLink
 from edge.notify import notify, watchdog_interval
 from edge.registry import GATEWAY_USER, DeviceRegistry
 from edge.schema import open_journal
+from edge.stream import StreamHub
 
 __all__ = ["Gateway", "version"]
 
@@ -125,6 +126,8 @@ class Gateway:
                 ingestor.post_stages.extend(component.post_stages())
                 ingestor.listeners.extend(component.listeners())
                 link.decide = link.decide or component.decide_handler()
+            hub = StreamHub(registry, metrics.registry)
+            ingestor.listeners.append(hub.listener)
             readiness: dict[str, Callable[[], bool]] = {
                 "broker": link.connected.is_set,
                 "journal": lambda: ingestor.healthy,
@@ -136,7 +139,7 @@ class Gateway:
             app = create_app(
                 store_id=cfg.store.id, registry=registry, ingestor=ingestor,
                 metrics=metrics.registry, readiness=readiness,
-                routers=[r for c in self.components.values() for r in c.routers()],
+                routers=[hub.router(), *(r for c in self.components.values() for r in c.routers())],
                 max_body_bytes=cfg.http.max_body_bytes, version=version(),
             )  # fmt: skip
             self._app = app
