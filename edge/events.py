@@ -79,6 +79,7 @@ _REQUIRED: Mapping[str, Mapping[str, tuple[type, ...]]] = {
 }
 _NUMERIC = ("price", "quantity", "revenue", "total", "value", "count", "dwellSeconds")
 _GATEWAY_FIELDS = ("storeId", "deviceId", "channel", "receivedAt")
+_RAW_TRAITS = ("email", "phone", "loyaltyId", "appId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,10 @@ def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None
         raise InvalidEvent("wrong_type", "context must be an object")
     if kind == "identify" and not isinstance(raw.get("traits", {}), dict):
         raise InvalidEvent("wrong_type", "traits must be an object")
+    if "identifiers" in properties or any(k in raw.get("traits", {}) for k in _RAW_TRAITS):
+        # The identity stage replaces raw identifiers by a token before this point; if they are
+        # still here, nothing pseudonymised them and they must not reach the journal.
+        raise InvalidEvent("raw_identifier", "raw identifiers were not pseudonymised; is identity enabled?")
     _check_properties(name, properties)
     user_id = _optional_id(raw, "userId")
     if user_id is not None and not TOKEN_PATTERN.match(user_id):

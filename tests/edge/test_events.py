@@ -48,6 +48,8 @@ def test_a_missing_message_id_is_derived_deterministically_as_uuid7():
         ({"event": "Cart Viewed", "deviceId": "k9"}, "identity_mismatch"),
         ({"event": "Cart Viewed", "storeId": "other"}, "identity_mismatch"),
         ({"event": "Cart Viewed", "userId": "alice@example.com"}, "raw_identifier"),
+        ({"event": "Cart Viewed", "properties": {"identifiers": {"email": "alice@example.com"}}}, "raw_identifier"),
+        ({"type": "identify", "anonymousId": "v1", "traits": {"email": "alice@example.com"}}, "raw_identifier"),
         ({"event": "Cart Viewed", "timestamp": "yesterday"}, "bad_timestamp"),
         ({"event": "Cart Viewed", "messageId": 7}, "wrong_type"),
         ({"type": "identify"}, "missing_field"),

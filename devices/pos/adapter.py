@@ -1,0 +1,182 @@
+"""POS terminal → events, and offers → the customer pole display.
+
+One :class:`PosTerminal` per till: it keeps the open basket (a visit id, lines, a loyalty card
+if one was scanned), turns basket records and tapped receipts into events, and asks decisioning
+for a pole-display offer after the basket changes — in its own loop, so a slow decision never
+holds up reading the port. Loyalty numbers go only into ``properties.identifiers`` (the
+identity stage replaces them with a token before anything is stored); they are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from devices.events import track
+from devices.outlet import EventOutlet
+from devices.pos.display import render_offer
+from devices.pos.link import SerialLink
+from devices.pos.protocol import (
+    BasketRecord,
+    FrameDecoder,
+    ItemAdded,
+    ItemRemoved,
+    LoyaltyCard,
+    OrderCompleted,
+)
+from devices.pos.receipt import Receipt, ReceiptDecoder
+from edge.bus import Source
+from edge.component import Clock, DecideHandler
+
+__all__ = ["PosTerminal"]
+
+log = logging.getLogger(__name__)
+
+
+def _money(value_cents: int) -> float:
+    return round(value_cents / 100, 2)
+
+
+@dataclass
+class _Basket:
+    cart_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lines: dict[str, list[int]] = field(default_factory=dict)  # sku -> [quantity, unit cents]
+    loyalty_number: str | None = field(default=None, repr=False)
+
+
+class PosTerminal:
+    def __init__(
+        self,
+        *,
+        store_id: str,
+        device_id: str,
+        outlet: EventOutlet,
+        clock: Clock,
+        decide: DecideHandler | None = None,
+        display_width: int = 20,
+        decide_timeout_s: float = 2.0,
+    ) -> None:
+        self.source = Source(store_id, device_id, "pos", "serial")
+        self._outlet = outlet
+        self._clock = clock
+        self._decide = decide
+        self._display_width = display_width
+        self._decide_timeout_s = decide_timeout_s
+        self._basket = _Basket()
+        self._display_wanted = asyncio.Event()
+        self.basket_decoder = FrameDecoder()
+        self.receipt_decoder = ReceiptDecoder()
+        self.displayed: list[bytes] = []  # what went to the display, newest last (bounded)
+
+    # -- basket protocol -------------------------------------------------------------------
+    def on_record(self, record: BasketRecord) -> None:
+        now = self._clock()
+        basket = self._basket
+        context = {"cartId": basket.cart_id}
+        if isinstance(record, ItemAdded | ItemRemoved):
+            line = basket.lines.setdefault(record.sku, [0, record.unit_price_cents])
+            delta = record.quantity if isinstance(record, ItemAdded) else -record.quantity
+            line[0] = max(0, line[0] + delta)
+            if line[0] == 0:
+                del basket.lines[record.sku]
+            name = "Product Added" if isinstance(record, ItemAdded) else "Product Removed"
+            properties = {
+                "sku": record.sku,
+                "quantity": record.quantity,
+                "price": _money(record.unit_price_cents),
+                "cartId": basket.cart_id,
+            }
+            self._emit(track(name, now, properties, anonymous_id=basket.cart_id))
+            self._display_wanted.set()
+        elif isinstance(record, LoyaltyCard):
+            basket.loyalty_number = record.loyalty_number
+            properties = {"method": "loyalty_card", "identifiers": {"loyaltyId": record.loyalty_number}, **context}
+            self._emit(track("Customer Identified", now, properties, anonymous_id=basket.cart_id))
+            self._display_wanted.set()
+        elif isinstance(record, OrderCompleted):
+            products = [
+                {"sku": sku, "quantity": qty, "price": _money(unit)} for sku, (qty, unit) in basket.lines.items()
+            ]
+            properties = {
+                "orderId": record.order_id,
+                "total": _money(record.total_cents),
+                "revenue": _money(record.total_cents),
+                "products": products,
+                **context,
+            }
+            if basket.loyalty_number is not None:
+                properties["identifiers"] = {"loyaltyId": basket.loyalty_number}
+            self._emit(track("Order Completed", now, properties, anonymous_id=basket.cart_id))
+            self._basket = _Basket()
+
+    def on_basket_bytes(self, chunk: bytes) -> None:
+        for record in self.basket_decoder.feed(chunk):
+            self.on_record(record)
+
+    # -- receipt tap -----------------------------------------------------------------------
+    def on_receipt(self, receipt: Receipt) -> None:
+        products: list[dict[str, Any]] = []
+        for item in receipt.items:
+            product: dict[str, Any] = {
+                "name": item.name,
+                "quantity": item.quantity,
+                "price": _money(item.amount_cents // item.quantity),
+            }
+            if item.sku:
+                product["sku"] = item.sku
+            products.append(product)
+        properties: dict[str, Any] = {"products": products, "source": "receipt"}
+        if receipt.total_cents is not None:
+            properties["total"] = properties["revenue"] = _money(receipt.total_cents)
+        if receipt.loyalty_number is not None:
+            properties["identifiers"] = {"loyaltyId": receipt.loyalty_number}
+        self._emit(track("Order Completed", self._clock(), properties))
+
+    def on_receipt_bytes(self, chunk: bytes) -> None:
+        for receipt in self.receipt_decoder.feed(chunk):
+            self.on_receipt(receipt)
+
+    # -- port loops (run under the component's TaskGroup via link.reconnecting) -------------
+    async def read_basket(self, link: SerialLink) -> None:
+        async for chunk in link.chunks():
+            self.on_basket_bytes(chunk)
+
+    async def read_receipts(self, link: SerialLink) -> None:
+        async for chunk in link.chunks():
+            self.on_receipt_bytes(chunk)
+
+    async def drive_display(self, link: SerialLink) -> None:
+        """After each basket change, fetch an offer and show it (latest basket wins)."""
+        while True:
+            await self._display_wanted.wait()
+            self._display_wanted.clear()
+            frame = await self.offer_frame()
+            if frame is not None:
+                await link.write(frame)
+                self.displayed = [*self.displayed[-9:], frame]
+
+    async def offer_frame(self) -> bytes | None:
+        if self._decide is None:
+            return None
+        basket = self._basket
+        request: dict[str, Any] = {"placement": "pole_display", "basket": sorted(basket.lines), "anonymousId": basket.cart_id}
+        if basket.loyalty_number is not None:  # decisioning tokenises it in-process, like the identity stage
+            request["identifiers"] = {"loyaltyId": basket.loyalty_number}
+        try:
+            response = await asyncio.wait_for(self._decide(self.source, request), self._decide_timeout_s)
+        except TimeoutError:
+            log.warning("pole display: no decision within %.1f s", self._decide_timeout_s)
+            return None
+        except Exception:  # decisioning is another component: a failure must not stop the till
+            log.exception("pole display: decision failed")
+            return None
+        offers = response.get("offers") or []
+        if not offers or not isinstance(offers[0], dict) or not offers[0].get("title"):
+            return None
+        return render_offer(str(offers[0]["title"]), width=self._display_width)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self._outlet.offer(self.source, event)
