@@ -1,0 +1,210 @@
+"""A person's own past purchases as model input: per item, one repurchase-likelihood weight.
+
+Shoppers rebuy staples on a cycle: an item bought yesterday is unlikely today, one bought on
+most visits and about one cycle ago is likely. The kernel is a table of empirical repurchase
+rates indexed by (days since last purchase ÷ the item's typical repurchase gap, share of the
+person's visits that included the item, number of purchases), learned from the training
+baskets, so the weight the model receives is already probability-like. ``HistoryKernel.weights``
+is how a caller turns raw purchase events into the ``(sku, weight)`` pairs the runtime takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .data import Dataset
+
+__all__ = ["History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
+
+RATIO_EDGES = (0.25, 0.5, 0.75, 1.0, 1.4, 2.0, 3.0, 5.0)
+SHARE_EDGES = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8)
+COUNT_EDGES = (2, 4)
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class HistoryKernel:
+    """Repurchase rates by (recency ratio, visit share, count) bucket and per-item gap in days."""
+
+    rates: np.ndarray  # [len(RATIO_EDGES)+1, len(SHARE_EDGES)+1, len(COUNT_EDGES)+1]
+    gap_days: np.ndarray  # [n_items] typical days between repurchases of each item
+
+    def weight(
+        self, items: np.ndarray, days_ago: np.ndarray, count: np.ndarray, visits: int
+    ) -> np.ndarray:
+        """Weights of ``items`` last bought ``days_ago`` ago, ``count`` times in ``visits``."""
+        ratio = np.maximum(days_ago, 0.0) / self.gap_days[items]
+        share = count / (max(visits, 1) + 1.0)
+        rb = np.searchsorted(RATIO_EDGES, ratio, side="right")
+        sb = np.searchsorted(SHARE_EDGES, share, side="right")
+        cb = np.searchsorted(COUNT_EDGES, count, side="right")
+        return self.rates[rb, sb, cb]
+
+    def weights(
+        self, index: dict[K, int], purchases: Iterable[tuple[K, float]]
+    ) -> list[tuple[K, float]]:
+        """Turn purchase events ``(sku, days_ago)`` into one ``(sku, weight)`` per known sku.
+
+        ``index`` maps sku → item index. A visit is a distinct ``days_ago`` value. Events with an
+        unknown sku or a non-finite or negative ``days_ago`` are ignored.
+        """
+        last: dict[K, float] = {}
+        count: dict[K, int] = {}
+        visits: set[float] = set()
+        for key, days in purchases:
+            if not isinstance(days, (int, float)) or not np.isfinite(days) or days < 0:
+                continue
+            if index.get(key) is None:
+                continue
+            visits.add(round(float(days), 4))
+            last[key] = min(float(days), last.get(key, float("inf")))
+            count[key] = count.get(key, 0) + 1
+        keys = list(last)
+        if not keys:
+            return []
+        w = self.weight(
+            np.array([index[k] for k in keys]),
+            np.array([last[k] for k in keys]),
+            np.array([count[k] for k in keys]),
+            len(visits),
+        )
+        return [(k, float(x)) for k, x in zip(keys, w, strict=True)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ratio_edges": list(RATIO_EDGES),
+            "share_edges": list(SHARE_EDGES),
+            "count_edges": list(COUNT_EDGES),
+            "rates": np.round(self.rates, 6).tolist(),
+            "gap_days": np.round(self.gap_days, 4).tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], n_items: int) -> HistoryKernel:
+        rates = np.asarray(data["rates"], dtype=np.float64)
+        gaps = np.asarray(data["gap_days"], dtype=np.float64)
+        shape = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1)
+        if rates.shape != shape or gaps.shape != (n_items,) or not (gaps > 0).all():
+            raise ValueError("history kernel does not match this model")
+        return cls(rates, gaps)
+
+
+@dataclass(frozen=True)
+class History:
+    """What a customer had bought before basket ``basket``."""
+
+    basket: int
+    items: np.ndarray
+    counts: np.ndarray
+    days_ago: np.ndarray
+    visits: int
+
+
+Block = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _customer_blocks(ds: Dataset) -> Iterator[Block]:
+    """Per customer with ≥ 2 baskets: first basket, its items, presence, counts-before, last-seen.
+
+    ``presence[j, x]``: basket j holds local item x; ``before[j, x]``: purchases of x in baskets
+    < j; ``last[j, x]``: time of the latest of those (−inf if none).
+    """
+    starts = np.flatnonzero(np.r_[True, ds.customer[1:] != ds.customer[:-1]])
+    ends = np.r_[starts[1:], ds.n_baskets]
+    for lo, hi in zip(starts, ends, strict=True):
+        if hi - lo < 2:
+            continue
+        items = ds.items[ds.indptr[lo] : ds.indptr[hi]]
+        local, inverse = np.unique(items, return_inverse=True)
+        rows = np.repeat(np.arange(hi - lo), np.diff(ds.indptr[lo : hi + 1]))
+        presence = np.zeros((hi - lo, len(local)), dtype=bool)
+        presence[rows, inverse] = True
+        before = np.zeros(presence.shape, dtype=np.int64)
+        before[1:] = np.cumsum(presence, axis=0)[:-1]
+        stamped = np.where(presence, ds.time[lo:hi, None].astype(np.float64), -np.inf)
+        last = np.full(presence.shape, -np.inf)
+        last[1:] = np.maximum.accumulate(stamped, axis=0)[:-1]
+        yield int(lo), local, presence, before, last
+
+
+def customer_histories(ds: Dataset, targets: np.ndarray | None = None) -> Iterator[History]:
+    """For every basket (or those flagged in ``targets``) the state of its customer's history.
+
+    Baskets with no earlier basket of the same customer are skipped.
+    """
+    for lo, local, _, before, last in _customer_blocks(ds):
+        for j in range(1, len(before)):
+            if targets is not None and not targets[lo + j]:
+                continue
+            seen = before[j] > 0
+            yield History(
+                lo + j,
+                local[seen],
+                before[j][seen],
+                (ds.time[lo + j] - last[j][seen]) / 86400.0,
+                j,
+            )
+
+
+def _gap_days(ds: Dataset, shrink: float = 3.0) -> np.ndarray:
+    """Per item, the geometric mean gap between a customer's consecutive purchases, shrunk."""
+    sizes = np.diff(ds.indptr)
+    cust = np.repeat(ds.customer, sizes)
+    when = np.repeat(ds.time, sizes) / 86400.0
+    order = np.lexsort((when, ds.items, cust))
+    c, i, t = cust[order], ds.items[order], when[order]
+    same = (c[1:] == c[:-1]) & (i[1:] == i[:-1])
+    gaps = np.maximum(t[1:] - t[:-1], 0.5)[same]
+    gap_items = i[1:][same]
+    logs = np.log(gaps)
+    overall = float(np.median(logs)) if len(logs) else np.log(7.0)
+    total = np.bincount(gap_items, logs, ds.n_items)
+    n = np.bincount(gap_items, minlength=ds.n_items)
+    return np.exp((total + shrink * overall) / (n + shrink))
+
+
+def fit_history_kernel(
+    ds: Dataset, prior_strength: float = 20.0
+) -> tuple[HistoryKernel, np.ndarray]:
+    """Learn the repurchase-rate table and each item's repeat propensity (ratio to the table).
+
+    Rates are shrunk toward the overall repurchase rate, propensities toward 1.
+    """
+    gaps = _gap_days(ds)
+    shape = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1)
+    cells_all, bought_all, items_all = [], [], []
+    for lo, local, presence, before, last in _customer_blocks(ds):
+        seen = before > 0
+        jj, xx = np.nonzero(seen)
+        count = before[jj, xx]
+        days = (ds.time[lo + jj] - last[jj, xx]) / 86400.0
+        ratio = days / gaps[local[xx]]
+        share = count / (jj + 1.0)
+        cells_all.append(np.ravel_multi_index(
+            (
+                np.searchsorted(RATIO_EDGES, ratio, side="right"),
+                np.searchsorted(SHARE_EDGES, share, side="right"),
+                np.searchsorted(COUNT_EDGES, count, side="right"),
+            ),
+            shape,
+        ))
+        bought_all.append(presence[jj, xx])
+        items_all.append(local[xx])
+    if not cells_all:
+        return HistoryKernel(np.full(shape, 0.05), gaps), np.ones(ds.n_items)
+    cells = np.concatenate(cells_all)
+    bought = np.concatenate(bought_all).astype(np.float64)
+    items = np.concatenate(items_all)
+    size = int(np.prod(shape))
+    hits = np.bincount(cells, bought, size).reshape(shape)
+    trials = np.bincount(cells, minlength=size).reshape(shape).astype(np.float64)
+    overall = hits.sum() / max(trials.sum(), 1.0)
+    rates = np.round((hits + prior_strength * overall) / (trials + prior_strength), 6)
+    expected = np.bincount(items, rates.ravel()[cells], ds.n_items)
+    observed = np.bincount(items, bought, ds.n_items)
+    propensity = (observed + 2.0) / (expected + 2.0)
+    return HistoryKernel(rates, np.round(gaps, 4)), propensity

@@ -1,0 +1,399 @@
+"""The recommender as the gateway uses it: verified load, validated requests, async facade.
+
+* :meth:`Recommender.load` checks the manifest, the sha256 of ``model.onnx`` and
+  ``history.json``, the catalog hash, the graph signature, and runs a warm-up inference —
+  any failure is a :class:`~models.errors.ModelError` saying what to do.
+* Requests name SKUs; unknown ones are ignored and counted in ``stats``. Baskets keep their last
+  ``max_basket`` items, histories their ``max_history`` heaviest entries.
+* :meth:`Recommender.infer` is the array-level entry (also used by evaluation). Every malformed
+  input — wrong dtype or shape, ids < -1 or ≥ n_items, NaN or negative weights — raises
+  ModelError before ONNX Runtime sees it; nothing else escapes.
+* :meth:`Recommender.arecommend` runs inference on a dedicated single-thread executor so the
+  event loop never blocks. :class:`ModelHolder` swaps models atomically and keeps the old one
+  on any failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .catalog import Catalog, load_catalog
+from .context import CTX_DIM, Context, encode_context
+from .errors import DataError, ModelError
+from .export import INPUTS, OUTPUTS
+from .history import HistoryKernel
+from .manifest import check_file, read_manifest
+
+__all__ = ["Context", "ModelHolder", "Recommender", "Request", "Scored"]
+
+MAX_WEIGHT = 1e6
+MAX_CONTEXT = 1e3
+MAX_BATCH = 1024
+
+Request = tuple[Sequence[str], Sequence[tuple[str, float]], "Context | None"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One recommended product and its model score (higher is better; log scale)."""
+
+    sku: str
+    score: float
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_context(context: Context) -> np.ndarray:
+    vec = encode_context(context)
+    vec.flags.writeable = False
+    return vec
+
+
+_NUMBER = (int, float, np.integer, np.floating)
+_NO_CONTEXT = np.zeros(CTX_DIM, dtype=np.float32)
+_NO_CONTEXT.flags.writeable = False
+
+
+def _context_vector(context: Context | None) -> np.ndarray:
+    """The encoded context, validated; None means no context information."""
+    if context is None:
+        return _NO_CONTEXT
+    if not isinstance(context, Context):
+        raise ModelError("context must be a models.Context or None")
+    if not (type(context.hour) is int and 0 <= context.hour < 24):
+        raise ModelError(f"context hour {context.hour!r} is not 0–23")
+    if not (type(context.weekday) is int and 0 <= context.weekday < 7):
+        raise ModelError(f"context weekday {context.weekday!r} is not 0 (Mon)–6 (Sun)")
+    try:
+        return _cached_context(context)
+    except TypeError:  # an unhashable field (e.g. a list as zone): encode without the cache
+        return encode_context(context)
+
+
+class Recommender:
+    """A loaded, verified model. Use :meth:`load`; instances are safe to share across threads."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        session: ort.InferenceSession,
+        manifest: dict[str, Any],
+        catalog: Catalog,
+        kernel: HistoryKernel,
+        max_basket: int,
+        max_history: int,
+    ) -> None:
+        self.model_dir = model_dir
+        self.manifest = manifest
+        self.catalog = catalog
+        self.kernel = kernel
+        self.max_basket = max_basket
+        self.max_history = max_history
+        self.top_k = int(manifest["top_k"])
+        self.n_items = len(catalog)
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("requests", "unknown_basket_skus", "unknown_history_skus", "basket_truncated",
+             "history_truncated", "rejected"), 0)
+        self._session = session
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recommender")
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        *,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        max_basket: int = 64,
+        max_history: int = 128,
+    ) -> Recommender:
+        """Verify and load ``model_dir``; raises ModelError with the reason on any problem."""
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        check_file(model_dir / "model.onnx", manifest["model_sha256"])
+        check_file(model_dir / "history.json", manifest["history_sha256"])
+        try:
+            catalog = load_catalog(model_dir / "catalog.csv")
+        except DataError as exc:
+            raise ModelError(f"model catalog is unusable: {exc}") from None
+        if catalog.sha256() != manifest["catalog_sha256"] or len(catalog) != manifest["n_items"]:
+            raise ModelError(
+                f"{model_dir}/catalog.csv is not the catalog this model was trained on "
+                "(hash or size differs); ship the model directory as a whole"
+            )
+        try:
+            kernel = HistoryKernel.from_json(
+                json.loads((model_dir / "history.json").read_text(encoding="utf-8")), len(catalog)
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{model_dir}/history.json is invalid: {exc}") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # MLAS would keep a pre-packed copy of the scoring table beside the original (which the
+        # embedding lookups still need): +1× model size for no gain on batch-1 GEMV.
+        options.add_session_config_entry("session.disable_prepacking", "1")
+        try:
+            session = ort.InferenceSession(
+                str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own exception types; convert at the boundary
+            raise ModelError(f"{model_dir}/model.onnx cannot be loaded: {exc}") from None
+        names_in = tuple(i.name for i in session.get_inputs())
+        names_out = tuple(o.name for o in session.get_outputs())
+        if names_in != INPUTS or names_out != OUTPUTS:
+            raise ModelError(f"{model_dir}/model.onnx has signature {names_in} → {names_out}")
+        rec = cls(model_dir, session, manifest, catalog, kernel, max_basket, max_history)
+        rec.smoke_test()
+        return rec
+
+    def smoke_test(self) -> None:
+        """Infer on an empty request and a one-item basket; ModelError unless both look sane."""
+        for basket in ([], [self.catalog.skus[0]]):
+            result = self.recommend(basket, (), None)
+            if not result or not all(math.isfinite(r.score) for r in result):
+                raise ModelError(f"{self.model_dir}: smoke inference returned no valid scores")
+            if basket and basket[0] in {r.sku for r in result}:
+                raise ModelError(f"{self.model_dir}: smoke inference returned a basket item")
+        self.stats["requests"] = 0
+
+    def history_weights(self, purchases: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass."""
+        index = {sku: i for sku, _ in purchases if isinstance(sku, str)
+                 for i in [self.catalog.index(sku)] if i is not None}
+        return self.kernel.weights(index, purchases)
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        if amount:
+            with self._lock:
+                self.stats[key] += amount
+
+    def _encode(
+        self, basket: Sequence[str], history: Sequence[tuple[str, float]], context: Context | None
+    ) -> tuple[list[int], list[int], list[float], np.ndarray]:
+        if isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence):
+            raise ModelError("basket must be a sequence of SKU strings")
+        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+            raise ModelError("history must be a sequence of (sku, weight) pairs")
+        lookup = self.catalog.index
+        items: list[int] = []
+        for sku in basket:
+            if not isinstance(sku, str):
+                raise ModelError(f"basket entries must be SKU strings, got {type(sku).__name__}")
+            i = lookup(sku)
+            if i is not None:
+                items.append(i)
+        if len(items) < len(basket):
+            self._count("unknown_basket_skus", len(basket) - len(items))
+        if len(items) > self.max_basket:
+            self._count("basket_truncated")
+            items = items[-self.max_basket :]
+        weights: dict[int, float] = {}
+        unknown = 0
+        for entry in history:
+            try:
+                sku, weight = entry
+            except (TypeError, ValueError):
+                raise ModelError("history entries must be (sku, weight) pairs") from None
+            if not isinstance(sku, str) or not isinstance(weight, _NUMBER) or weight is True \
+                    or weight is False:
+                raise ModelError("history entries must be (sku: str, weight: number) pairs")
+            if not 0.0 <= weight <= MAX_WEIGHT:
+                raise ModelError(f"history weight {weight!r} is not in [0, {MAX_WEIGHT:g}]")
+            i = lookup(sku)
+            if i is None:
+                unknown += 1
+            else:
+                weights[i] = weights.get(i, 0.0) + weight
+        if unknown:
+            self._count("unknown_history_skus", unknown)
+        if len(weights) > self.max_history:
+            self._count("history_truncated")
+            kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_history]
+            weights = dict(kept)
+        return items, list(weights), list(weights.values()), _context_vector(context)
+
+    def infer(
+        self,
+        basket: np.ndarray,
+        history: np.ndarray,
+        history_weights: np.ndarray,
+        context: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the graph on validated arrays; returns (top_items [B, K] int64, top_scores)."""
+        arrays = {"basket": basket, "history": history, "history_weights": history_weights,
+                  "context": context}
+        for name, arr in arrays.items():
+            if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+                raise ModelError(f"{name} must be a 2-D numpy array")
+        batch = basket.shape[0]
+        if not 1 <= batch <= MAX_BATCH or any(a.shape[0] != batch for a in arrays.values()):
+            raise ModelError(f"all inputs need the same batch size, 1–{MAX_BATCH}")
+        if history.shape != history_weights.shape:
+            raise ModelError("history and history_weights must have the same shape")
+        if basket.shape[1] > self.max_basket or history.shape[1] > self.max_history:
+            raise ModelError("basket or history wider than max_basket/max_history")
+        if context.shape[1] != CTX_DIM:
+            raise ModelError(f"context must have {CTX_DIM} columns")
+        for name in ("basket", "history"):
+            arr = arrays[name]
+            if arr.dtype.kind not in "iu":
+                raise ModelError(f"{name} must hold integers, not {arr.dtype}")
+            if arr.size and (arr.min() < -1 or arr.max() >= self.n_items):
+                raise ModelError(f"{name} ids must be -1 (padding) or 0–{self.n_items - 1}")
+        for name, limit in (("history_weights", MAX_WEIGHT), ("context", MAX_CONTEXT)):
+            arr = arrays[name]
+            if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+                raise ModelError(f"{name} must hold numbers, not {arr.dtype}")
+            with np.errstate(all="ignore"):
+                values = arr.astype(np.float64)
+            if arr.size and (not np.isfinite(values).all() or np.abs(values).max() > limit):
+                raise ModelError(f"{name} must be finite with magnitude ≤ {limit:g}")
+        if history_weights.size and history_weights.min() < 0:
+            raise ModelError("history_weights must be ≥ 0")
+        return self._run({
+            "basket": np.ascontiguousarray(basket, dtype=np.int64),
+            "history": np.ascontiguousarray(history, dtype=np.int64),
+            "history_weights": np.ascontiguousarray(history_weights, dtype=np.float32),
+            "context": np.ascontiguousarray(context, dtype=np.float32),
+        })
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Inference on feeds already in the graph's dtypes and within range."""
+        batch = feeds["basket"].shape[0]
+        for name in ("basket", "history"):
+            if feeds[name].shape[1] == 0:
+                feeds[name] = np.full((batch, 1), -1, dtype=np.int64)
+        if feeds["history_weights"].shape[1] == 0:
+            feeds["history_weights"] = np.zeros((batch, 1), dtype=np.float32)
+        try:
+            items, scores = self._session.run(None, feeds)
+        except Exception as exc:  # ORT's own exception types; convert at the boundary
+            raise ModelError(f"inference failed: {exc}") from None
+        return items, scores
+
+    def _decode(self, items: np.ndarray, scores: np.ndarray, k: int) -> list[Scored]:
+        skus = self.catalog.skus
+        return [Scored(skus[int(i)], float(s)) for i, s in zip(items[:k], scores[:k], strict=True)
+                if math.isfinite(s)]
+
+    def _k(self, k: int | None) -> int:
+        if k is None:
+            return self.top_k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ModelError(f"k must be a positive integer, got {k!r}")
+        return min(k, self.top_k)
+
+    def recommend_batch(
+        self, requests: Sequence[Request], k: int | None = None
+    ) -> list[list[Scored]]:
+        """Score many ``(basket, history, context)`` requests in one inference."""
+        limit = self._k(k)
+        if not requests:
+            return []
+        try:
+            encoded = [self._encode(*req) for req in requests]
+        except (TypeError, ValueError) as exc:
+            self._count("rejected")
+            raise ModelError(f"malformed request: {exc}") from None
+        except ModelError:
+            self._count("rejected")
+            raise
+        results: list[list[Scored]] = []
+        if len(encoded) == 1:
+            b, h, w, ctx_vec = encoded[0]
+            items, scores = self._run({
+                "basket": np.array(b or [-1], dtype=np.int64).reshape(1, -1),
+                "history": np.array(h or [-1], dtype=np.int64).reshape(1, -1),
+                "history_weights": np.array(w or [0.0], dtype=np.float32).reshape(1, -1),
+                "context": ctx_vec.reshape(1, -1),
+            })
+            self._count("requests")
+            return [self._decode(items[0], scores[0], limit)]
+        for lo in range(0, len(encoded), MAX_BATCH):
+            chunk = encoded[lo : lo + MAX_BATCH]
+            wb = max(1, max(len(e[0]) for e in chunk))
+            wh = max(1, max(len(e[1]) for e in chunk))
+            basket = np.full((len(chunk), wb), -1, dtype=np.int64)
+            hist = np.full((len(chunk), wh), -1, dtype=np.int64)
+            weights = np.zeros((len(chunk), wh), dtype=np.float32)
+            for row, (b, h, w, _) in enumerate(chunk):
+                basket[row, : len(b)] = b
+                hist[row, : len(h)] = h
+                weights[row, : len(w)] = w
+            ctx = np.stack([e[3] for e in chunk])
+            items, scores = self._run({"basket": basket, "history": hist,
+                                       "history_weights": weights, "context": ctx})
+            results.extend(self._decode(items[r], scores[r], limit) for r in range(len(chunk)))
+        self._count("requests", len(requests))
+        return results
+
+    def recommend(
+        self,
+        basket: Sequence[str],
+        history: Sequence[tuple[str, float]] = (),
+        context: Context | None = None,
+        k: int | None = None,
+    ) -> list[Scored]:
+        """Top ``k`` (default: the model's K) products for one shopper, best first."""
+        return self.recommend_batch([(basket, history, context)], k)[0]
+
+    async def arecommend(
+        self,
+        basket: Sequence[str],
+        history: Sequence[tuple[str, float]] = (),
+        context: Context | None = None,
+        k: int | None = None,
+    ) -> list[Scored]:
+        """:meth:`recommend` on the model's own single-thread executor, off the event loop."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.recommend, basket, history, context, k)
+        return await loop.run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        """Stop the executor thread once in-flight calls finish."""
+        self._executor.shutdown(wait=False)
+
+
+class ModelHolder:
+    """The serving model, swappable atomically; a failed swap leaves the old model serving."""
+
+    def __init__(self, model_dir: Path, **load_kwargs: Any) -> None:
+        self._load_kwargs = load_kwargs
+        self._current = Recommender.load(Path(model_dir), **load_kwargs)
+        self._swap_lock = threading.Lock()
+        self.swaps = 0
+        self.failed_swaps = 0
+
+    @property
+    def current(self) -> Recommender:
+        return self._current
+
+    def swap(self, new_dir: Path) -> None:
+        """Load, verify and smoke-test ``new_dir``, then serve it; ModelError keeps the old one."""
+        with self._swap_lock:
+            try:
+                candidate = Recommender.load(Path(new_dir), **self._load_kwargs)
+            except ModelError:
+                self.failed_swaps += 1
+                raise
+            except Exception as exc:  # anything unforeseen must not take the old model down
+                self.failed_swaps += 1
+                raise ModelError(f"{new_dir}: cannot load model: {exc}") from None
+            self._current = candidate
+            self.swaps += 1

@@ -1,0 +1,105 @@
+"""The scoring function, in numpy: the reference the ONNX graph is tested against.
+
+For a request with basket items b, history items h with weights w, and context vector c::
+
+    q     = a_basket · mean(E[b]) + a_user · Σ w·E[h] / Σ w          (taste from basket and past)
+    t_k   = log((n_k + α·share_k) / ((Σ n + α)·share_k))               (category taste: n_k =
+                                                                        history items in k)
+    g     = q @ Eᵀ + c @ W_ctx + prior + a_taste · t_cat(i)             (log-scale, all items)
+    score = g + log(1 + W_i · repeat[i] · exp(−clip(g, ±60)))         (history items only;
+                                                                        W_i = Σ of i's weights)
+    score = −inf for items already in the basket; return the top K
+
+i.e. log(exp(g) + W·repeat): a mixture of "bought anyway" and "bought again". The repeat and
+exclusion terms touch only the ≤ max_history / max_basket positions of a request, so the graph
+does one MatMul over the catalog, one category gather, one scatter and TopK. ``W_ctx`` already
+carries the context weight and ``repeat`` the history weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ScoringParams", "reference_scores", "reference_topk"]
+
+G_CLIP = 60.0
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """Everything the scoring function needs; exactly the initializers of the ONNX graph."""
+
+    emb_t: np.ndarray  # [d, n] float32
+    w_ctx: np.ndarray  # [ctx_dim, n] float32
+    prior: np.ndarray  # [n] float32
+    repeat: np.ndarray  # [n] float32, ≥ 0
+    a_basket: float
+    a_user: float
+    category: np.ndarray  # [n] int64 category code per item
+    category_share: np.ndarray  # [n_categories] float32, overall share of purchases
+    a_taste: float
+    taste_prior: float
+
+    @property
+    def n_items(self) -> int:
+        return int(self.emb_t.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.emb_t.shape[0])
+
+    @property
+    def ctx_dim(self) -> int:
+        return int(self.w_ctx.shape[0])
+
+
+def _masked_mean(
+    emb_t: np.ndarray, idx: np.ndarray, weight: np.ndarray, floor: float
+) -> np.ndarray:
+    safe = np.where(idx >= 0, idx, 0)
+    vectors = emb_t[:, safe]  # [d, B, M]
+    total = (vectors * weight[None]).sum(axis=2).T
+    return total / np.maximum(weight.sum(axis=1, keepdims=True), floor)
+
+
+def reference_scores(
+    p: ScoringParams,
+    basket: np.ndarray,
+    history: np.ndarray,
+    history_weights: np.ndarray,
+    context: np.ndarray,
+) -> np.ndarray:
+    """Scores of every item, [B, n] float32, computed in float32 like the graph."""
+    f32 = np.float32
+    bmask = (basket >= 0).astype(f32)
+    valid = history >= 0
+    hw = np.where(valid, history_weights, 0).astype(f32)
+    q = f32(p.a_basket) * _masked_mean(p.emb_t, basket, bmask, 1.0) + f32(
+        p.a_user
+    ) * _masked_mean(p.emb_t, history, hw, 1e-6)
+    cats = p.category[np.where(valid, history, 0)]
+    counts = np.zeros((len(history), len(p.category_share)), dtype=f32)
+    rows = np.repeat(np.arange(len(history)), history.shape[1])
+    np.add.at(counts, (rows, cats.ravel()), valid.ravel().astype(f32))
+    total = counts.sum(axis=1, keepdims=True)
+    alpha, share = f32(p.taste_prior), p.category_share
+    taste = np.log(counts + alpha * share) - np.log(total + alpha) - np.log(share)
+    g = q.astype(f32) @ p.emb_t + context.astype(f32) @ p.w_ctx + p.prior
+    scores = (g + f32(p.a_taste) * taste[:, p.category]).astype(f32)
+    h = np.zeros_like(scores)
+    np.add.at(h, (rows[valid.ravel()], history[valid]), hw[valid])
+    r, i = np.nonzero(h)
+    s = scores[r, i]
+    scores[r, i] = s + np.log1p(h[r, i] * p.repeat[i] * np.exp(-np.clip(s, -G_CLIP, G_CLIP)))
+    brows = np.repeat(np.arange(len(g)), basket.shape[1])
+    bvalid = basket.ravel() >= 0
+    scores[brows[bvalid], basket.ravel()[bvalid]] = -np.inf
+    return scores
+
+
+def reference_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k indices (int64) and scores (float32), best first, ties by lower index."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order.astype(np.int64), np.take_along_axis(scores, order, axis=1)

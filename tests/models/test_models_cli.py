@@ -1,0 +1,66 @@
+"""CLI: the commands run end to end, --json prints one object, every command is documented."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from models.cli import add_commands, main
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "recommender.md"
+
+
+def test_simulate_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, model = str(tmp_path / "d"), str(tmp_path / "m")
+    assert main(["model", "simulate", "--seed", "3", "--customers", "120", "--days", "15",
+                 "--skus", "80", "--out", data, "--quiet"]) == 0
+    assert main(["model", "train", "--data", data, "--out", model, "--quiet", "--dim", "32"]) == 0
+    capsys.readouterr()
+    assert main(["model", "evaluate", "--model", model, "--data", data, "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert out.count("\n") == 1 and report["k"] == 10
+    assert set(report["results"]) == {"model", "popularity", "personal_top_frequency",
+                                      "item_knn", "oracle"}
+    assert set(report["results"]["model"]) == {"recall@10", "ndcg@10", "hit_rate@10"}
+    assert main(["model", "evaluate", "--model", model, "--data", data]) == 0
+    assert "personal_top_frequency" in capsys.readouterr().out
+
+
+def test_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_every_command_and_option_is_documented() -> None:
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    doc = DOC.read_text()
+    model = parser._subparsers._group_actions[0].choices["model"]  # type: ignore[union-attr]
+    commands = model._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        assert f"edge model {name}" in doc, name
+        for action in sub._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert flag in doc, (name, flag)
+
+
+def test_tiny_and_untrainable_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "generic"
+    assert main(["model", "train", "--data", str(fixtures), "--out", str(tmp_path / "m"),
+                 "--quiet"]) == 0
+    assert main(["model", "evaluate", "--model", str(tmp_path / "m"), "--data", str(fixtures),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["model"]["hit_rate@10"] == 1.0
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "catalog.csv").write_text((fixtures / "catalog.csv").read_text())
+    (one / "transactions.csv").write_text(
+        "order_id,customer_id,sku,quantity,price,timestamp,store_id\n"
+        "o1,c1,A1,1,1,2026-01-05T08:00:00,s\n")
+    assert main(["model", "train", "--data", str(one), "--out", str(tmp_path / "x")]) == 2
+    assert "two baskets" in capsys.readouterr().err
