@@ -10,7 +10,7 @@ import pytest
 
 from models.cli import add_commands, main
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "recommender.md"
+DOC = Path(__file__).resolve().parents[2] / "models" / "README.md"
 
 
 def test_simulate_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
