@@ -2,7 +2,7 @@
 .PHONY: demo test bench bootstrap-demo bootstrap-test
 
 demo: bootstrap-demo
-	.venv/bin/edge demo
+	.venv/bin/edge demo $(DEMO_ARGS)
 
 test: bootstrap-test
 	.venv/bin/python -m pytest

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,21 @@ Edge gateway demo is running (store {config.store.id!r}).
   metrics       {gateway.http_url}/metrics  (Authorization: Bearer <ops-1 http_token>)
   MQTT broker   mqtt://{host}:{port}         (topics retail/v1/{config.store.id}/…)
   credentials   {fleet_file}
-  journal       edge journal stats --config <(echo) … or: EDGE_STORE__STATE_DIR={config.store.state_dir} edge journal stats
+  journal       EDGE_STORE__STATE_DIR={config.store.state_dir} edge journal stats
 Press Ctrl-C to stop.
 """, flush=True)  # fmt: skip
     simulation = asyncio.create_task(_simulate(gateway, fleet_file, args))
+
+    def stop() -> None:  # the simulated devices leave first, then the gateway stops
+        simulation.cancel()
+        simulation.add_done_callback(lambda _task: gateway.request_stop())
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
     if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, gateway.request_stop)
+        loop.call_later(args.duration, stop)
     await runner
-    simulation.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await simulation
     return 0
