@@ -105,7 +105,7 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
 
     config = load_config_arg(args.config)
     with schema.open_journal(config) as journal:
-        devices = DeviceRegistry(journal).list()
+        devices = DeviceRegistry(journal).devices()
     for d in devices:
         print(f"{d.device_id}\t{d.kind}\t{'enabled' if d.enabled else 'disabled'}")
     return 0

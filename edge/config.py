@@ -32,9 +32,8 @@ Check = Callable[[Any], str | None]
 def doc(default: Any, text: str, check: Check | None = None) -> Any:
     """A documented config field with a default (and an optional extra check)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(
-            default_factory=lambda d=default: type(d)(d), metadata={"doc": text, "check": check}
-        )
+        factory: Callable[[], Any] = lambda: type(default)(default)  # noqa: E731
+        return dataclasses.field(default_factory=factory, metadata={"doc": text, "check": check})
     return dataclasses.field(default=default, metadata={"doc": text, "check": check})
 
 
@@ -69,7 +68,7 @@ def section_keys(schema: Mapping[str, type]) -> list[tuple[str, str, Any, str]]:
     for name, cls in schema.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
             rows.append((f"{name}.{f.name}", _type_name(hints[f.name]), default, f.metadata.get("doc", "")))
     return rows
 
@@ -112,7 +111,7 @@ def parse_config(
             errors.append((f"{section}.{field_name}", f"unknown section in environment variable {key}"))
             continue
         merged.setdefault(section, {})[field_name] = _env_value(value)
-    sections = {}
+    sections: dict[str, Any] = {}
     for name, cls in schema.items():
         sections[name] = _build(name, cls, merged.get(name, {}), errors)
     if errors:

@@ -171,7 +171,8 @@ def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None
         raise InvalidEvent("wrong_type", "context must be an object")
     if kind == "identify" and not isinstance(raw.get("traits", {}), dict):
         raise InvalidEvent("wrong_type", "traits must be an object")
-    if "identifiers" in properties or any(k in raw.get("traits", {}) for k in _RAW_TRAITS):
+    traits = raw.get("traits")
+    if "identifiers" in properties or (isinstance(traits, dict) and any(k in traits for k in _RAW_TRAITS)):
         # The identity stage replaces raw identifiers by a token before this point; if they are
         # still here, nothing pseudonymised them and they must not reach the journal.
         raise InvalidEvent("raw_identifier", "raw identifiers were not pseudonymised; is identity enabled?")

@@ -71,7 +71,7 @@ class _RegistryCache:
     def kind(self, device_id: str) -> str | None:
         found = self._kinds.get(device_id)
         if found is None and time.monotonic() - self._loaded > 1.0:
-            self._kinds = {d.device_id: d.kind for d in self._registry.list() if d.enabled}
+            self._kinds = {d.device_id: d.kind for d in self._registry.devices() if d.enabled}
             self._loaded = time.monotonic()
             found = self._kinds.get(device_id)
         return found
@@ -123,7 +123,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
-        self._connect_properties = Properties(PacketTypes.CONNECT)
+        self._connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._connect_properties.SessionExpiryInterval = session_expiry_s
         self._connect_properties.ReceiveMaximum = min(receive_maximum, 65535)
         self._keepalive = keepalive_s
@@ -185,26 +185,27 @@ class MqttLink:
                                  "the gateway failed to handle this message", b"", ack)  # fmt: skip
 
     def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> None:
+        payload = bytes(msg.payload)
         try:
             where = route(msg.topic, self.store_id)
         except InvalidEvent as exc:
             source = Source(self.store_id, "?", "gateway", "mqtt")
-            self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", msg.payload, ack)
+            self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
             return
         source = Source(self.store_id, where.device_id, where.kind, "mqtt")
         if self.devices.kind(where.device_id) != where.kind:
             self.ingestor.reject(source, "unknown_device", "no registered device of that kind and id",
-                                 msg.payload, ack)  # fmt: skip
+                                 payload, ack)  # fmt: skip
             return
         if where.leaf == "events":
-            self.ingestor.enqueue(self.ingestor.prepare_payload(source, msg.payload), ack)
+            self.ingestor.enqueue(self.ingestor.prepare_payload(source, payload), ack)
         elif where.leaf == "status":
             if msg.retain:  # a replay of the broker's retained copy, already journaled live
                 self.ingestor.passthrough(ack)
                 return
-            status = _status_text(msg.payload)
+            status = _status_text(payload)
             event = {"event": "Device Status", "properties": {"status": status, "kind": where.kind}}
-            self.ingestor.enqueue(self.ingestor.prepare(source, [event], msg.payload), ack)
+            self.ingestor.enqueue(self.ingestor.prepare(source, [event], payload), ack)
         else:
             self._decide(source, msg)
             self.ingestor.passthrough(ack)
@@ -215,10 +216,10 @@ class MqttLink:
         correlation = getattr(props, "CorrelationData", None) if props else None
         if not reply_to or not reply_to.startswith(f"{self.root}{source.kind}/{source.device_id}/"):
             self.ingestor.reject(source, "bad_request", "decide needs a response topic under the device's own topics",
-                                 msg.payload, None)  # fmt: skip
+                                 bytes(msg.payload), None)  # fmt: skip
             return
         assert self.loop is not None
-        asyncio.run_coroutine_threadsafe(self._answer(source, msg.payload, reply_to, correlation), self.loop)
+        asyncio.run_coroutine_threadsafe(self._answer(source, bytes(msg.payload), reply_to, correlation), self.loop)
 
     async def _answer(self, source: Source, payload: bytes, reply_to: str, correlation: bytes | None) -> None:
         try:
@@ -233,7 +234,7 @@ class MqttLink:
             response = {"error": f"bad request: {type(exc).__name__}"}
         except InvalidEvent as exc:
             response = {"error": exc.reason, "detail": exc.detail}
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if correlation is not None:
             props.CorrelationData = correlation
         self.publish(reply_to, json.dumps(response), qos=1, properties=props)

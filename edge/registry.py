@@ -21,7 +21,6 @@ from pathlib import Path
 
 import sqlite_utils
 
-from edge.bus import DEVICE_KINDS
 from edge.errors import RegistryError
 from edge.journal import Journal, Migration
 
@@ -123,7 +122,7 @@ class DeviceRegistry:
             if conn.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount == 0:
                 raise RegistryError(f"no device {device_id!r}")
 
-    def list(self) -> list[Device]:
+    def devices(self) -> list[Device]:
         with self._journal.connection() as conn:
             rows = conn.execute(
                 "SELECT device_id, kind, enabled, created_ms FROM devices ORDER BY device_id"
@@ -131,7 +130,7 @@ class DeviceRegistry:
         return [Device(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
     def get(self, device_id: str) -> Device | None:
-        return next((d for d in self.list() if d.device_id == device_id), None)
+        return next((d for d in self.devices() if d.device_id == device_id), None)
 
     def by_token(self, token: str) -> Device | None:
         digest = _token_hash(token)
