@@ -30,6 +30,7 @@ __all__ = [
     "TOKEN_PATTERN",
     "Event",
     "decode_payload",
+    "iso_ms",
     "parse_event",
 ]
 
@@ -140,8 +141,14 @@ def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[
     return items
 
 
-def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None = None) -> Event:
-    """Validate one raw event from ``source``; raises InvalidEvent naming what was wrong."""
+def parse_event(
+    raw: Any, source: Source, received_ms: int, raw_size: int | None = None, received_iso: str | None = None
+) -> Event:
+    """Validate one raw event from ``source``; raises InvalidEvent naming what was wrong.
+
+    ``raw_size`` (an upper bound of the event's JSON size, e.g. its payload's length) and
+    ``received_iso`` spare the hot path a re-serialisation and a date format per event.
+    """
     if not isinstance(raw, dict):
         raise InvalidEvent("wrong_type", "an event must be a JSON object")
     size = raw_size if raw_size is not None else _size(raw)
@@ -187,9 +194,10 @@ def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None
     if kind == "identify" and user_id is None and anonymous_id is None:
         raise InvalidEvent("missing_field", "identify needs userId or anonymousId")
     timestamp = raw.get("timestamp")
+    received_at = received_iso or _iso(received_ms)
     if timestamp is None:
         event_ms = received_ms
-        timestamp = _iso(received_ms)
+        timestamp = received_at
     else:
         event_ms = _parse_time(timestamp)
     message_id = raw.get("messageId")
@@ -207,7 +215,7 @@ def parse_event(raw: Any, source: Source, received_ms: int, raw_size: int | None
         messageId=message_id,
         type=kind,
         timestamp=timestamp,
-        receivedAt=_iso(received_ms),
+        receivedAt=received_at,
         storeId=source.store_id,
         deviceId=source.device_id,
         channel=source.channel,
@@ -254,6 +262,11 @@ def _parse_time(value: Any) -> int:
         return int(parsed.timestamp() * 1000)
     except (OverflowError, OSError, ValueError):
         raise InvalidEvent("bad_timestamp", "timestamp is out of range") from None
+
+
+def iso_ms(unix_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``, as every gateway timestamp is written."""
+    return _iso(unix_ms)
 
 
 def _iso(unix_ms: int) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from edge.bus import PublishResult, Rejection, Source
 from edge.component import Listener, PostStage, PreStage
 from edge.errors import EdgeError, InvalidEvent
-from edge.events import Event, decode_payload, parse_event
+from edge.events import MAX_EVENT_BYTES, Event, decode_payload, iso_ms, parse_event
 from edge.journal import DeadLetter, Journal
 from edge.metrics import IngestMetrics
 
@@ -97,13 +97,16 @@ class Ingestor:
     def prepare(self, source: Source, raw_events: Sequence[Any], payload: bytes | None = None) -> _Item:
         """Validate and enrich in the caller's thread; bad events become dead letters."""
         now_ms = int(self.clock() * 1000)
+        now_iso = iso_ms(now_ms)
+        # a payload within the per-event limit bounds every event in it: no need to re-measure
+        size_bound = len(payload) if payload is not None and len(payload) <= MAX_EVENT_BYTES else None
         item = _Item(source, [], [], [], None)
         for index, raw in enumerate(raw_events):
             try:
                 if isinstance(raw, dict):
                     for stage in self.pre_stages:
                         raw = stage(raw, source)
-                event = parse_event(raw, source, now_ms)
+                event = parse_event(raw, source, now_ms, size_bound if not self.pre_stages else None, now_iso)
                 for post in self.post_stages:
                     post(event)
             except InvalidEvent as exc:
