@@ -1,0 +1,64 @@
+"""The one retry delay of every sync reconnect/retry loop (house rule 5), and Retry-After parsing.
+
+Both are pure: the random source and the clock are parameters, so schedules are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+
+__all__ = ["backoff_delay", "parse_retry_after"]
+
+#: A longer Retry-After is cut to this: a broken server must not park a sink for days.
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base_s: float = 0.5,
+    cap_s: float = 60.0,
+    jitter: float = 0.5,
+    retry_after_s: float | None = None,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
+
+    Exponential (``base_s * 2**attempt`` capped at ``cap_s``) with equal jitter: drawn from
+    ``[d * (1 - jitter), d]``. A server's ``retry_after_s`` is a floor (never retry sooner than
+    asked), bounded by :data:`MAX_RETRY_AFTER_S`.
+    """
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError("jitter must be within [0, 1]")
+    delay = min(cap_s, base_s * math.ldexp(1.0, min(attempt, 62)))
+    delay -= delay * jitter * rng()
+    if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s > delay:
+        return min(float(retry_after_s), MAX_RETRY_AFTER_S)
+    return delay
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """A ``Retry-After`` header (delta-seconds or HTTP-date) → seconds from ``now_s``, or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or len(text) > 64:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(int(text)), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    try:
+        delta = when.timestamp() - now_s
+    except (OverflowError, OSError, ValueError):
+        return None
+    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)

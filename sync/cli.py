@@ -1,0 +1,134 @@
+"""``edge sync status|drain`` and ``edge central run|erase``: thin handlers over the library.
+
+Each handler is set as ``func`` on its sub-parser (``args.func(args)`` returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sync.config import CentralConfig
+
+__all__ = ["StillAllowedFactory", "add_commands"]
+
+#: Builds the live consent check for ``sync drain`` from the open journal and the configuration.
+StillAllowedFactory = Callable[[Any, Any], Callable[[str], bool]]
+
+
+def add_commands(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    *,
+    still_allowed_factory: StillAllowedFactory | None = None,
+) -> None:
+    sync = subparsers.add_parser("sync", help="store-and-forward sync to the CDP")
+    sync_cmds = sync.add_subparsers(dest="sync_command", required=True)
+    status = sync_cmds.add_parser(
+        "status", help="backlog, oldest unsent event, last success per sink, drops"
+    )
+    status.add_argument("--config", type=Path, help="gateway TOML configuration")
+    status.set_defaults(func=_status)
+    drain = sync_cmds.add_parser(
+        "drain", help="send everything queued to the configured sinks, then exit"
+    )
+    drain.add_argument("--config", type=Path, help="gateway TOML configuration")
+    drain.set_defaults(func=lambda args: _drain(args, still_allowed_factory))
+
+    central = subparsers.add_parser("central", help="the central sync job (JetStream → PostgreSQL)")
+    central_cmds = central.add_subparsers(dest="central_command", required=True)
+    run = central_cmds.add_parser("run", help="load every store's events into PostgreSQL, forever")
+    erase = central_cmds.add_parser("erase", help="erase a person centrally and at every store")
+    for p in (run, erase):
+        p.add_argument("--nats", action="append", help="NATS URL (repeat for a cluster)")
+        p.add_argument("--postgres", help="PostgreSQL DSN")
+        p.add_argument("--config", type=Path, help="TOML configuration with a [central] section")
+    run.set_defaults(func=_central_run)
+    erase.add_argument("--user", required=True, help="customer token (ct_…)")
+    erase.add_argument("--request-id", required=True, help="the CDP's erasure request id")
+    erase.set_defaults(func=_central_erase)
+
+
+def _load(path: Path | None) -> Any:
+    from edge.config import load_config
+    from edge.schema import config_schema
+
+    return load_config(path, config_schema())
+
+
+def _open_journal(config: Any) -> Any:
+    from edge.schema import open_journal
+
+    return open_journal(config)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sync.status import sync_status
+
+    config = _load(args.config)
+    sinks = [n for n, s in (("http", config.sync_http), ("nats", config.sync_nats)) if s.enabled]
+    with _open_journal(config) as journal:
+        print(json.dumps(sync_status(journal, sinks, config.sync.quota_bytes), indent=2))
+    return 0
+
+
+def _drain(args: argparse.Namespace, factory: StillAllowedFactory | None) -> int:
+    from tqdm import tqdm
+
+    from sync.drain import drain_all
+
+    if factory is None:
+        print("sync drain needs the live consent check; run it from the edge CLI", file=sys.stderr)
+        return 2
+    config = _load(args.config)
+    with _open_journal(config) as journal:
+        still_allowed = factory(journal, config)
+        with tqdm(unit="ev", desc="drain") as bar:
+            sent = asyncio.run(drain_all(journal, config, still_allowed, progress=bar.update))
+    print(json.dumps(sent))
+    return 0
+
+
+def _central_config(args: argparse.Namespace) -> CentralConfig:
+    base = _load(args.config).central if args.config else CentralConfig()
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if args.nats:
+        changes["servers"] = args.nats
+    if args.postgres:
+        changes["postgres"] = args.postgres
+    config = dataclasses.replace(base, **changes)
+    if not config.postgres:
+        raise SystemExit("central: give --postgres DSN or central.postgres in --config")
+    return config
+
+
+def _central_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from sync.central import CentralJob
+
+    if not logging.getLogger().handlers:  # lag reports are INFO lines
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    job = CentralJob(_central_config(args))
+    asyncio.run(_create_and_run(job))
+    return 0
+
+
+async def _create_and_run(job: Any) -> None:
+    await job.create_schema()
+    await job.run()
+
+
+def _central_erase(args: argparse.Namespace) -> int:
+    from sync.central import CentralJob
+
+    job = CentralJob(_central_config(args))
+    stores = asyncio.run(job.request_erasure(args.user, args.request_id))
+    print(json.dumps({"request_id": args.request_id, "stores": stores}))
+    return 0

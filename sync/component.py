@@ -1,0 +1,181 @@
+"""The sync feature as a gateway component: outbox loops, quota, downlink, status route."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from sync.config import DownlinkConfig, HttpSinkConfig, NatsSinkConfig, SyncConfig
+from sync.downlink import Downlink, DownlinkHandlers, OffersFile
+from sync.errors import DownlinkRefused
+from sync.http_sink import HttpSink
+from sync.metrics import SyncMetrics
+from sync.nats_sink import JetStreamSink
+from sync.outbox import Outbox, StillAllowed
+from sync.quota import enforce_quota
+from sync.sink import Sink
+from sync.status import sync_status
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+__all__ = ["SyncComponent", "build", "store_id_of"]
+
+log = logging.getLogger(__name__)
+
+
+def store_id_of(ctx: GatewayContext) -> str:
+    """``store.id`` from the configuration (falls back to the topic root ``retail/v1/{id}/``)."""
+    try:
+        return str(ctx.config.store.id)
+    except AttributeError:
+        return ctx.topic_root.strip("/").split("/")[-1]
+
+
+class SyncComponent:
+    name = "sync"
+
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        still_allowed: StillAllowed,
+        downlink_handlers: DownlinkHandlers | None,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.store_id = store_id_of(ctx)
+        self.config: SyncConfig = ctx.config.section("sync")
+        self.http: HttpSinkConfig = ctx.config.section("sync_http")
+        self.nats: NatsSinkConfig = ctx.config.section("sync_nats")
+        self.downlink_config: DownlinkConfig = ctx.config.section("downlink")
+        self.metrics = SyncMetrics(ctx.metrics)
+        self.outbox = Outbox(ctx.journal, self.config, still_allowed, self.metrics)
+        self._http_transport = http_transport
+        self.downlink = (
+            Downlink(ctx.journal, self.downlink_config, downlink_handlers, self.store_id,
+                     ctx.state_dir, self.metrics)  # fmt: skip
+            if downlink_handlers is not None and self.downlink_config.enabled
+            else None
+        )
+
+    def sinks(self) -> dict[str, Callable[[], AbstractAsyncContextManager[Sink]]]:
+        """Enabled sinks by name, each a factory of a fresh connection."""
+        out: dict[str, Callable[[], AbstractAsyncContextManager[Sink]]] = {}
+        if self.http.enabled:
+            out["http"] = lambda: HttpSink(self.http, transport=self._http_transport)
+        if self.nats.enabled:
+            out["nats"] = lambda: JetStreamSink(self.nats, self.store_id)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return sync_status(self.ctx.journal, list(self.sinks()), self.config.quota_bytes)
+
+    def enforce_quota(self) -> None:
+        sinks = list(self.sinks())
+        if sinks:
+            enforce_quota(
+                self.ctx.journal, sinks, self.config.quota_bytes,
+                low_water=self.config.quota_low_water, store_id=self.store_id,
+                metrics=self.metrics, clock=self.ctx.clock,
+            )  # fmt: skip
+
+    # -- Component protocol -----------------------------------------------------------------
+    def routers(self) -> Sequence[APIRouter]:
+        from fastapi import APIRouter, Depends
+
+        from edge.auth import require
+
+        router = APIRouter()
+
+        @router.get("/v1/sync/status", dependencies=[Depends(require("ops"))], tags=["sync"])
+        async def sync_status_route() -> dict[str, Any]:
+            """Outbox backlog per sink, oldest unsent event, last success, drops, downlink log."""
+            return await asyncio.to_thread(self.status)
+
+        return [router]
+
+    def pre_stages(self) -> Sequence[PreStage]:
+        return ()
+
+    def post_stages(self) -> Sequence[PostStage]:
+        return ()
+
+    def listeners(self) -> Sequence[Listener]:
+        return ()
+
+    def decide_handler(self) -> DecideHandler | None:
+        return None
+
+    def readiness(self) -> Mapping[str, Callable[[], bool]]:
+        return {}  # offline is a normal state for a store: sync never makes the gateway unready
+
+    async def run(self) -> None:
+        sinks = self.sinks()
+        async with asyncio.TaskGroup() as tasks:
+            for name, factory in sinks.items():
+                retry = self.http.auth_retry_s if name == "http" else 300.0
+                tasks.create_task(self.outbox.run_sink(name, factory, auth_retry_s=retry))
+            if sinks and self.config.quota_bytes > 0:
+                tasks.create_task(self._quota_loop())
+            if self.downlink is not None:
+                tasks.create_task(self.downlink.run())
+
+    async def _quota_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.enforce_quota)
+            except Exception:
+                log.exception("outbox quota check failed; retrying at the next interval")
+            await asyncio.sleep(self.config.quota_check_s)
+
+
+def build(
+    ctx: GatewayContext,
+    *,
+    still_allowed: StillAllowed | None = None,
+    downlink_handlers: DownlinkHandlers | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> SyncComponent:
+    """The sync component. Without explicit callables, they are taken from the decisioning
+    component in ``ctx.components`` if it was built; without it, no event about a person leaves
+    the store (``still_allowed`` answers False) and the downlink stays off."""
+    decisioning = ctx.components.get("decisioning")
+    if still_allowed is None:
+        still_allowed = _still_allowed_from(decisioning)
+    if downlink_handlers is None and decisioning is not None:
+        downlink_handlers = _handlers_from(decisioning)
+    return SyncComponent(ctx, still_allowed, downlink_handlers, http_transport=http_transport)
+
+
+def _still_allowed_from(decisioning: Any) -> StillAllowed:
+    if decisioning is None:
+        return lambda user_id: False
+
+    def still_allowed(user_id: str) -> bool:
+        allowed = decisioning.allows(user_id, "cdp_sync")
+        return bool(allowed and not decisioning.is_suppressed(user_id))
+
+    return still_allowed
+
+
+def _no_model_runtime(directory: Path) -> None:
+    raise DownlinkRefused("no_model_runtime", "this gateway has no model runtime to swap into")
+
+
+def _handlers_from(decisioning: Any) -> DownlinkHandlers:
+    offers = OffersFile(decisioning.offers_path)
+    return DownlinkHandlers(
+        apply_consent=lambda user_id, prefs, src: decisioning.apply_consent(user_id, prefs, src),
+        erase=lambda user_id, request_id: decisioning.erase(user_id, request_id),
+        install_offers=offers.install,
+        swap_model=_no_model_runtime,
+        catalog_version=lambda: decisioning.offers.version or offers.version(),
+    )

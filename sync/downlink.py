@@ -1,0 +1,259 @@
+"""Downlink consumer: applies what the centre sends to this store, in order, then acks.
+
+A JetStream durable pull consumer ``store-{storeId}`` on ``cdp.downlink.{storeId}`` (stream
+``CDP_DOWNLINK`` over ``cdp.downlink.>``). Handlers are injected (:class:`DownlinkHandlers`):
+
+* consent → ``apply_consent(user_id, prefs, source)``;
+* erasure → ``erase(user_id, request_id)``: the decisioning component puts the person on the
+  suppression list before anything else is queued, erases journal, profile and presence, and
+  journals the ``Customer Erased`` confirmation (only the ``requestId``) that the outbox sends;
+* offers → ``install_offers(catalog bytes)`` (:class:`OffersFile` writes the file atomically);
+* model → signature, catalog and file digests verified (:mod:`sync.manifest`), files unpacked
+  into ``<state>/<model_dir>/<version>/`` (with the signed manifest as ``signed-update.json``
+  and ``.sig``) then ``swap_model(dir)`` (the runtime swaps atomically and keeps the old model
+  on a failed smoke test; any exception from it refuses the update and removes the directory).
+
+A refused message (malformed, bad signature, wrong catalog, a handler raising an EdgeError or
+ValueError, a failed swap) is acked, logged in ``sync_downlink`` and counted — redelivering it
+cannot help. A handler that raises anything else gets the message redelivered (nak, 30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from edge.errors import EdgeError
+from edge.journal import Journal
+from sync import tables
+from sync.backoff import backoff_delay
+from sync.config import DownlinkConfig
+from sync.errors import DownlinkRefused, TransientSinkError
+from sync.manifest import load_public_key, verify_manifest
+from sync.messages import (
+    ConsentChange,
+    DownlinkMessage,
+    ErasureRequest,
+    ModelUpdate,
+    OfferCatalog,
+    downlink_subject,
+    message_ref,
+    parse_downlink,
+)
+from sync.metrics import SyncMetrics
+from sync.nats_sink import connect, ensure_stream
+
+__all__ = ["DOWNLINK_SUBJECTS", "Downlink", "DownlinkHandlers", "OffersFile"]
+
+log = logging.getLogger(__name__)
+
+DOWNLINK_SUBJECTS = "cdp.downlink.>"
+
+
+@dataclass(frozen=True)
+class DownlinkHandlers:
+    apply_consent: Callable[[str, Mapping[str, bool], str], object]
+    erase: Callable[[str, str], object]
+    install_offers: Callable[[bytes], object]
+    swap_model: Callable[[Path], object]
+    #: the version of the installed offer catalog; a model built for another one is refused
+    catalog_version: Callable[[], str | None] = field(default=lambda: None)
+
+
+class OffersFile:
+    """The offers file the decisioning component watches: atomic replace, version lookup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def install(self, catalog: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".offers-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(catalog)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)
+
+    def version(self) -> str | None:
+        """The catalog's top-level ``version`` (TOML), else the file's sha256; None if absent."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            version = tomllib.loads(data.decode("utf-8")).get("version")
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            version = None
+        if isinstance(version, str) and version:
+            return version
+        return hashlib.sha256(data).hexdigest()
+
+
+class Downlink:
+    def __init__(
+        self,
+        journal: Journal,
+        config: DownlinkConfig,
+        handlers: DownlinkHandlers,
+        store_id: str,
+        state_dir: Path,
+        metrics: SyncMetrics,
+    ) -> None:
+        self.journal = journal
+        self.config = config
+        self.handlers = handlers
+        self.store_id = store_id
+        self.model_root = state_dir / config.model_dir
+        self.metrics = metrics
+        key = config.model_public_key
+        self._public_key = load_public_key(key) if key else None
+
+    # -- applying one message (no NATS involved; tested directly) --------------------------
+    def apply(self, payload: bytes) -> str:
+        """Apply one message; returns the outcome label. Raises only for a retryable failure."""
+        try:
+            message = parse_downlink(payload, self.config.max_message_bytes)
+        except DownlinkRefused as exc:
+            self._record("unknown", "-", exc)
+            return "refused"
+        try:
+            self._apply(message)
+        except DownlinkRefused as exc:
+            self._record(_kind(message), message_ref(message), exc)
+            return "refused"
+        except (EdgeError, ValueError) as exc:  # the handler refused it: retrying cannot help
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            self._record(_kind(message), message_ref(message),
+                         DownlinkRefused("handler_refused", detail))  # fmt: skip
+            return "refused"
+        tables.record_downlink(self.journal, _kind(message), message_ref(message), "applied", "")
+        self.metrics.downlink.labels(_kind(message), "applied").inc()
+        return "applied"
+
+    def _record(self, kind: str, ref: str, exc: DownlinkRefused) -> None:
+        log.warning("downlink %s %s refused: %s", kind, ref, exc)
+        tables.record_downlink(self.journal, kind, ref, "refused", f"{exc.reason}: {exc.detail}")
+        self.metrics.downlink.labels(kind, "refused").inc()
+
+    def _apply(self, message: DownlinkMessage) -> None:
+        if isinstance(message, ConsentChange):
+            self.handlers.apply_consent(message.user_id, message.preferences, message.source)
+        elif isinstance(message, ErasureRequest):
+            self.handlers.erase(message.user_id, message.request_id)
+        elif isinstance(message, OfferCatalog):
+            self.handlers.install_offers(message.catalog)
+        else:
+            directory = self._unpack_model(message)
+            try:
+                self.handlers.swap_model(directory)
+            except Exception as exc:  # the runtime kept (rolled back to) the old model
+                shutil.rmtree(directory, ignore_errors=True)
+                raise DownlinkRefused("swap_failed", f"{type(exc).__name__}: {exc}"[:300]) from None
+
+    def _unpack_model(self, message: ModelUpdate) -> Path:
+        if self._public_key is None:
+            raise DownlinkRefused("no_public_key", "set downlink.model_public_key to accept models")
+        manifest = verify_manifest(
+            self._public_key, message.manifest, message.signature, message.files,
+            self.handlers.catalog_version(),
+        )  # fmt: skip
+        target = self.model_root / manifest.version
+        self.model_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.model_root, prefix=".incoming-"))
+        try:
+            for name, content in message.files.items():
+                (staging / name).write_bytes(content)
+            (staging / "signed-update.json").write_bytes(message.manifest)
+            (staging / "signed-update.sig").write_bytes(message.signature)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    # -- the consumer loop -----------------------------------------------------------------
+    async def run(self, *, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        """Consume forever; the reconnect loop around the connection (house rule 5)."""
+        attempt = 0
+        while True:
+            try:
+                await self._consume()
+                attempt = 0
+            except (TransientSinkError, nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
+                log.warning("downlink disconnected: %s", exc)
+                await sleep(backoff_delay(attempt))
+                attempt += 1
+
+    async def _consume(self, idle_exit: bool = False) -> int:
+        nc = await connect(self.config.servers, name=f"edge-downlink-{self.store_id}")
+        applied = 0
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, self.config.stream, DOWNLINK_SUBJECTS, replicas=1,
+                                duplicate_window_s=3600)  # fmt: skip
+            sub = await js.pull_subscribe(
+                downlink_subject(self.store_id),
+                durable=f"store-{self.store_id}",
+                stream=self.config.stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT, max_ack_pending=64, ack_wait=300
+                ),
+            )
+            while not nc.is_closed:
+                try:
+                    messages = await sub.fetch(16, timeout=2)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    if idle_exit:
+                        return applied
+                    continue
+                for msg in messages:
+                    try:
+                        await asyncio.to_thread(self.apply, msg.data)
+                    except Exception:
+                        log.exception("downlink handler failed; message will be redelivered")
+                        await msg.nak(delay=30)
+                        continue
+                    await msg.ack()
+                    applied += 1
+            raise TransientSinkError("downlink connection closed")
+        finally:
+            await nc.close()
+
+    async def consume_available(self) -> int:
+        """Apply everything queued for this store, then return (CLI and tests)."""
+        return await self._consume(idle_exit=True)
+
+
+def _kind(message: DownlinkMessage) -> str:
+    return {ConsentChange: "consent", ErasureRequest: "erasure", OfferCatalog: "offers"}.get(
+        type(message), "model"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,204 @@
+"""NATS JetStream sink: each event to ``cdp.events.{storeId}`` with ``Nats-Msg-Id`` = messageId.
+
+At start the stream is created (``cdp.events.>``, a de-duplication window) or verified. A batch
+is published concurrently (one request per event, replies on one wildcard inbox) and every
+publish ack awaited before the outbox confirms. An ack flagged ``duplicate`` is counted; a
+missing or failed ack makes the whole batch transient (resending is harmless: the stream
+de-duplicates on the id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from sync.config import NatsSinkConfig
+from sync.errors import StreamMismatch, TransientSinkError
+from sync.sink import OutboundEvent, SendResult
+
+__all__ = ["EVENTS_SUBJECTS", "JetStreamSink", "connect", "ensure_stream", "events_subject"]
+
+EVENTS_SUBJECTS = "cdp.events.>"
+
+
+def events_subject(store_id: str) -> str:
+    return f"cdp.events.{store_id}"
+
+
+async def connect(servers: Sequence[str], credentials: str = "", name: str = "edge-sync") -> Client:
+    """Connect once; reconnection is the caller's loop. Vendor errors become TransientSinkError."""
+    options: dict[str, Any] = {
+        "servers": list(servers),
+        "name": name,
+        "connect_timeout": 3,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": 5,
+        "reconnect_time_wait": 0.5,
+    }
+    if credentials:
+        options["user_credentials"] = credentials
+
+    async def _quiet(_exc: Exception) -> None:  # nats-py logs to stderr otherwise
+        return None
+
+    options["error_cb"] = _quiet
+    try:
+        return await nats.connect(**options)
+    except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+        what = f"cannot connect to NATS {list(servers)}: {type(exc).__name__}"
+        raise TransientSinkError(what) from None
+
+
+async def ensure_stream(
+    js: JetStreamContext, name: str, subjects: str, *, replicas: int, duplicate_window_s: float
+) -> None:
+    """Create ``name`` over ``subjects`` or check that the existing one covers them."""
+    try:
+        info = await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(
+                StreamConfig(
+                    name=name,
+                    subjects=[subjects],
+                    retention=RetentionPolicy.LIMITS,
+                    storage=StorageType.FILE,
+                    num_replicas=replicas,
+                    duplicate_window=duplicate_window_s,
+                )
+            )
+        except nats.js.errors.BadRequestError as exc:  # created concurrently by another store
+            if "already in use" not in str(exc):
+                raise StreamMismatch(f"cannot create stream {name}: {exc}") from None
+        return
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise TransientSinkError(f"JetStream not available: {type(exc).__name__}") from None
+    have = info.config.subjects or []
+    if subjects not in have:
+        raise StreamMismatch(
+            f"stream {name} has subjects {have}, not {subjects}: fix the stream or sync_nats.stream"
+        )
+
+
+class _Acks:
+    """Collects the publish acks of the batch in flight on one wildcard reply subscription.
+
+    Cheaper than one future per message (``publish_async``): an ack is matched by its reply
+    subject ``<inbox>.<batch>.<index>``; only an ack mentioning ``error`` or ``duplicate`` is
+    parsed.
+    Acks of an abandoned (timed-out) batch carry an old batch number and are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.batch = 0
+        self.pending = 0
+        self.duplicates = 0
+        self.errors: list[str] = []
+        self.done: asyncio.Future[None] | None = None
+
+    def start(self, count: int) -> asyncio.Future[None]:
+        self.batch += 1
+        self.pending, self.duplicates, self.errors = count, 0, []
+        self.done = asyncio.get_running_loop().create_future()
+        if count == 0:
+            self.done.set_result(None)
+        return self.done
+
+    async def on_ack(self, msg: Msg) -> None:
+        batch = msg.subject.rsplit(".", 2)[-2]
+        if batch != str(self.batch) or self.done is None or self.done.done():
+            return
+        data = msg.data
+        status = msg.headers.get("Status") if msg.headers else None
+        if status == "503":
+            self.errors.append("no JetStream stream answers on this subject")
+        elif b'"error"' in data or b'"duplicate"' in data:  # rare: only then parse the ack
+            try:
+                ack = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                ack = {"error": "unparseable publish ack"}
+            if not isinstance(ack, dict) or "error" in ack:
+                self.errors.append(data[:200].decode("utf-8", "replace"))
+            elif ack.get("duplicate") is True:
+                self.duplicates += 1
+        self.pending -= 1
+        if self.pending == 0:
+            self.done.set_result(None)
+
+
+class JetStreamSink:
+    def __init__(self, config: NatsSinkConfig, store_id: str, *, name: str = "nats") -> None:
+        self.name = name
+        self.config = config
+        self.subject = events_subject(store_id)
+        self._nc: Client | None = None
+        self._acks = _Acks()
+        self._inbox = ""
+
+    async def __aenter__(self) -> JetStreamSink:
+        self._nc = await connect(self.config.servers, self.config.credentials)
+        try:
+            js = self._nc.jetstream(timeout=self.config.ack_timeout_s)
+            await ensure_stream(
+                js,
+                self.config.stream,
+                EVENTS_SUBJECTS,
+                replicas=self.config.replicas,
+                duplicate_window_s=self.config.duplicate_window_s,
+            )
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(
+                f"{self._inbox}.>", cb=self._acks.on_ack, pending_msgs_limit=10_000
+            )
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._nc is not None:
+            try:
+                await asyncio.wait_for(self._nc.close(), 5)
+            except (asyncio.TimeoutError, nats.errors.Error, OSError):
+                pass
+            self._nc = None
+
+    async def send(self, events: Sequence[OutboundEvent]) -> SendResult:
+        nc = self._nc
+        assert nc is not None, "use JetStreamSink with async with"
+        if nc.is_closed:
+            raise TransientSinkError("NATS connection closed")
+        done = self._acks.start(len(events))
+        reply = f"{self._inbox}.{self._acks.batch}."
+        subject = self.subject
+        try:
+            for i, event in enumerate(events):
+                await nc.publish(subject, event.body.encode(), reply=f"{reply}{i}",
+                                 headers={"Nats-Msg-Id": event.message_id})  # fmt: skip
+            await asyncio.wait_for(asyncio.shield(done), self.config.ack_timeout_s)
+        except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
+            what = f"JetStream publish not acknowledged: {type(exc).__name__}"
+            raise TransientSinkError(what) from None
+        finally:
+            if not done.done():
+                done.cancel()
+        if self._acks.errors:
+            raise TransientSinkError(f"JetStream refused a publish: {self._acks.errors[0]}")
+        duplicates = self._acks.duplicates
+        return SendResult(sent=len(events) - duplicates, duplicates=duplicates)
