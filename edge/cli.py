@@ -224,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name not in (name, name.rpartition(".")[0]):
                 raise
             continue
-        module.add_commands(sub)
+        if name == "sync.cli":  # drain checks consent and erasure like the running gateway does
+            from edge.decisioning.cli import still_allowed_offline
+
+            module.add_commands(sub, still_allowed_factory=still_allowed_offline)
+        else:
+            module.add_commands(sub)
     return parser
 
 

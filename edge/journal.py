@@ -12,8 +12,10 @@
   raw connection, see ``PERFORMANCE.md``). Other packages register their own tables with
   :class:`Migration` so erasure and backups see one file.
 
-One connection guarded by a lock is shared by the threads of one process; other processes
-(``edge journal stats``, ``edge sync drain``) open their own and WAL lets them read alongside.
+Writes go through one connection guarded by a lock. Reads use a connection per thread
+(:meth:`Journal.reader`), so a bearer-token lookup or an outbox read never waits behind a group
+commit's fsync; WAL lets them, and other processes (``edge journal stats``, ``edge sync
+drain``), read alongside the writer.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class Journal:
         self.path = Path(path)
         self.dead_letter_max = dead_letter_max
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -166,7 +170,22 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._conn.close()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (it never takes the writer's lock)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -249,8 +268,7 @@ class Journal:
 
     # -- the outbox seam -------------------------------------------------------------------
     def cursor(self, sink: str) -> int:
-        with self._lock:
-            row = self._conn.execute("SELECT seq FROM sink_cursors WHERE sink = ?", (sink,)).fetchone()
+        row = self.reader().execute("SELECT seq FROM sink_cursors WHERE sink = ?", (sink,)).fetchone()
         return int(row[0]) if row else 0
 
     def read_after(
@@ -260,12 +278,11 @@ class Journal:
         start = self.cursor(sink) if after is None else after
         out: list[JournalRecord] = []
         total = 0
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, message_id, event, user_id, received_ms, sync_allowed, body"
-                " FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (start, limit),
-            ).fetchall()
+        rows = self.reader().execute(
+            "SELECT seq, message_id, event, user_id, received_ms, sync_allowed, body"
+            " FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (start, limit),
+        ).fetchall()
         for row in rows:
             size = len(row[6])
             if out and total + size > max_bytes:
@@ -285,22 +302,15 @@ class Journal:
             )
 
     def backlog(self, sink: str) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM events WHERE seq > ?", (self.cursor(sink),)
-            ).fetchone()
+        row = self.reader().execute("SELECT COUNT(*) FROM events WHERE seq > ?", (self.cursor(sink),)).fetchone()
         return int(row[0])
 
     # -- reading and housekeeping ----------------------------------------------------------
     def message_ids(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._conn.execute("SELECT message_id FROM events")}
+        return {r[0] for r in self.reader().execute("SELECT message_id FROM events")}
 
     def get(self, message_id: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT body FROM events WHERE message_id = ?", (message_id,)
-            ).fetchone()
+        row = self.reader().execute("SELECT body FROM events WHERE message_id = ?", (message_id,)).fetchone()
         return row[0] if row else None
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -123,10 +123,9 @@ class DeviceRegistry:
                 raise RegistryError(f"no device {device_id!r}")
 
     def devices(self) -> list[Device]:
-        with self._journal.connection() as conn:
-            rows = conn.execute(
-                "SELECT device_id, kind, enabled, created_ms FROM devices ORDER BY device_id"
-            ).fetchall()
+        rows = self._journal.reader().execute(
+            "SELECT device_id, kind, enabled, created_ms FROM devices ORDER BY device_id"
+        ).fetchall()
         return [Device(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
     def get(self, device_id: str) -> Device | None:
@@ -134,12 +133,10 @@ class DeviceRegistry:
 
     def by_token(self, token: str) -> Device | None:
         digest = _token_hash(token)
-        with self._journal.connection() as conn:
-            row = conn.execute(
-                "SELECT device_id, kind, enabled, created_ms, token_sha256 FROM devices"
-                " WHERE token_sha256 = ?",
-                (digest,),
-            ).fetchone()
+        row = self._journal.reader().execute(  # never waits behind a group commit
+            "SELECT device_id, kind, enabled, created_ms, token_sha256 FROM devices WHERE token_sha256 = ?",
+            (digest,),
+        ).fetchone()
         if row is None or not hmac.compare_digest(row[4], digest) or not row[2]:
             return None
         return Device(row[0], row[1], bool(row[2]), row[3])

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from edge import registry, settings
+from edge.settings import FEATURES
 from edge.config import Config, load_config
 from edge.journal import Journal, Migration
 
 __all__ = ["FEATURES", "config_schema", "journal_path", "load", "migrations", "open_journal"]
 
-#: Feature packages wired by the composition root, in build order.
-FEATURES = ("edge.decisioning", "devices", "sync")
 
 
 def _features() -> list[Any]:

@@ -12,6 +12,9 @@ from edge.config import doc
 __all__ = ["CONFIG_SECTIONS", "HttpConfig", "IngestConfig", "JournalConfig", "FeaturesConfig", "LogConfig",
            "MqttConfig", "StoreConfig"]  # fmt: skip
 
+#: Feature packages the composition root can wire, in build order (later ones use earlier ones).
+FEATURES = ("edge.model", "edge.decisioning", "devices", "sync")
+
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -90,11 +93,11 @@ class IngestConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     enabled: list[str] = doc(
-        ["edge.decisioning", "devices", "sync"],
-        "Feature packages the gateway wires (decisioning, store devices, CDP sync); remove one to run without it.",
+        list(FEATURES),
+        "Features the gateway wires, in order (recommender, decisioning, store devices, CDP sync); remove one to run without it.",
         lambda names: None
-        if set(names) <= {"edge.decisioning", "devices", "sync"}
-        else "known features: edge.decisioning, devices, sync",
+        if set(names) <= set(FEATURES)
+        else f"known features: {', '.join(FEATURES)}",
     )
 
 

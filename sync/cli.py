@@ -54,10 +54,9 @@ def add_commands(
 
 
 def _load(path: Path | None) -> Any:
-    from edge.config import load_config
-    from edge.schema import config_schema
+    from edge.cli import load_config_arg
 
-    return load_config(path, config_schema())
+    return load_config_arg(path)
 
 
 def _open_journal(config: Any) -> Any:

@@ -151,7 +151,7 @@ def build(
     if still_allowed is None:
         still_allowed = _still_allowed_from(decisioning)
     if downlink_handlers is None and decisioning is not None:
-        downlink_handlers = _handlers_from(decisioning)
+        downlink_handlers = _handlers_from(decisioning, ctx.components.get("model"))
     return SyncComponent(ctx, still_allowed, downlink_handlers, http_transport=http_transport)
 
 
@@ -170,12 +170,14 @@ def _no_model_runtime(directory: Path) -> None:
     raise DownlinkRefused("no_model_runtime", "this gateway has no model runtime to swap into")
 
 
-def _handlers_from(decisioning: Any) -> DownlinkHandlers:
+def _handlers_from(decisioning: Any, model: Any) -> DownlinkHandlers:
+    """Model updates swap into the ``model`` component; a model is accepted only for the product
+    catalog (sha256 of catalog.csv) the store's model in force was built for."""
     offers = OffersFile(decisioning.offers_path)
     return DownlinkHandlers(
         apply_consent=lambda user_id, prefs, src: decisioning.apply_consent(user_id, prefs, src),
         erase=lambda user_id, request_id: decisioning.erase(user_id, request_id),
         install_offers=offers.install,
-        swap_model=_no_model_runtime,
-        catalog_version=lambda: decisioning.offers.version or offers.version(),
+        swap_model=model.swap if model is not None else _no_model_runtime,
+        catalog_version=model.catalog_version if model is not None else (lambda: None),
     )

@@ -1,0 +1,127 @@
+"""Feedback and attribution, as a journal listener.
+
+* ``Offer Exposed`` (the engine's own event) → one ``exposures`` row per offer, both arms.
+* ``Offer Viewed`` / ``Offer Clicked`` with ``properties.decisionId`` → marks the exposure.
+* ``Order Completed`` lines (``properties.products = [{sku, quantity, price}]``) → matched to
+  exposures of the same person (``userId``) or visit (``anonymousId``) no older than the
+  attribution window whose offer names that SKU or its category; each exposure is redeemed at
+  most once, holdout exposures too (that is what makes the arms comparable). Each new
+  redemption is stored and handed to ``emit`` as an ``Offer Redeemed`` event for the CDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edge.events import Event
+from edge.journal import Journal
+
+__all__ = ["Attribution"]
+
+
+class Attribution:
+    def __init__(
+        self,
+        journal: Journal,
+        category_of: Callable[[str], str | None],
+        emit: Callable[[Event, list[dict[str, Any]]], None],
+        window_ms: int,
+    ) -> None:
+        self.journal = journal
+        self.category_of = category_of
+        self.emit = emit
+        self.window_ms = window_ms
+
+    def listen(self, events: Sequence[Event]) -> None:
+        exposures, feedback, orders = [], [], []
+        for event in events:
+            if event.name == "Offer Exposed":
+                exposures.extend(_exposure_rows(event))
+            elif event.name in ("Offer Viewed", "Offer Clicked"):
+                feedback.append(event)
+            elif event.name == "Order Completed" and (event.user_id or event.anonymous_id):
+                orders.append(event)
+        if not (exposures or feedback or orders):
+            return
+        derived: list[tuple[Event, list[dict[str, Any]]]] = []
+        with self.journal.transaction() as conn:
+            if exposures:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO exposures (decision_id, offer_id, experiment, arm,"
+                    " unit_key, person_key, visit_key, user_id, anonymous_id, device_id, channel,"
+                    " sku, category, ms, day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    exposures,
+                )
+            for event in feedback:
+                props = event.body["properties"]
+                column = "viewed_ms" if event.name == "Offer Viewed" else "clicked_ms"
+                conn.execute(
+                    f"UPDATE exposures SET {column} = COALESCE({column}, ?)"
+                    " WHERE decision_id = ? AND offer_id = ?",
+                    (event.received_ms, props.get("decisionId"), props.get("offerId")),
+                )
+            for order in orders:
+                redeemed = self._match(conn, order)
+                if redeemed:
+                    derived.append((order, redeemed))
+        for order, redeemed in derived:
+            self.emit(order, redeemed)
+
+    def _match(self, conn: Any, order: Event) -> list[dict[str, Any]]:
+        props = order.body["properties"]
+        lines = [p for p in props.get("products", []) if isinstance(p, dict) and isinstance(p.get("sku"), str)]
+        if not lines:
+            return []
+        since = order.received_ms - self.window_ms
+        rows = conn.execute(
+            "SELECT e.decision_id, e.offer_id, e.experiment, e.arm, e.unit_key, e.sku, e.category"
+            " FROM exposures e LEFT JOIN redemptions r"
+            " ON r.decision_id = e.decision_id AND r.offer_id = e.offer_id"
+            " WHERE r.decision_id IS NULL AND e.ms BETWEEN ? AND ?"
+            " AND (e.user_id = ? OR e.anonymous_id = ?) ORDER BY e.ms, e.decision_id, e.offer_id",
+            (since, order.received_ms, order.user_id, order.anonymous_id),
+        ).fetchall()
+        out = []
+        order_id = props.get("orderId") if isinstance(props.get("orderId"), str) else None
+        for decision_id, offer_id, experiment, arm, unit, sku, category in rows:
+            line = next(
+                (ln for ln in lines
+                 if ln["sku"] == sku or (category is not None and self.category_of(ln["sku"]) == category)),
+                None,
+            )
+            if line is None:
+                continue
+            quantity = _number(line.get("quantity"), 1.0)
+            revenue = quantity * _number(line.get("price"), 0.0)
+            conn.execute(
+                "INSERT OR IGNORE INTO redemptions (decision_id, offer_id, experiment, arm,"
+                " unit_key, user_id, anonymous_id, order_id, sku, quantity, revenue, ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (decision_id, offer_id, experiment, arm, unit, order.user_id, order.anonymous_id,
+                 order_id, line["sku"], quantity, revenue, order.received_ms),
+            )
+            out.append({"decisionId": decision_id, "offerId": offer_id, "experiment": experiment,
+                        "arm": arm, "sku": line["sku"], "quantity": quantity,
+                        "revenue": round(revenue, 2), "orderId": order_id})
+        return out
+
+
+def _exposure_rows(event: Event) -> list[tuple[Any, ...]]:
+    props = event.body["properties"]
+    rows = []
+    for offer in props.get("offers", []):
+        rows.append((
+            props.get("decisionId"), offer.get("offerId"), offer.get("experiment"),
+            offer.get("arm"), offer.get("unit"), props.get("personKey"), props.get("visitId"),
+            event.user_id, event.anonymous_id, event.source.device_id, event.source.channel,
+            offer.get("sku"), offer.get("category"), props.get("exposedMs", event.received_ms),
+            props.get("day", ""),
+        ))
+    return rows
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return default

@@ -1,0 +1,136 @@
+"""CLI commands: ``edge offers check``, ``edge forget``, ``edge report uplift``.
+
+Each handler is a few lines calling the library and returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.config import Config
+from edge.decisioning.erasure import Eraser
+from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
+from edge.decisioning.offers import OfferFileError, load_offers
+from edge.decisioning.uplift import format_report, uplift_report
+from edge.errors import EdgeError
+from edge.events import TOKEN_PATTERN
+from edge.journal import Journal
+
+__all__ = ["add_commands"]
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    offers = subparsers.add_parser("offers", help="work with offer catalog files")
+    offer_commands = offers.add_subparsers(dest="offers_command", required=True)
+    check = offer_commands.add_parser("check", help="validate an offer file; every error with its path")
+    check.add_argument("path", type=Path, help="the offer TOML file")
+    check.add_argument("--catalog", type=Path, help="a catalog.csv whose SKUs/categories offers must use")
+    check.set_defaults(func=offers_check)
+
+    forget = subparsers.add_parser(
+        "forget", help="erase a customer (token or raw identifier) and suppress them from now on"
+    )
+    forget.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
+                        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
+    forget.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")
+    forget.add_argument("--request-id", help="the erasure request id to confirm to the CDP")
+    forget.add_argument("--config", type=Path, help="gateway configuration file")
+    forget.set_defaults(func=forget_customer)
+
+    report = subparsers.add_parser("report", help="reports")
+    reports = report.add_subparsers(dest="report_command", required=True)
+    uplift = reports.add_parser("uplift", help="per campaign: treatment vs holdout, uplift, 95 %% CI")
+    uplift.add_argument("--config", type=Path, help="gateway configuration file")
+    uplift.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    uplift.set_defaults(func=report_uplift)
+
+
+def offers_check(args: argparse.Namespace) -> int:
+    skus = categories = None
+    if args.catalog is not None:
+        from models.catalog import load_catalog
+
+        catalog = load_catalog(args.catalog)
+        skus, categories = set(catalog.skus), {item.category for item in catalog.items}
+    try:
+        result = load_offers(args.path, skus=skus, categories=categories)
+    except OfferFileError as exc:
+        for path, message in exc.errors:
+            print(f"{args.path}: {path}: {message}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: {len(result.offers)} offers OK")
+    return 0
+
+
+def forget_customer(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args.config)
+        with _journal(config) as journal:
+            identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+            token = _token(identity, args.identifier, args.kind)
+            removed = Eraser(journal, identity, time.time).erase(token, args.request_id)
+    except (EdgeError, ValueError) as exc:
+        print(f"edge forget: {exc}", file=sys.stderr)
+        return 2
+    print(f"erased {token}: {removed} rows removed; suppressed from now on;"
+          " the running gateway confirms it to the CDP")
+    return 0
+
+
+def report_uplift(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args.config)
+        with _journal(config) as journal:
+            rows = uplift_report(journal)
+    except EdgeError as exc:
+        print(f"edge report uplift: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"campaigns": [r.as_json() for r in rows]}, indent=1))
+    else:
+        print(format_report(rows))
+    return 0
+
+
+def _token(identity: Identity, value: str, kind: str | None) -> str:
+    if TOKEN_PATTERN.match(value):
+        return value
+    if kind is None and "@" in value:
+        kind = "email"
+    if kind is None:
+        raise ValueError("not a ct_… token: say which identifier it is with --kind")
+    return identity.token(kind, value)
+
+
+def _config(path: Path | None) -> Config:
+    from edge.cli import load_config_arg
+
+    return load_config_arg(path)
+
+
+def _journal(config: Config) -> Journal:
+    from edge.schema import open_journal
+
+    return open_journal(config)
+
+
+def _key_file(config: Config) -> Path:
+    if config.identity.key_file:
+        return Path(config.identity.key_file)
+    return Path(config.store.state_dir) / "identity.key"  # where the running gateway keeps it
+
+
+def still_allowed_offline(journal: Journal, config: Config) -> Callable[[str], bool]:
+    """The consent-and-erasure check ``edge sync drain`` applies outside the gateway process:
+    the same ledger and suppression list the running gateway uses, read from the journal."""
+    from edge.decisioning.consent import ConsentLedger
+
+    identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+    eraser = Eraser(journal, identity, time.time)
+    ledger = ConsentLedger(journal, eraser.is_suppressed)
+    return lambda user_id: ledger.allows(user_id, "cdp_sync") and not eraser.is_suppressed(user_id)

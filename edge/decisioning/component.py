@@ -1,0 +1,320 @@
+"""The decisioning component: identity, consent, erasure, profile, offers, decisions, uplift.
+
+``build(ctx)`` wires the parts to the gateway's seams (see :mod:`edge.component`):
+
+* pre-stage — :class:`~edge.decisioning.identity.IdentityStage` (tokenise, drop suppressed);
+* post-stage — consent changes applied, then the consent snapshot stamped on every event;
+* listeners — late-erasure guard, profile builder, attribution;
+* ``decide_handler`` — the engine, for MQTT ``…/decide``;
+* ``run()`` — offer-file reload, erasure refresh and confirmations, derived events' publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from edge.bus import Source
+from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from edge.decisioning.attribution import Attribution
+from edge.decisioning.caps import CapLedger
+from edge.decisioning.consent import ConsentLedger
+from edge.decisioning.engine import DecisionEngine, Recommending, local_time
+from edge.decisioning.erasure import Eraser
+from edge.decisioning.identity import Identity, IdentityStage, load_key
+from edge.decisioning.offers import OfferCatalog, OfferWatcher, load_offers
+from edge.decisioning.profile import ProfileStore
+from edge.decisioning.uplift import CampaignUplift, uplift_report
+from edge.errors import InvalidEvent
+from edge.events import Event
+
+__all__ = ["DEMO_OFFERS", "DecisioningComponent", "build"]
+
+log = logging.getLogger(__name__)
+
+DEMO_OFFERS = Path(__file__).with_name("demo_offers.toml")
+
+
+def build(ctx: GatewayContext, recommender: Callable[[], Recommending] | None = None) -> DecisioningComponent:
+    """The component. ``recommender`` returns the model in force (default: the ``model``
+    component's ``holder.current``, else a holder on the shipped default model)."""
+    return DecisioningComponent(ctx, recommender or _default_recommender(ctx))
+
+
+def _default_recommender(ctx: GatewayContext) -> Callable[[], Recommending]:
+    model = ctx.components.get("model")
+    holder = getattr(model, "holder", None)
+    if holder is None:
+        import models
+        from models.runtime import ModelHolder
+
+        holder = ModelHolder(models.DEFAULT_MODEL_DIR)
+    return lambda: holder.current  # type: ignore[no-any-return]
+
+
+class DecisioningComponent:
+    name = "decisioning"
+
+    def __init__(self, ctx: GatewayContext, recommender: Callable[[], Recommending]) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.settings = cfg.decisioning
+        self.store_id = ctx.topic_root.rstrip("/").rsplit("/", 1)[-1]
+        key_file = cfg.identity.key_file or ctx.state_dir / "identity.key"
+        self.identity = Identity(load_key(Path(key_file)), cfg.identity.default_region)
+        self.eraser = Eraser(ctx.journal, self.identity, ctx.clock)
+        self.consent = ConsentLedger(ctx.journal, self.eraser.is_suppressed,
+                                     cfg.consent.default_notice_version)
+        self.recommender = recommender
+        self.profiles = ProfileStore(
+            ctx.journal, self._category_of,
+            lambda user_id: self.allows(user_id, "personalization"),
+            max_items=self.settings.profile_items, cache_size=self.settings.profile_cache,
+            visit_gap_ms=int(self.settings.visit_gap_minutes * 60_000),
+            half_life_days=self.settings.history_half_life_days,
+        )
+        self.caps = CapLedger()
+        self.caps.load(ctx.journal, self._today())
+        self._metrics(ctx)
+        self.offers_path = Path(cfg.offers.path) if cfg.offers.path else DEMO_OFFERS
+        self.watcher = OfferWatcher(
+            self.offers_path,
+            lambda p: load_offers(p, default_holdout=self.settings.default_holdout),
+            on_refused=lambda exc: self.offer_files_refused.inc(),
+        )
+        self.engine = DecisionEngine(
+            identity=self.identity, consent=self.consent, profiles=self.profiles, caps=self.caps,
+            offers=lambda: self.watcher.current, recommender=recommender, bus=ctx.bus,
+            publish_later=None if self.settings.exposure_ack else self._publish_later,
+            clock=ctx.clock, is_suppressed=self.eraser.is_suppressed, settings=self.settings,
+            minimum_stock=cfg.offers.minimum_stock,
+        )
+        self.attribution = Attribution(
+            ctx.journal, self._category_of, self._emit_redeemed,
+            int(self.settings.attribution_window_hours * 3_600_000),
+        )
+        self._identity_stage = IdentityStage(self.identity, self.eraser.is_suppressed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._derived: asyncio.Queue[tuple[Source, list[dict[str, Any]]]] | None = None
+        self._wake: asyncio.Event | None = None
+
+    def _metrics(self, ctx: GatewayContext) -> None:
+        reg = ctx.metrics
+        self.decisions = Counter("edge_decisions", "Decisions answered", ["channel", "arm"], registry=reg)
+        self.decision_seconds = Histogram(
+            "edge_decision_seconds", "Time to answer a decision",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0), registry=reg,
+        )
+        self.offer_files_refused = Counter(
+            "edge_offer_files_refused", "Offer files refused on reload (the old catalog stayed)",
+            registry=reg,
+        )
+        self.derived_dropped = Counter(
+            "edge_derived_events_dropped", "Derived events (Offer Redeemed) dropped: queue full"
+            " or gateway not running", registry=reg,
+        )
+        self.erasures = Counter("edge_erasures", "Customers erased", registry=reg)
+
+    # -- the seams -------------------------------------------------------------------------
+    def routers(self) -> Sequence[Any]:
+        from edge.decisioning.api import router
+
+        return [router(self)]
+
+    def pre_stages(self) -> Sequence[PreStage]:
+        return [self._identity_stage]
+
+    def post_stages(self) -> Sequence[PostStage]:
+        return [self._post_stage]
+
+    def listeners(self) -> Sequence[Listener]:
+        return [self.consent.listen, self.profiles.listen, self.attribution.listen,
+                self.eraser.listen]
+
+    def decide_handler(self) -> DecideHandler:
+        return self._decide_or_refuse
+
+    def readiness(self) -> Mapping[str, Callable[[], bool]]:
+        return {"offers": lambda: bool(self.watcher.current.offers), "model": self._model_ready}
+
+    # -- the API the gateway, the sync engineer and the HTTP routes use -------------------
+    async def decide(self, source: Source, body: dict[str, Any]) -> dict[str, Any]:
+        with self.decision_seconds.time():
+            response = await self.engine.decide(source, body)
+        self.decisions.labels(source.channel, response["arm"]).inc()
+        return response
+
+    async def _decide_or_refuse(self, source: Source, body: dict[str, Any]) -> dict[str, Any]:
+        """The MQTT handler: a malformed request gets ``{"error", "detail"}`` as its reply."""
+        try:
+            return await self.decide(source, body)
+        except InvalidEvent as exc:
+            return {"error": exc.reason, "detail": exc.detail}
+
+    def set_stock(self, levels: Mapping[str, int]) -> None:
+        """Known stock levels (e.g. from the POS); an offer's SKU below ``offers.minimum_stock``
+        is not applicable. SKUs never reported count as in stock."""
+        self.engine.stock.update(levels)
+
+    def allows(self, user_id: str | None, purpose: str) -> bool:
+        return not self.eraser.is_suppressed(user_id) and self.consent.allows(user_id, purpose)
+
+    def is_suppressed(self, user_id: str | None) -> bool:
+        return self.eraser.is_suppressed(user_id)
+
+    def apply_consent(
+        self, user_id: str, preferences: Mapping[str, Any], source: str,
+        notice_version: str | None = None,
+    ) -> dict[str, bool]:
+        """Record a consent change directly (the sync downlink); returns the new snapshot."""
+        if self.eraser.is_suppressed(user_id):
+            raise InvalidEvent("suppressed", "the customer was erased")
+        snapshot = self.consent.apply(user_id, preferences, source, notice_version,
+                                      int(self.ctx.clock() * 1000))
+        if not snapshot["personalization"]:
+            self.profiles.drop(user_id)
+        return snapshot
+
+    def erase(self, user_id: str, request_id: str | None = None) -> int:
+        """Erase a person (token) everywhere; returns rows removed. Safe from any thread."""
+        removed = self.eraser.erase(user_id, request_id)
+        self._forget_cached([user_id])
+        self.erasures.inc()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        return removed
+
+    def add_erasure_hook(self, hook: Callable[[str], int]) -> Callable[[], None]:
+        """Other components' erasure (presence state …): ``hook(token) -> rows removed`` runs on
+        every erasure; returns the undo callable."""
+        return self.eraser.add_hook(hook)
+
+    def uplift(self) -> list[CampaignUplift]:
+        return uplift_report(self.ctx.journal)
+
+    @property
+    def offers(self) -> OfferCatalog:
+        return self.watcher.current
+
+    # -- internals -------------------------------------------------------------------------
+    def _post_stage(self, event: Event) -> None:
+        if event.user_id is not None and self.eraser.is_suppressed(event.user_id):
+            raise InvalidEvent("suppressed", "the customer was erased; event dropped")
+        self.consent.stage(event)
+        if event.name == "Consent Updated" and event.user_id and not event.consent.get("personalization"):
+            self.profiles.drop(event.user_id, persist=False)
+
+    def _forget_cached(self, user_ids: Sequence[str]) -> None:
+        for user_id in user_ids:  # the rows are gone already: erasure deleted them
+            self.consent.forget(user_id)
+            self.profiles.drop(user_id, persist=False)
+        self.caps.forget(user_ids)
+
+    def _category_of(self, sku: str) -> str | None:
+        try:
+            return str(self.recommender().catalog.item(sku).category)
+        except Exception:  # unknown SKU, or no model loaded yet
+            return None
+
+    def _model_ready(self) -> bool:
+        try:
+            return self.recommender() is not None
+        except Exception:
+            return False
+
+    def _today(self) -> str:
+        now_ms = int(self.ctx.clock() * 1000)
+        return local_time(now_ms, self.settings.timezone_offset_minutes).date().isoformat()
+
+    def _emit_redeemed(self, order: Event, redeemed: list[dict[str, Any]]) -> None:
+        """Called in the journal writer thread: hand the events to run()'s publisher."""
+        events = []
+        for r in redeemed:
+            event: dict[str, Any] = {
+                "type": "track", "event": "Offer Redeemed",
+                "messageId": f"redeemed-{r['decisionId']}-{r['offerId']}",
+                "properties": dict(r, orderMessageId=order.message_id),
+            }
+            if order.user_id:
+                event["userId"] = order.user_id
+            if order.anonymous_id:
+                event["anonymousId"] = order.anonymous_id
+            events.append(event)
+        src = order.source
+        item = (Source(src.store_id, src.device_id, src.kind, "local"), events)
+        loop, queue = self._loop, self._derived
+        if loop is None or queue is None:
+            self.derived_dropped.inc(len(events))
+            return
+        loop.call_soon_threadsafe(self._enqueue, queue, item)
+
+    def _publish_later(self, source: Source, events: list[dict[str, Any]]) -> bool:
+        """Hand events to run()'s publisher (on the loop); False when it is not running or full,
+        and the caller then publishes them itself (backpressure, never a drop)."""
+        if self._derived is None:
+            return False
+        try:
+            self._derived.put_nowait((source, events))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def _enqueue(self, queue: asyncio.Queue[Any], item: tuple[Source, list[dict[str, Any]]]) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.derived_dropped.inc(len(item[1]))
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._derived = asyncio.Queue(maxsize=self.settings.redeemed_queue)
+        self._wake = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._publish_derived(self._derived))
+                group.create_task(self._housekeeping(self._wake))
+        finally:
+            self._loop = self._derived = self._wake = None
+
+    async def _publish_derived(self, queue: asyncio.Queue[tuple[Source, list[dict[str, Any]]]]) -> None:
+        while True:
+            source, events = await queue.get()
+            try:
+                await self.ctx.bus.publish(source, events)
+            except Exception as exc:  # the journal is failing: the redemption row is kept anyway
+                log.warning("could not journal derived events: %s", type(exc).__name__)
+
+    async def _housekeeping(self, wake: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await loop.run_in_executor(None, self.watcher.poll)
+            if await loop.run_in_executor(None, self.eraser.refresh):
+                self._forget_suppressed()
+            await self._confirm_erasures()
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), self.ctx.config.offers.reload_seconds)
+            except TimeoutError:
+                pass
+
+    def _forget_suppressed(self) -> None:
+        """After an erasure by another process: drop cached state of any suppressed token."""
+        cached = self.consent.known_users() | self.profiles.known_users()
+        self._forget_cached([u for u in cached if self.eraser.is_suppressed(u)])
+
+    async def _confirm_erasures(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending = await loop.run_in_executor(None, self.eraser.pending_confirmations)
+        for request_id, erased_ms, removed in pending:
+            event = {
+                "type": "track", "event": "Customer Erased", "messageId": f"erased-{request_id}",
+                "properties": {"requestId": request_id, "erasedMs": erased_ms, "removed": removed},
+            }
+            result = await self.ctx.bus.publish(Source(self.store_id, "gateway", "gateway", "local"), [event])
+            if not result.rejected:
+                await loop.run_in_executor(None, self.eraser.confirmed, request_id)

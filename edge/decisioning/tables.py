@@ -1,0 +1,56 @@
+"""The decisioning tables, in the journal's SQLite file (so erasure and backups see one file)."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from edge.journal import Migration
+
+__all__ = ["MIGRATIONS"]
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE consent (
+            user_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL,
+            source TEXT NOT NULL, notice_version TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (user_id, purpose))"""
+    )
+    # A keyed digest of each erased token: the token itself must not stay behind.
+    db.execute(
+        "CREATE TABLE suppressions (digest TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL)"
+    )
+    db.execute(
+        """CREATE TABLE erasures (
+            request_id TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL, removed INTEGER NOT NULL,
+            confirmed_ms INTEGER)"""
+    )
+    db.execute(
+        """CREATE TABLE profiles (
+            user_id TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, visits INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL, last_visit_ms INTEGER NOT NULL,
+            items TEXT NOT NULL, categories TEXT NOT NULL, purchases TEXT NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE exposures (
+            decision_id TEXT NOT NULL, offer_id TEXT NOT NULL, experiment TEXT NOT NULL,
+            arm TEXT NOT NULL, unit_key TEXT NOT NULL, person_key TEXT, visit_key TEXT,
+            user_id TEXT, anonymous_id TEXT, device_id TEXT NOT NULL, channel TEXT NOT NULL,
+            sku TEXT, category TEXT, ms INTEGER NOT NULL, day TEXT NOT NULL,
+            viewed_ms INTEGER, clicked_ms INTEGER,
+            PRIMARY KEY (decision_id, offer_id))"""
+    )
+    db.execute("CREATE INDEX exposures_user ON exposures (user_id, ms)")
+    db.execute("CREATE INDEX exposures_anon ON exposures (anonymous_id, ms)")
+    db.execute("CREATE INDEX exposures_day ON exposures (day)")
+    db.execute(
+        """CREATE TABLE redemptions (
+            decision_id TEXT NOT NULL, offer_id TEXT NOT NULL, experiment TEXT NOT NULL,
+            arm TEXT NOT NULL, unit_key TEXT NOT NULL, user_id TEXT, anonymous_id TEXT,
+            order_id TEXT, sku TEXT NOT NULL, quantity REAL NOT NULL, revenue REAL NOT NULL,
+            ms INTEGER NOT NULL, PRIMARY KEY (decision_id, offer_id))"""
+    )
+    db.execute("CREATE INDEX redemptions_user ON redemptions (user_id)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration("decisioning-0001-tables", _v1),)
