@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from devices.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from devices.ble.adapter import BleIngest
 from devices.ble.health import BeaconHealth
 from devices.ble.presence import PresenceSettings, PresenceTracker

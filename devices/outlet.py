@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from devices.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from edge.bus import EventBus, Source
 
 __all__ = ["EventOutlet"]

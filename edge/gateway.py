@@ -91,6 +91,7 @@ class Gateway:
         self._install_signals(loop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         journal = open_journal(cfg)
+        journal.start_checkpointer()
         registry = DeviceRegistry(journal)
         password = gateway_password(self.state_dir)
         sync_broker_files(registry, cfg.store.id, self.state_dir)
@@ -178,16 +179,9 @@ class Gateway:
 
     def _build_features(self, ctx: GatewayContext) -> None:
         for name in self.features:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
-            build = getattr(module, "build", None)
-            if build is not None:  # a feature package is wired once it exports build(ctx)
-                component = build(ctx)
-                self.components[component.name] = component
+            module = importlib.import_module(name)
+            component = module.build(ctx)
+            self.components[component.name] = component
 
     async def _supervise(self, component: Component) -> None:
         failures = 0

@@ -207,27 +207,38 @@ class Ingestor:
         self.metrics.commit_events.observe(len(events))
         offset = 0
         new: list[Event] = []
+        results: list[PublishResult] = []
+        accepted_by: Counter[str] = Counter()
+        duplicates_by: Counter[str] = Counter()
+        rejected_by: Counter[tuple[str, str]] = Counter()
         for item in batch:
             flags = result.inserted[offset : offset + len(item.events)]
             offset += len(item.events)
             accepted = sum(flags)
             transport = item.source.transport
-            if accepted:
-                self.metrics.accepted.labels(transport).inc(accepted)
-            if len(flags) - accepted:
-                self.metrics.duplicates.labels(transport).inc(len(flags) - accepted)
-            for reason, n in Counter(r.reason for r in item.rejected).items():
-                self.metrics.rejected.labels(transport, reason).inc(n)
-            new.extend(e for e, f in zip(item.events, flags, strict=True) if f)
+            accepted_by[transport] += accepted
+            duplicates_by[transport] += len(flags) - accepted
+            for rejection in item.rejected:
+                rejected_by[(transport, rejection.reason)] += 1
+            if accepted == len(flags):
+                new.extend(item.events)
+            else:
+                new.extend(e for e, f in zip(item.events, flags, strict=True) if f)
+            results.append(PublishResult(accepted=accepted, duplicates=len(flags) - accepted,
+                                         rejected=tuple(item.rejected),
+                                         message_ids=tuple(e.message_id for e in item.events)))  # fmt: skip
+        # metrics first, so whoever is told "committed" already sees the counts
+        for transport, n in accepted_by.items():
+            if n:
+                self.metrics.accepted.labels(transport).inc(n)
+        for transport, n in duplicates_by.items():
+            if n:
+                self.metrics.duplicates.labels(transport).inc(n)
+        for (transport, reason), n in rejected_by.items():
+            self.metrics.rejected.labels(transport, reason).inc(n)
+        for item, outcome in zip(batch, results, strict=True):
             if item.on_done:
-                item.on_done(
-                    PublishResult(
-                        accepted=accepted,
-                        duplicates=len(flags) - accepted,
-                        rejected=tuple(item.rejected),
-                        message_ids=tuple(e.message_id for e in item.events),
-                    )
-                )
+                item.on_done(outcome)
         if new:
             for listener in self.listeners:
                 try:

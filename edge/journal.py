@@ -21,6 +21,7 @@ drain``), read alongside the writer.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -125,6 +126,8 @@ def _core_v1(db: sqlite_utils.Database) -> None:
 
 CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1),)
 
+log = logging.getLogger(__name__)
+
 _INSERT = (
     "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
     " timestamp, received_ms, sync_allowed, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -169,11 +172,35 @@ class Journal:
         self.close()
 
     def close(self) -> None:
+        stop = getattr(self, "_checkpointer_stop", None)
+        if stop is not None:
+            stop.set()
         with self._lock:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
             self._conn.close()
+
+    def start_checkpointer(self, interval_s: float = 1.0) -> None:
+        """Move WAL checkpoints off the commit path: a background thread checkpoints
+        (PASSIVE, so writers are never blocked) and the writer no longer auto-checkpoints,
+        which otherwise stalls the group commit that happens to cross the threshold."""
+        stop = threading.Event()
+        self._checkpointer_stop = stop
+
+        def loop() -> None:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+            try:
+                while not stop.wait(interval_s):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("background checkpoint stopped: %s", exc)
+            finally:
+                conn.close()
+
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        threading.Thread(target=loop, name="journal-checkpoint", daemon=True).start()
 
     def reader(self) -> sqlite3.Connection:
         """This thread's read connection (it never takes the writer's lock)."""
@@ -234,15 +261,23 @@ class Journal:
         self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()
     ) -> CommitResult:
         """Write ``events`` and ``dead_letters`` in one transaction (group commit)."""
-        inserted = []
         now = _now_ms()
         with self.transaction() as conn:
-            for event in events:
-                cur = conn.execute(_INSERT, event.row())
-                inserted.append(cur.rowcount == 1)
+            before = conn.total_changes
+            last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            conn.executemany(_INSERT, [event.row() for event in events])
+            if conn.total_changes - before == len(events):
+                inserted = (True,) * len(events)
+            else:  # some were duplicates: the rows past last_seq are the new ones
+                new_ids = {r[0] for r in conn.execute("SELECT message_id FROM events WHERE seq > ?", (last_seq,))}
+                flags = []
+                for event in events:
+                    flags.append(event.message_id in new_ids)
+                    new_ids.discard(event.message_id)  # a second copy in the same batch is a duplicate
+                inserted = tuple(flags)
             if dead_letters:
                 self._insert_dead(conn, dead_letters, now)
-        return CommitResult(tuple(inserted), len(dead_letters))
+        return CommitResult(inserted, len(dead_letters))
 
     def _insert_dead(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter], now: int) -> None:
         conn.executemany(

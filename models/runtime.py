@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import math
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .batching import MicroBatcher
 from .catalog import Catalog, load_catalog
 from .context import CTX_DIM, Context, encode_context
 from .errors import DataError, ModelError
@@ -108,6 +108,7 @@ class Recommender:
         self._session = session
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recommender")
+        self._batcher = MicroBatcher(self._executor, self.recommend_batch, self.recommend)
 
     @classmethod
     def load(
@@ -360,10 +361,14 @@ class Recommender:
         context: Context | None = None,
         k: int | None = None,
     ) -> list[Scored]:
-        """:meth:`recommend` on the model's own single-thread executor, off the event loop."""
-        loop = asyncio.get_running_loop()
-        call = functools.partial(self.recommend, basket, history, context, k)
-        return await loop.run_in_executor(self._executor, call)
+        """:meth:`recommend` on the model's own single-thread executor, off the event loop.
+
+        Concurrent calls are micro-batched (:class:`models.batching.MicroBatcher`): while one
+        inference runs, later requests queue and the next run scores them together in one
+        ``session.run``, so a busy store gets batch throughput and a quiet one keeps
+        single-request latency.
+        """
+        return await self._batcher.submit((tuple(basket), tuple(history), context), k)
 
     def close(self) -> None:
         """Stop the executor thread once in-flight calls finish."""
@@ -397,3 +402,4 @@ class ModelHolder:
                 raise ModelError(f"{new_dir}: cannot load model: {exc}") from None
             self._current = candidate
             self.swaps += 1
+

@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg.types.json import Jsonb
 
-from sync.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from sync.config import CentralConfig, HttpSinkConfig
 from sync.downlink import DOWNLINK_SUBJECTS
 from sync.errors import TransientSinkError

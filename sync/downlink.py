@@ -39,7 +39,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from edge.errors import EdgeError
 from edge.journal import Journal
 from sync import tables
-from sync.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from sync.config import DownlinkConfig
 from sync.errors import DownlinkRefused, TransientSinkError
 from sync.manifest import load_public_key, verify_manifest

@@ -24,7 +24,7 @@ from types import TracebackType
 
 import httpx
 
-from sync.backoff import parse_retry_after
+from edge.backoff import parse_retry_after
 from sync.config import HttpSinkConfig
 from sync.errors import SinkAuthError, TransientSinkError
 from sync.sink import OutboundEvent, Rejected, SendResult

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from edge.events import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from edge.journal import DeadLetter, Journal, JournalRecord
 from sync import tables
-from sync.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from sync.config import SyncConfig
 from sync.errors import SinkAuthError, StreamMismatch, TransientSinkError
 from sync.metrics import SyncMetrics

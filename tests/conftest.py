@@ -1,6 +1,30 @@
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+from support.privacy import RAW_NEEDLES, scan_for  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_raw_identifier_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test: nothing logged may contain a raw identifier."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    text = caplog.text.lower()
+    leaked = [n for n in RAW_NEEDLES if n.lower() in text]
+    assert not leaked, f"raw identifiers in the logs: {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_raw_identifier_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The whole session: no file any test wrote (journals, WALs, logs, broker data) holds one."""
+    yield
+    hits = scan_for([tmp_path_factory.getbasetemp()], RAW_NEEDLES)
+    assert not hits, f"raw identifiers written to disk during the test session: {hits[:10]}"

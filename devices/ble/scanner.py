@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from devices.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from devices.ble.protocol import APPLE_COMPANY_ID
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog

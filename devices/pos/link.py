@@ -16,7 +16,7 @@ from typing import Any
 
 import serial
 
-from devices.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog
 

@@ -3,28 +3,40 @@
 The gateway wires this package through :func:`build` (a :class:`DecisioningComponent` named
 ``"decisioning"``), its tables through :data:`MIGRATIONS`, its configuration sections through
 :data:`CONFIG_SECTIONS` and its CLI commands through :func:`edge.decisioning.cli.add_commands`.
+Importing the package is cheap: the engine (and ONNX Runtime) load when :func:`build` runs.
 """
 
 from __future__ import annotations
 
-from edge.decisioning.component import DecisioningComponent, build
-from edge.decisioning.config import CONFIG_SECTIONS
-from edge.decisioning.identity import Identity, load_key, normalise
-from edge.decisioning.offers import OfferCatalog, OfferFileError, load_offers
-from edge.decisioning.tables import MIGRATIONS
-from edge.decisioning.uplift import CampaignUplift, uplift_report
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "CONFIG_SECTIONS",
-    "MIGRATIONS",
-    "CampaignUplift",
-    "DecisioningComponent",
-    "Identity",
-    "OfferCatalog",
-    "OfferFileError",
-    "build",
-    "load_key",
-    "load_offers",
-    "normalise",
-    "uplift_report",
-]
+from edge.decisioning.config import CONFIG_SECTIONS
+from edge.decisioning.tables import MIGRATIONS
+
+if TYPE_CHECKING:
+    from edge.component import GatewayContext
+    from edge.decisioning.component import DecisioningComponent
+
+_LAZY = {
+    "DecisioningComponent": "edge.decisioning.component", "Identity": "edge.decisioning.identity",
+    "load_key": "edge.decisioning.identity", "normalise": "edge.decisioning.identity",
+    "OfferCatalog": "edge.decisioning.offers", "OfferFileError": "edge.decisioning.offers",
+    "load_offers": "edge.decisioning.offers", "CampaignUplift": "edge.decisioning.uplift",
+    "uplift_report": "edge.decisioning.uplift",
+}  # fmt: skip
+
+__all__ = ["CONFIG_SECTIONS", "MIGRATIONS", "build", *sorted(_LAZY)]
+
+
+def build(ctx: GatewayContext, **kwargs: Any) -> DecisioningComponent:
+    """The decisioning component (see :func:`edge.decisioning.component.build`)."""
+    from edge.decisioning.component import build as build_component
+
+    return build_component(ctx, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edge.decisioning' has no attribute {name!r}")

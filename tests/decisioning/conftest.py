@@ -31,15 +31,7 @@ from models.catalog import Catalog, CatalogItem
 
 STORE = "store-001"
 CATEGORIES = ("dairy", "bakery", "produce", "snacks", "beverages")
-#: Distinctive raw identifiers: no file or log written by a test may contain them.
-RAW_EMAIL = "Zelda.Quuxington+edge@Example-Privacy.test"
-RAW_PHONE = "(415) 555-0199"
-RAW_LOYALTY = "LOY-7788-9911-2233"
-RAW_APP = "app-zzq-9f8e7d6c5b4a"
-RAW_NEEDLES = (
-    "zelda.quuxington", "Quuxington", "4155550199", "555-0199", "778899112233", "7788-9911",
-    "app-zzq-9f8e7d6c5b4a",
-)
+from support.privacy import RAW_APP, RAW_EMAIL, RAW_LOYALTY, RAW_NEEDLES, RAW_PHONE, scan_for  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -247,29 +239,6 @@ async def settle(gw: Gateway, rounds: int = 20) -> None:
     """Let derived events (Offer Redeemed) travel through the queue and the journal."""
     for _ in range(rounds):
         await asyncio.sleep(0.005)
-
-
-def scan_for(paths: Sequence[Path], needles: Sequence[str | bytes]) -> list[str]:
-    """Every (file, needle) hit in ``paths`` (recursively), as text."""
-    hits = []
-    for root in paths:
-        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-        for path in files:
-            data = path.read_bytes()
-            for needle in needles:
-                raw = needle.encode() if isinstance(needle, str) else needle
-                if raw.lower() in data.lower():
-                    hits.append(f"{path.name}: {needle!r}")
-    return hits
-
-
-@pytest.fixture(autouse=True)
-def no_raw_identifier_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    caplog.set_level(logging.DEBUG)
-    yield
-    text = caplog.text.lower()
-    leaked = [n for n in RAW_NEEDLES if n.lower() in text]
-    assert not leaked, f"raw identifiers in the logs: {leaked}"
 
 
 def approx_equal(a: float, b: float) -> bool:

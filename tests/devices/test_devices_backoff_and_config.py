@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import devices
-from devices.backoff import backoff_delay
+from edge.backoff import backoff_delay
 from devices.ble.scanner import run_scanner
 from devices.config import CONFIG_SECTIONS
 from devices.errors import DeviceUnavailable

@@ -107,3 +107,17 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path):
         assert not ingestor.healthy
         ingestor.stop()
     asyncio.run(run())
+
+
+def test_dead_letter_excerpts_never_keep_identifiers(journal):
+    import json
+
+    secret = {"event": "Nope", "userId": "ct_" + "9" * 32, "properties": {
+        "identifiers": {"appId": "app-zz-1", "loyaltyId": "4711"}, "note": "call 0170 555 1234"},
+        "traits": {"email": "carol@example.org"}}
+    journal.commit([], [DeadLetter("mqtt:kiosk/k1", "unknown_event", "x", json.dumps(secret).encode()),
+                        DeadLetter("mqtt:kiosk/k1", "invalid_json", "x", b"{broken carol@example.org 47110815 " + b"ct_" + b"9" * 32)])
+    excerpts = " ".join(r["excerpt"] for r in journal.dead_letters())
+    for raw in ("app-zz-1", "4711", "555 1234", "carol@example.org", "9" * 32):
+        assert raw not in excerpts
+    assert "Nope" in excerpts  # what was wrong stays visible

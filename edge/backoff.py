@@ -1,4 +1,4 @@
-"""The one retry delay of every sync reconnect/retry loop (house rule 5), and Retry-After parsing.
+"""The one retry delay of every reconnect/retry loop in the gateway (house rule 5), and Retry-After parsing.
 
 Both are pure: the random source and the clock are parameters, so schedules are reproducible.
 """

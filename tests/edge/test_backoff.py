@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.backoff import MAX_RETRY_AFTER_S, backoff_delay, parse_retry_after
+from edge.backoff import MAX_RETRY_AFTER_S, backoff_delay, parse_retry_after
 
 unit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 
