@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.backoff import backoff_delay
 from devices.ble.adapter import BleIngest
 from devices.ble.health import BeaconHealth
 from devices.ble.presence import PresenceSettings, PresenceTracker
@@ -44,6 +43,7 @@ from devices.outlet import EventOutlet
 from devices.pos.adapter import PosTerminal
 from devices.pos.link import SerialLink, reconnecting
 from devices.status import TransitionLog
+from edge.backoff import backoff_delay
 from edge.bus import Source
 from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
 from edge.events import Event

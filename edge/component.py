@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Clock",
     "Component",
+    "ComponentBase",
     "DecideHandler",
     "GatewayContext",
     "Listener",
@@ -84,3 +85,30 @@ class Component(Protocol):
     async def run(self) -> None:
         """Long-lived work; cancelled at shutdown. Return at once if there is none."""
         ...
+
+
+class ComponentBase:
+    """Defaults for a component that uses only some seams: override what it needs."""
+
+    name = "component"
+
+    def routers(self) -> Sequence[APIRouter]:
+        return ()
+
+    def pre_stages(self) -> Sequence[PreStage]:
+        return ()
+
+    def post_stages(self) -> Sequence[PostStage]:
+        return ()
+
+    def listeners(self) -> Sequence[Listener]:
+        return ()
+
+    def decide_handler(self) -> DecideHandler | None:
+        return None
+
+    def readiness(self) -> Mapping[str, Callable[[], bool]]:
+        return {}
+
+    async def run(self) -> None:
+        return None

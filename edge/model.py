@@ -9,15 +9,14 @@ smoke inference is refused and the old one keeps serving. The directory in force
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from edge.component import ComponentBase, GatewayContext
 from edge.config import doc
 
 __all__ = ["CONFIG_SECTIONS", "MIGRATIONS", "ModelComponent", "ModelConfig", "build"]
@@ -42,7 +41,7 @@ class ModelConfig:
 CONFIG_SECTIONS: dict[str, type] = {"model": ModelConfig}
 
 
-class ModelComponent:
+class ModelComponent(ComponentBase):
     name = "model"
 
     def __init__(self, ctx: GatewayContext) -> None:
@@ -81,26 +80,9 @@ class ModelComponent:
         """The product catalog the model in force was built for (sha256 of its catalog.csv)."""
         return str(self.holder.current.manifest["catalog_sha256"])
 
-    def routers(self) -> Sequence[Any]:
-        return ()
-
-    def pre_stages(self) -> Sequence[PreStage]:
-        return ()
-
-    def post_stages(self) -> Sequence[PostStage]:
-        return ()
-
-    def listeners(self) -> Sequence[Listener]:
-        return ()
-
-    def decide_handler(self) -> DecideHandler | None:
-        return None
-
     def readiness(self) -> Mapping[str, Callable[[], bool]]:
         return {"model": lambda: self.holder.current is not None}
 
-    async def run(self) -> None:
-        await asyncio.sleep(0)
 
 
 def build(ctx: GatewayContext) -> ModelComponent:

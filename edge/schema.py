@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from edge import registry, settings
-from edge.settings import FEATURES
 from edge.config import Config, load_config
 from edge.journal import Journal, Migration
+from edge.settings import FEATURES
 
 __all__ = ["FEATURES", "config_schema", "journal_path", "load", "migrations", "open_journal"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
-from operator import itemgetter
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -114,4 +114,4 @@ def parse_timestamp(path: Path, line: int, text: str) -> datetime:
 def _from_epoch(seconds: float) -> datetime:
     if not 0 <= seconds < 7.2e9:
         raise ValueError("epoch out of range")
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(tzinfo=None)

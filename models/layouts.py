@@ -84,7 +84,7 @@ def load_instacart(data_dir: Path) -> Dataset:
 
     def lines() -> Iterator[Line]:
         for file in files:
-            for line, (order_id, product) in read_tuples(file, ("order_id", "product_id")):
+            for _line, (order_id, product) in read_tuples(file, ("order_id", "product_id")):
                 head = orders.get(order_id)
                 if head is None:
                     skipped["unknown_order"] += 1

@@ -215,7 +215,7 @@ def simulate_store(
         bought = baskets[nonempty[:, None], world.staples[served]]
         r, c = np.nonzero(bought)
         world.last_bought[served[r], c] = day
-    numbers, cust, item, qty, stamp_id, weather_id = (np.concatenate(x) for x in zip(*parts))
+    numbers, cust, item, qty, stamp_id, weather_id = (np.concatenate(x) for x in zip(*parts, strict=True))
     price_text = [repr(float(x)) for x in world.price]
     rows = [
         (f"o{o:08d}", f"c{u:05d}", sku_names[i], q, price_text[i], stamps[t], STORE_ID,

@@ -271,8 +271,7 @@ class CentralJob:
                 if await self._consume(stop_when_idle):
                     return
                 attempt = 0
-            except (TransientSinkError, nats.errors.Error, OSError, asyncio.TimeoutError,
-                    psycopg.OperationalError) as exc:  # fmt: skip
+            except (TimeoutError, TransientSinkError, nats.errors.Error, OSError, psycopg.OperationalError) as exc:  # fmt: skip
                 log.warning("central job disconnected, retrying: %s", exc)
                 await asyncio.sleep(backoff_delay(attempt, cap_s=10))
                 attempt += 1
@@ -295,7 +294,7 @@ class CentralJob:
                     while True:
                         try:
                             msgs = await sub.fetch(self.config.fetch_batch, timeout=1)
-                        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        except (TimeoutError, nats.errors.TimeoutError):
                             msgs = []
                         if msgs:
                             await self._handle(pg, forwarder, msgs)

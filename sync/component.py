@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from edge.component import ComponentBase, GatewayContext
 from sync.config import DownlinkConfig, HttpSinkConfig, NatsSinkConfig, SyncConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
 from sync.errors import DownlinkRefused
@@ -39,7 +39,7 @@ def store_id_of(ctx: GatewayContext) -> str:
         return ctx.topic_root.strip("/").split("/")[-1]
 
 
-class SyncComponent:
+class SyncComponent(ComponentBase):
     name = "sync"
 
     def __init__(
@@ -101,18 +101,6 @@ class SyncComponent:
             return await asyncio.to_thread(self.status)
 
         return [router]
-
-    def pre_stages(self) -> Sequence[PreStage]:
-        return ()
-
-    def post_stages(self) -> Sequence[PostStage]:
-        return ()
-
-    def listeners(self) -> Sequence[Listener]:
-        return ()
-
-    def decide_handler(self) -> DecideHandler | None:
-        return None
 
     def readiness(self) -> Mapping[str, Callable[[], bool]]:
         return {}  # offline is a normal state for a store: sync never makes the gateway unready

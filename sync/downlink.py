@@ -36,10 +36,10 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from edge.backoff import backoff_delay
 from edge.errors import EdgeError
 from edge.journal import Journal
 from sync import tables
-from edge.backoff import backoff_delay
 from sync.config import DownlinkConfig
 from sync.errors import DownlinkRefused, TransientSinkError
 from sync.manifest import load_public_key, verify_manifest
@@ -200,7 +200,7 @@ class Downlink:
             try:
                 await self._consume()
                 attempt = 0
-            except (TransientSinkError, nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TransientSinkError, nats.errors.Error, OSError) as exc:
                 log.warning("downlink disconnected: %s", exc)
                 await sleep(backoff_delay(attempt))
                 attempt += 1
@@ -223,7 +223,7 @@ class Downlink:
             while not nc.is_closed:
                 try:
                     messages = await sub.fetch(16, timeout=2)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     if idle_exit:
                         return applied
                     continue

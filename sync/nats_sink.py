@@ -55,7 +55,7 @@ async def connect(servers: Sequence[str], credentials: str = "", name: str = "ed
     options["error_cb"] = _quiet
     try:
         return await nats.connect(**options)
-    except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
         what = f"cannot connect to NATS {list(servers)}: {type(exc).__name__}"
         raise TransientSinkError(what) from None
 
@@ -82,7 +82,7 @@ async def ensure_stream(
             if "already in use" not in str(exc):
                 raise StreamMismatch(f"cannot create stream {name}: {exc}") from None
         return
-    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, nats.errors.Error) as exc:
         raise TransientSinkError(f"JetStream not available: {type(exc).__name__}") from None
     have = info.config.subjects or []
     if subjects not in have:
@@ -175,7 +175,7 @@ class JetStreamSink:
         if self._nc is not None:
             try:
                 await asyncio.wait_for(self._nc.close(), 5)
-            except (asyncio.TimeoutError, nats.errors.Error, OSError):
+            except (TimeoutError, nats.errors.Error, OSError):
                 pass
             self._nc = None
 
@@ -192,7 +192,7 @@ class JetStreamSink:
                 await nc.publish(subject, event.body.encode(), reply=f"{reply}{i}",
                                  headers={"Nats-Msg-Id": event.message_id})  # fmt: skip
             await asyncio.wait_for(asyncio.shield(done), self.config.ack_timeout_s)
-        except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
             what = f"JetStream publish not acknowledged: {type(exc).__name__}"
             raise TransientSinkError(what) from None
         finally:

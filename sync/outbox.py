@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from edge.backoff import backoff_delay
 from edge.events import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from edge.journal import DeadLetter, Journal, JournalRecord
 from sync import tables
-from edge.backoff import backoff_delay
 from sync.config import SyncConfig
 from sync.errors import SinkAuthError, StreamMismatch, TransientSinkError
 from sync.metrics import SyncMetrics

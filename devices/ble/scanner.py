@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from edge.backoff import backoff_delay
 from devices.ble.protocol import APPLE_COMPANY_ID
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog
+from edge.backoff import backoff_delay
 
 __all__ = ["Advertisement", "Scanner", "run_scanner"]
 

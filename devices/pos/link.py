@@ -16,9 +16,9 @@ from typing import Any
 
 import serial
 
-from edge.backoff import backoff_delay
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog
+from edge.backoff import backoff_delay
 
 __all__ = ["SerialLink", "reconnecting"]
 

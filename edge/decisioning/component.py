@@ -54,7 +54,7 @@ def _default_recommender(ctx: GatewayContext) -> Callable[[], Recommending]:
         from models.runtime import ModelHolder
 
         holder = ModelHolder(models.DEFAULT_MODEL_DIR)
-    return lambda: holder.current  # type: ignore[no-any-return]
+    return lambda: holder.current
 
 
 class DecisioningComponent:

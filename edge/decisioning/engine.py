@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from models.context import Context
-
 from edge.bus import EventBus, Source
 from edge.decisioning.caps import CapLedger, Exposure
 from edge.decisioning.consent import ConsentLedger
@@ -29,6 +27,7 @@ from edge.decisioning.offers import Offer, OfferCatalog
 from edge.decisioning.profile import ProfileStore
 from edge.errors import InvalidEvent
 from edge.ids import derived_uuid7
+from models.context import Context
 
 __all__ = ["Candidate", "DecisionEngine", "Recommending", "local_time"]
 

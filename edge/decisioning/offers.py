@@ -187,13 +187,13 @@ def _offer(
 
     for key in set(item) - _OFFER_KEYS:
         err(key, f"unknown key (known: {', '.join(sorted(_OFFER_KEYS))})")
-    offer_id = item.get("id")
+    offer_id: Any = item.get("id")
     if not isinstance(offer_id, str) or not offer_id or len(offer_id) > 64:
         err("id", "required: a string of 1–64 characters")
-    title = item.get("title")
+    title: Any = item.get("title")
     if not isinstance(title, str) or not title:
         err("title", "required: the text shown to the customer")
-    kind = item.get("type")
+    kind: Any = item.get("type")
     if kind not in OFFER_TYPES:
         err("type", f"required: one of {', '.join(OFFER_TYPES)}")
     sku, category = item.get("sku"), item.get("category")
@@ -205,7 +205,7 @@ def _offer(
         not isinstance(category, str) or (categories is not None and category not in categories)
     ):
         err("category", "not a category of the model's catalog")
-    value = item.get("value")
+    value: Any = item.get("value")
     if not _number(value) or value <= 0:
         err("value", "required: a positive number (the offer's value in arbitration)")
     lever = item.get("lever", "margin")
@@ -254,7 +254,7 @@ def _offer(
         stores=stores, zones=zones, segment=segment, min_basket_items=min_items,
         min_basket_value=float(min_value), discount=None if discount is None else float(discount),
         caps=caps,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _caps(raw: Any, err: Callable[[str, str], None]) -> Caps:
