@@ -288,6 +288,13 @@ class DecisioningComponent:
                 await self.ctx.bus.publish(source, events)
             except Exception as exc:  # the journal is failing: the redemption row is kept anyway
                 log.warning("could not journal derived events: %s", type(exc).__name__)
+            finally:
+                queue.task_done()
+
+    async def settled(self) -> None:
+        """Return once every queued exposure and redemption has been journaled."""
+        if self._derived is not None:
+            await self._derived.join()
 
     async def _housekeeping(self, wake: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

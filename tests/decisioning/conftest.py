@@ -151,7 +151,8 @@ class Gateway:
     async def drain(self) -> None:
         """Wait until queued exposures are journaled and the listeners have seen every event."""
         await asyncio.sleep(0.01)
-        for _ in range(2000):
+        await asyncio.wait_for(self.component.settled(), 10)
+        for _ in range(10000):
             if self.journal.message_ids() <= self.listened:
                 return
             await asyncio.sleep(0.001)

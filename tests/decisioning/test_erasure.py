@@ -26,6 +26,7 @@ async def _a_busy_customer(gw: Gateway) -> str:
         "identifiers": {"loyaltyId": RAW_LOYALTY}, "orderId": "o-1",
         "products": [{"sku": "SKU00000", "quantity": 1, "price": 2.5}]}}])
     assert decision["decisionId"]
+    await gw.drain()  # the exposure is journaled after the answer; its listeners fill the tables
     assert gw.component.profiles.get(token) is not None
     return token
 
