@@ -132,7 +132,7 @@ class Outbox:
         result = await sink.send(outbound) if outbound else SendResult()
         rejected = [*too_large, *result.rejected]
         last_seq = records[-1].seq
-        await asyncio.to_thread(self._confirm, sink.name, last_seq, rejected, result)
+        # the sink has confirmed: count first, so whoever sees the cursor move sees the counts
         for reason, n in skipped.items():
             if n:
                 self.metrics.skipped.labels(sink.name, reason).inc(n)
@@ -140,6 +140,7 @@ class Outbox:
             self.metrics.dead_lettered.labels(sink.name, rej.reason).inc()
         self.metrics.sent.labels(sink.name).inc(result.sent)
         self.metrics.duplicates.labels(sink.name).inc(result.duplicates)
+        await asyncio.to_thread(self._confirm, sink.name, last_seq, rejected, result)
         return BatchOutcome(
             len(records), result.sent, sum(skipped.values()), len(rejected), result.duplicates,
             last_seq,
