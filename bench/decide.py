@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from edge.broker import free_port  # noqa: E402
 
 CUSTOMERS = 1000
 CONSENTED = 300
@@ -198,12 +199,6 @@ class _CachedTokens:
 
 
 # -- the load generator ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Connection:
     """One keep-alive HTTP/1.1 connection, hand-rolled: httpx costs more CPU per request than
     the servers under test, which would make the load generator the bottleneck."""

@@ -30,6 +30,7 @@ import httpx  # noqa: E402
 import nats  # noqa: E402
 from nats.js.api import StreamConfig  # noqa: E402
 
+from edge.broker import free_port  # noqa: E402
 from edge.bus import Source  # noqa: E402
 from edge.events import parse_event  # noqa: E402
 from edge.journal import Journal  # noqa: E402
@@ -107,14 +108,6 @@ def wait_port(port: int, timeout: float = 15) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(port)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def batches(journal: Journal, config: SyncConfig, box: Outbox) -> list[list[tuple[str, str]]]:

@@ -44,6 +44,7 @@ __all__ = [
     "JournalRecord",
     "Migration",
     "CORE_MIGRATIONS",
+    "INSERT_EVENT",
 ]
 
 
@@ -128,7 +129,7 @@ CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1
 
 log = logging.getLogger(__name__)
 
-_INSERT = (
+INSERT_EVENT = (
     "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
     " timestamp, received_ms, sync_allowed, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT(message_id) DO NOTHING"
@@ -265,7 +266,7 @@ class Journal:
         with self.transaction() as conn:
             before = conn.total_changes
             last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            conn.executemany(_INSERT, [event.row() for event in events])
+            conn.executemany(INSERT_EVENT, [event.row() for event in events])
             if conn.total_changes - before == len(events):
                 inserted = (True,) * len(events)
             else:  # some were duplicates: the rows past last_seq are the new ones

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from edge.bus import Source
 from edge.events import Event
 from edge.ids import uuid7
-from edge.journal import Journal
+from edge.journal import INSERT_EVENT, Journal
 from sync import tables
 from sync.metrics import SyncMetrics
 from sync.policy import DEFAULT_TIER, DROP_TIERS, NEVER_DROPPED
@@ -28,10 +28,6 @@ __all__ = ["DROPS_REPORTED", "QuotaResult", "enforce_quota", "unsent_bytes"]
 
 DROPS_REPORTED = "Sync Drops Reported"
 _CHUNK = 2000
-_INSERT = (
-    "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
-    " timestamp, received_ms, sync_allowed, size, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,7 @@ def report_drops(journal: Journal, store_id: str, clock: Callable[[], float] = t
             message_id, "track", DROPS_REPORTED, None, None, stamp, now_ms,
             Source(store_id, "gateway", "gateway"), body,
         )  # fmt: skip
-        conn.execute(_INSERT, event.row())
+        conn.execute(INSERT_EVENT, event.row())  # the journal's own statement
         conn.execute("DELETE FROM sync_drops_unreported")
     return True
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,26 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from edge.broker import free_port
+from edge.broker import wait_for_port as _wait_for_port
+
 __all__ = ["Service", "free_port", "mosquitto", "wait_for_port", "require_program"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    """Wait for a test service on 127.0.0.1:``port`` (the gateway's own wait, with a test default)."""
+    _wait_for_port("127.0.0.1", port, timeout, proc)
 
 
 def require_program(name: str) -> str:
