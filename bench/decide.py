@@ -206,7 +206,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    async def post(self, request: bytes) -> int:
+    async def post(self, request: bytes) -> tuple[int, bytes]:
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -214,8 +214,7 @@ class _Connection:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        await self.reader.readexactly(length)
-        return status
+        return status, await self.reader.readexactly(length)
 
 
 def _request(path: str, headers: dict[str, str], body: dict[str, Any]) -> bytes:
@@ -226,7 +225,7 @@ def _request(path: str, headers: dict[str, str], body: dict[str, Any]) -> bytes:
 
 
 async def offered_load(port: int, path: str, headers: dict[str, str], bodies: list[dict[str, Any]],
-                       rate: float) -> tuple[list[float], int]:
+                       rate: float, warmed: Any) -> tuple[list[float], int, int]:
     idle: list[_Connection] = []
     requests = [_request(path, headers, b) for b in bodies]
 
@@ -239,15 +238,17 @@ async def offered_load(port: int, path: str, headers: dict[str, str], bodies: li
         conn = await connection()
         await conn.post(request)
         idle.append(conn)
+    warmed()
     latencies: list[float] = []
-    errors = 0
+    errors = offers = 0
 
     async def one(request: bytes, scheduled: float) -> None:
-        nonlocal errors
+        nonlocal errors, offers
         conn = await connection()
-        status = await conn.post(request)
+        status, body = await conn.post(request)
         latencies.append(time.perf_counter() - scheduled)
         idle.append(conn)
+        offers += body.count(b'"offerId"')
         if status != 200:
             errors += 1
 
@@ -262,7 +263,7 @@ async def offered_load(port: int, path: str, headers: dict[str, str], bodies: li
     await asyncio.gather(*tasks)
     for conn in idle:
         conn.writer.close()
-    return latencies, errors
+    return latencies, errors, offers
 
 
 def start_server(args: list[str], wait_token: bool) -> tuple[subprocess.Popen[str], str]:
@@ -287,6 +288,12 @@ def wait_ready(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -299,18 +306,25 @@ def measure(name: str, server_args: list[str], port: int, path: str, bodies: lis
         wait_ready(port)
         headers = {"authorization": f"Bearer {token}"} if token else {}
         os.sched_setaffinity(0, {1})
-        began = time.perf_counter()
-        latencies, errors = asyncio.run(offered_load(port, path, headers, bodies, rate))
-        elapsed = time.perf_counter() - began
+        mark: dict[str, float] = {}
+
+        def warmed() -> None:
+            mark.update(cpu=cpu_seconds(proc.pid), wall=time.perf_counter())
+
+        latencies, errors, offers = asyncio.run(offered_load(port, path, headers, bodies, rate, warmed))
+        elapsed = time.perf_counter() - mark["wall"]
+        cpu = cpu_seconds(proc.pid) - mark["cpu"]
     finally:
         proc.terminate()
         proc.wait(10)
     ms = [x * 1000 for x in latencies]
     row = {"p50_ms": percentile(ms, 0.5), "p90_ms": percentile(ms, 0.9), "p99_ms": percentile(ms, 0.99),
-           "max_ms": max(ms), "requests": len(ms), "errors": errors, "rate": len(ms) / elapsed}
+           "max_ms": max(ms), "requests": len(ms), "errors": errors, "rate": len(ms) / elapsed,
+           "cpu_ms": 1000 * cpu / len(ms), "offers": offers / len(ms)}
     print(f"{name:<34} p50 {row['p50_ms']:6.2f} ms  p90 {row['p90_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
           f"  max {row['max_ms']:7.2f} ms  {row['requests']:.0f} req, {row['errors']:.0f} errors,"
-          f" {row['rate']:.0f} req/s achieved", flush=True)
+          f" {row['rate']:.0f} req/s achieved; server CPU {row['cpu_ms']:.2f} ms/request"
+          f" ({100 * cpu / elapsed:.0f} % of its core); {row['offers']:.2f} offers/response", flush=True)
     return row
 
 
@@ -347,7 +361,8 @@ def main() -> None:
                      str(state), str(Path(tmp) / "popular.json")], port, "/v1/decisions", bodies,
                      args.rate, True)
     print(f"gateway/bare p99 = {gw['p99_ms'] / bare['p99_ms']:.2f}x (target ≤ 2x);"
-          f" gateway p99 {gw['p99_ms']:.2f} ms (target ≤ 15 ms)")
+          f" gateway p99 {gw['p99_ms']:.2f} ms (target ≤ 15 ms);"
+          f" CPU per request gateway/bare = {gw['cpu_ms'] / bare['cpu_ms']:.2f}x")
 
 
 if __name__ == "__main__":

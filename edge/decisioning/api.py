@@ -57,7 +57,8 @@ def router(component: DecisioningComponent) -> APIRouter:
         principal: Principal = Depends(require("kiosk", "display", "tablet", "pos")),
     ) -> Any:
         try:
-            return await component.decide(source(principal), body)
+            # a JSONResponse of plain JSON values skips FastAPI's generic jsonable_encoder walk
+            return JSONResponse(await component.decide(source(principal), body))
         except InvalidEvent as exc:
             return _refused(exc)
 

@@ -38,6 +38,7 @@ __all__ = ["DEMO_OFFERS", "DecisioningComponent", "build"]
 log = logging.getLogger(__name__)
 
 DEMO_OFFERS = Path(__file__).with_name("demo_offers.toml")
+_DERIVED_BATCH = 256  # queued exposures/redemptions handed to the journal writer at once
 
 
 def build(ctx: GatewayContext, recommender: Callable[[], Recommending] | None = None) -> DecisioningComponent:
@@ -283,12 +284,18 @@ class DecisioningComponent:
 
     async def _publish_derived(self, queue: asyncio.Queue[tuple[Source, list[dict[str, Any]]]]) -> None:
         while True:
-            source, events = await queue.get()
-            try:
-                await self.ctx.bus.publish(source, events)
-            except Exception as exc:  # the journal is failing: the redemption row is kept anyway
-                log.warning("could not journal derived events: %s", type(exc).__name__)
-            finally:
+            items = [await queue.get()]
+            while len(items) < _DERIVED_BATCH and not queue.empty():
+                items.append(queue.get_nowait())
+            # published together, so the journal writer commits them as one group
+            results = await asyncio.gather(
+                *(self.ctx.bus.publish(source, events) for source, events in items),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, Exception):  # the journal is failing: rows are kept anyway
+                    log.warning("could not journal derived events: %s", type(result).__name__)
+            for _ in items:
                 queue.task_done()
 
     async def settled(self) -> None:

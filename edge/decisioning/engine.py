@@ -164,47 +164,58 @@ class DecisionEngine:
         placement: str | None, local: datetime, person_key: str | None, visit_key: str | None,
         day: str, limit: int,
     ) -> list[Candidate]:
-        """Rank every (offer, candidate SKU) pair by priority, then apply the policies in
-        priority order until ``limit`` offers pass: the policies run on few pairs, not all."""
+        """Rank every offer reachable from the candidates by its best (offer, SKU) pair, then
+        apply the policies in priority order until ``limit`` offers pass.
+
+        The policies depend on the offer, not on which SKU led to it, so an offer's only pair
+        that can matter is its best one — highest priority, earliest candidate on a tie, exactly
+        the pair a full sort of all pairs would reach first — and the policies run on few
+        offers, not all."""
         if not scored:
             return []
         top = max(float(x.score) for x in scored)
         in_basket = set(basket)
-        ranked: list[tuple[float, str, int, Offer, str, float, str | None]] = []
+        minimum = self.minimum_stock
+        by_sku, by_category, levers = catalog.by_sku, catalog.by_category, catalog.levers
+        zone_weight = self.settings.zone_weight
+        factors: dict[str, tuple[float, float, float]] = {}
+        best: dict[str, tuple[float, int, Offer, str, float, str | None]] = {}
         for order, item in enumerate(scored):
             sku = item.sku
-            if sku in in_basket or stock.get(sku, self.minimum_stock) < self.minimum_stock:
+            if sku in in_basket or stock.get(sku, minimum) < minimum:
+                continue
+            category = _category(products, sku)
+            offers = by_sku.get(sku, ())
+            by_cat = by_category.get(category, ()) if category is not None else ()
+            if not offers and not by_cat:
                 continue
             propensity = math.exp(min(0.0, float(item.score) - top))
-            category = _category(products, sku)
-            offers = list(catalog.by_sku.get(sku, ()))
-            if category is not None:
-                offers += catalog.by_category.get(category, ())
-            for offer in offers:
-                weight = self.settings.zone_weight if zone is not None and zone in offer.zones else 1.0
-                priority = propensity * weight * offer.value * catalog.levers.get(offer.lever, 1.0)
-                ranked.append((-priority, offer.id, order, offer, sku, propensity, category))
-        ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+            for offer in (*offers, *by_cat):
+                factor = factors.get(offer.id)
+                if factor is None:
+                    weight = zone_weight if zone is not None and zone in offer.zones else 1.0
+                    factor = factors[offer.id] = (weight, offer.value, levers.get(offer.lever, 1.0))
+                priority = propensity * factor[0] * factor[1] * factor[2]
+                held = best.get(offer.id)
+                if held is None or priority > held[0]:
+                    best[offer.id] = (priority, order, offer, sku, propensity, category)
+        ranked = sorted(best.values(), key=lambda r: (-r[0], r[2].id, r[1]))
         basket_value = sum(_price(products, sku) for sku in basket)
         chosen: dict[str, Candidate] = {}
-        refused: set[str] = set()
         channel = source.channel
-        for neg_priority, offer_id, _, offer, sku, propensity, category in ranked:
+        for priority, _, offer, sku, propensity, category in ranked:
             if len(chosen) >= limit:
                 break
-            if offer_id in chosen or offer_id in refused:
-                continue
             if self._refusal(offer, source, user_id, placement, local, basket, basket_value) or (
                 self.caps.allowed(offer, person_key, visit_key, channel, source.device_id, day)
                 is not None
             ):
-                refused.add(offer_id)
                 continue
             reasons = ["recommended" if offer.sku else f"recommended in {category}"]
             if zone is not None and zone in offer.zones:
                 reasons.append(f"zone {zone}")
             reasons.append(f"lever {offer.lever}")
-            chosen[offer_id] = Candidate(offer, sku, propensity, -neg_priority, tuple(reasons))
+            chosen[offer.id] = Candidate(offer, sku, propensity, priority, tuple(reasons))
         return list(chosen.values())
 
     def _refusal(
