@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -127,6 +128,7 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
     from edge.config import parse_config
     from edge.decisioning import CONFIG_SECTIONS, MIGRATIONS, build
     from edge.errors import AuthError
+    from edge.heap import freeze_long_lived
     from edge.ingest import Ingestor
     from edge.journal import Journal
     from edge.metrics import IngestMetrics
@@ -144,6 +146,7 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
     component = build(ctx, recommender=lambda: holder.current)
     ingestor.pre_stages = list(component.pre_stages())
     ingestor.post_stages = list(component.post_stages())
+    ingestor.writers = list(component.writers())
     ingestor.listeners = list(component.listeners())
     ingestor.start()
     devices = edge.registry.DeviceRegistry(journal)
@@ -163,6 +166,8 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
                     {"sku": s, "quantity": 1, "price": 1.0} for s in rng.sample(popular, 5)]}},
             ])
         print(json.dumps({"token": token}), flush=True)
+        name_threads()
+        freeze_long_lived()  # as edge.gateway does once it is loaded
         yield
         task.cancel()
         ingestor.stop()
@@ -182,6 +187,17 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
         app.include_router(router)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="httptools",
                 timeout_keep_alive=120, access_log=False)
+
+
+def name_threads() -> None:
+    """Give the OS threads their Python names (for the per-thread CPU figures), and keep doing
+    so each second: executor threads start lazily."""
+    import threading
+
+    for thread in threading.enumerate():
+        with contextlib.suppress(OSError, TypeError):
+            Path(f"/proc/self/task/{thread.native_id}/comm").write_text(thread.name[:15])
+    asyncio.get_running_loop().call_later(1.0, name_threads)
 
 
 class _CachedTokens:
@@ -241,12 +257,15 @@ async def offered_load(port: int, path: str, headers: dict[str, str], bodies: li
     warmed()
     latencies: list[float] = []
     errors = offers = 0
+    slow: list[float] = []  # when (s into the run) requests over the 15 ms target were sent
 
     async def one(request: bytes, scheduled: float) -> None:
         nonlocal errors, offers
         conn = await connection()
         status, body = await conn.post(request)
         latencies.append(time.perf_counter() - scheduled)
+        if latencies[-1] > 0.015:
+            slow.append(scheduled - start)
         idle.append(conn)
         offers += body.count(b'"offerId"')
         if status != 200:
@@ -263,6 +282,9 @@ async def offered_load(port: int, path: str, headers: dict[str, str], bodies: li
     await asyncio.gather(*tasks)
     for conn in idle:
         conn.writer.close()
+    if slow:
+        print(f"{'':35}{len(slow)} requests over 15 ms, sent at "
+              + ", ".join(f"{t:.1f}" for t in slow[:12]) + (" …" if len(slow) > 12 else "") + " s")
     return latencies, errors, offers
 
 
@@ -288,10 +310,20 @@ def wait_ready(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads) so far."""
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of ``pid`` so far, in all (key "") and per thread name."""
+    out: dict[str, float] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name.rstrip("_0123456789")] += seconds
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    out[""] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -306,14 +338,16 @@ def measure(name: str, server_args: list[str], port: int, path: str, bodies: lis
         wait_ready(port)
         headers = {"authorization": f"Bearer {token}"} if token else {}
         os.sched_setaffinity(0, {1})
-        mark: dict[str, float] = {}
+        mark: dict[str, Any] = {}
 
         def warmed() -> None:
             mark.update(cpu=cpu_seconds(proc.pid), wall=time.perf_counter())
 
         latencies, errors, offers = asyncio.run(offered_load(port, path, headers, bodies, rate, warmed))
         elapsed = time.perf_counter() - mark["wall"]
-        cpu = cpu_seconds(proc.pid) - mark["cpu"]
+        after = cpu_seconds(proc.pid)
+        cpu = after[""] - mark["cpu"][""]
+        threads = {k: v - mark["cpu"].get(k, 0.0) for k, v in after.items() if k}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -325,6 +359,8 @@ def measure(name: str, server_args: list[str], port: int, path: str, bodies: lis
           f"  max {row['max_ms']:7.2f} ms  {row['requests']:.0f} req, {row['errors']:.0f} errors,"
           f" {row['rate']:.0f} req/s achieved; server CPU {row['cpu_ms']:.2f} ms/request"
           f" ({100 * cpu / elapsed:.0f} % of its core); {row['offers']:.2f} offers/response", flush=True)
+    print(" " * 35 + "CPU ms/request by thread: " + ", ".join(
+        f"{k} {1000 * v / len(ms):.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0))
     return row
 
 

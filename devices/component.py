@@ -45,7 +45,7 @@ from devices.pos.link import SerialLink, reconnecting
 from devices.status import TransitionLog
 from edge.backoff import backoff_delay
 from edge.bus import Source
-from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
 from edge.events import Event
 
 if TYPE_CHECKING:
@@ -182,6 +182,9 @@ class DevicesComponent:
         return (self._take_app_key,)
 
     def post_stages(self) -> Sequence[PostStage]:
+        return ()
+
+    def writers(self) -> Sequence[Writer]:
         return ()
 
     def listeners(self) -> Sequence[Listener]:

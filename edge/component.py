@@ -3,7 +3,7 @@
 The gateway (:mod:`edge.gateway`) builds a :class:`GatewayContext` — configuration, journal,
 event bus, MQTT publisher, metrics, clock — and hands it to each feature's ``build(ctx)``
 factory. A feature returns a :class:`Component`: the tables it needs (migrations), the HTTP
-routes it serves, the ingest stages it adds, the MQTT requests it answers, and its long-lived
+routes it serves, the ingest stages it adds, the rows it derives inside the journal's commit, the MQTT requests it answers, and its long-lived
 work, which runs under the gateway's single ``TaskGroup``.
 """
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from edge.bus import EventBus, Source
 from edge.config import Config
 from edge.events import Event
+from edge.journal import CommitWriter
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -34,6 +35,7 @@ __all__ = [
     "PostStage",
     "PreStage",
     "Publisher",
+    "Writer",
 ]
 
 #: Runs on each raw event dict before validation (e.g. raw identifiers → customer token).
@@ -44,6 +46,9 @@ PreStage = Callable[[dict[str, Any], Source], dict[str, Any]]
 PostStage = Callable[[Event], None]
 #: Called in the journal writer thread with the events just committed (new ones only). Keep fast.
 Listener = Callable[[Sequence[Event]], None]
+#: Runs inside the journal's commit transaction with the events it inserts, on its connection:
+#: rows derived from events commit or roll back with them (edge.journal.Journal.commit).
+Writer = CommitWriter
 #: Answers an MQTT ``…/decide`` request: (source, request JSON) → response JSON.
 DecideHandler = Callable[[Source, dict[str, Any]], Awaitable[dict[str, Any]]]
 Clock = Callable[[], float]  # seconds since the epoch; injectable for deterministic tests
@@ -79,6 +84,7 @@ class Component(Protocol):
     def routers(self) -> Sequence[APIRouter]: ...
     def pre_stages(self) -> Sequence[PreStage]: ...
     def post_stages(self) -> Sequence[PostStage]: ...
+    def writers(self) -> Sequence[Writer]: ...
     def listeners(self) -> Sequence[Listener]: ...
     def decide_handler(self) -> DecideHandler | None: ...
     def readiness(self) -> Mapping[str, Callable[[], bool]]: ...
@@ -99,6 +105,9 @@ class ComponentBase:
         return ()
 
     def post_stages(self) -> Sequence[PostStage]:
+        return ()
+
+    def writers(self) -> Sequence[Writer]:
         return ()
 
     def listeners(self) -> Sequence[Listener]:

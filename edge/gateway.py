@@ -29,6 +29,7 @@ import uvicorn
 from edge.broker import ManagedBroker, gateway_password, sync_broker_files
 from edge.component import Component, GatewayContext
 from edge.config import Config
+from edge.heap import freeze_long_lived
 from edge.http import create_app
 from edge.ingest import Ingestor
 from edge.metrics import IngestMetrics
@@ -125,6 +126,7 @@ class Gateway:
             for component in self.components.values():
                 ingestor.pre_stages.extend(component.pre_stages())
                 ingestor.post_stages.extend(component.post_stages())
+                ingestor.writers.extend(component.writers())
                 ingestor.listeners.extend(component.listeners())
                 link.decide = link.decide or component.decide_handler()
             hub = StreamHub(registry, metrics.registry)
@@ -150,6 +152,7 @@ class Gateway:
             port = sock.getsockname()[1]
             self.http_url = f"http://{cfg.http.host}:{port}"
             server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+            freeze_long_lived()  # the model, catalog, offers and tables are loaded: see edge.heap
             try:
                 async with asyncio.TaskGroup() as tasks:
                     serving = tasks.create_task(server.serve(sockets=[sock]))

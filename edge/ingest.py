@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.bus import PublishResult, Rejection, Source
-from edge.component import Listener, PostStage, PreStage
+from edge.component import Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
 from edge.events import MAX_EVENT_BYTES, Event, decode_payload, iso_ms, parse_event
 from edge.journal import DeadLetter, Journal
@@ -64,6 +64,7 @@ class Ingestor:
         pre_stages: Sequence[PreStage] = (),
         post_stages: Sequence[PostStage] = (),
         listeners: Sequence[Listener] = (),
+        writers: Sequence[Writer] = (),
         queue_max: int = 20_000,
         max_batch: int = 2_000,
         clock: Callable[[], float] = time.time,
@@ -73,6 +74,7 @@ class Ingestor:
         self.pre_stages = list(pre_stages)
         self.post_stages = list(post_stages)
         self.listeners = list(listeners)
+        self.writers = list(writers)
         self.max_batch = max_batch
         self.clock = clock
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
@@ -190,7 +192,7 @@ class Ingestor:
         dead = [d for item in batch for d in item.dead]
         started = time.perf_counter()
         try:
-            result = self.journal.commit(events, dead)
+            result = self.journal.commit(events, dead, self.writers)
         except Exception as exc:  # disk full, I/O error: acknowledge nothing
             self.metrics.commit_failures.inc()
             if self.healthy:
@@ -203,6 +205,8 @@ class Ingestor:
         if not self.healthy:
             log.warning("journal commits recovered")
             self.healthy = True
+        if result.writer_failures:
+            self.metrics.writer_failures.inc(result.writer_failures)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.commit_events.observe(len(events))
         offset = 0

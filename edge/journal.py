@@ -68,6 +68,7 @@ class DeadLetter:
 class CommitResult:
     inserted: tuple[bool, ...]  # per event: True if new, False if a duplicate messageId
     dead_lettered: int
+    writer_failures: int = 0
 
     @property
     def accepted(self) -> int:
@@ -128,6 +129,23 @@ def _core_v1(db: sqlite_utils.Database) -> None:
 CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1),)
 
 log = logging.getLogger(__name__)
+
+#: Derives rows from newly committed events inside the commit's transaction (see
+#: :meth:`Journal.commit`); gets the journal's connection and the new events. Keep it fast.
+CommitWriter = Callable[[sqlite3.Connection, Sequence[Event]], None]
+
+
+def _run_writer(conn: sqlite3.Connection, writer: CommitWriter, events: Sequence[Event]) -> bool:
+    conn.execute("SAVEPOINT commit_writer")
+    try:
+        writer(conn, events)
+    except Exception:
+        conn.execute("ROLLBACK TO commit_writer")
+        conn.execute("RELEASE commit_writer")
+        log.exception("commit writer %r failed; its rows are rolled back, the events kept", writer)
+        return False
+    conn.execute("RELEASE commit_writer")
+    return True
 
 INSERT_EVENT = (
     "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
@@ -259,9 +277,15 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()
+        self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = (),
+        writers: Sequence[CommitWriter] = (),
     ) -> CommitResult:
-        """Write ``events`` and ``dead_letters`` in one transaction (group commit)."""
+        """Write ``events`` and ``dead_letters`` in one transaction (group commit).
+
+        ``writers`` run inside that transaction with the events it inserts (duplicates left
+        out), so the rows they derive (exposures, say) commit or vanish with the events — a
+        crash cannot leave one without the other. Each runs in its own savepoint: one that
+        raises is rolled back alone, logged and counted in ``CommitResult.writer_failures``."""
         now = _now_ms()
         with self.transaction() as conn:
             before = conn.total_changes
@@ -278,7 +302,11 @@ class Journal:
                 inserted = tuple(flags)
             if dead_letters:
                 self._insert_dead(conn, dead_letters, now)
-        return CommitResult(inserted, len(dead_letters))
+            failures = 0
+            if writers and any(inserted):
+                new = [e for e, fresh in zip(events, inserted, strict=True) if fresh]
+                failures = sum(not _run_writer(conn, writer, new) for writer in writers)
+        return CommitResult(inserted, len(dead_letters), failures)
 
     def _insert_dead(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter], now: int) -> None:
         conn.executemany(

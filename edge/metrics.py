@@ -38,6 +38,11 @@ class IngestMetrics:
             "edge_journal_commit_failures", "Group commits that failed (nothing was acknowledged)",
             registry=self.registry,
         )
+        self.writer_failures = Counter(
+            "edge_journal_writer_failures",
+            "Derived-row writers that raised inside a commit (their rows rolled back, events kept)",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "edge_ingest_queue_depth", "Inputs waiting for the journal writer", registry=self.registry
         )

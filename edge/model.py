@@ -18,6 +18,7 @@ from typing import Any
 
 from edge.component import ComponentBase, GatewayContext
 from edge.config import doc
+from edge.heap import freeze_long_lived
 
 __all__ = ["CONFIG_SECTIONS", "MIGRATIONS", "ModelComponent", "ModelConfig", "build"]
 
@@ -70,6 +71,7 @@ class ModelComponent(ComponentBase):
     def swap(self, directory: Path) -> None:
         """Verify, load, smoke-test and swap in ``directory``; record it only once it serves."""
         self.holder.swap(Path(directory))
+        freeze_long_lived(collect=False)  # the new catalog lives until the next swap
         self._pointer.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._pointer.with_suffix(".tmp")
         tmp.write_text(f"{Path(directory).resolve()}\n")

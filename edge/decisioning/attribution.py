@@ -1,4 +1,4 @@
-"""Feedback and attribution, as a journal listener.
+"""Feedback and attribution: rows written inside the journal's commit, redemptions emitted after.
 
 * ``Offer Exposed`` (the engine's own event) → one ``exposures`` row per offer, both arms.
 * ``Offer Viewed`` / ``Offer Clicked`` with ``properties.decisionId`` → marks the exposure.
@@ -7,10 +7,16 @@
   attribution window whose offer names that SKU or its category; each exposure is redeemed at
   most once, holdout exposures too (that is what makes the arms comparable). Each new
   redemption is stored and handed to ``emit`` as an ``Offer Redeemed`` event for the CDP.
+
+:meth:`Attribution.write` runs inside the commit that journals the events (a
+:data:`edge.journal.CommitWriter`), so an exposure row exists exactly when its event does, even
+across a power cut; :meth:`Attribution.listen` runs after that commit and emits the redemptions
+it found (a derived event must not be published for rows that might still roll back).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,8 +38,13 @@ class Attribution:
         self.category_of = category_of
         self.emit = emit
         self.window_ms = window_ms
+        # set by write() inside a commit, taken by listen() after it (both on the writer thread);
+        # a commit that fails runs no listener, and the next write() starts afresh
+        self._redeemed: list[tuple[Event, list[dict[str, Any]]]] = []
 
-    def listen(self, events: Sequence[Event]) -> None:
+    def write(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+        """Inside the commit: exposure rows, feedback marks and redemptions of ``events``."""
+        self._redeemed = []
         exposures, feedback, orders = [], [], []
         for event in events:
             if event.name == "Offer Exposed":
@@ -42,31 +53,33 @@ class Attribution:
                 feedback.append(event)
             elif event.name == "Order Completed" and (event.user_id or event.anonymous_id):
                 orders.append(event)
-        if not (exposures or feedback or orders):
-            return
-        derived: list[tuple[Event, list[dict[str, Any]]]] = []
-        with self.journal.transaction() as conn:
-            if exposures:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO exposures (decision_id, offer_id, experiment, arm,"
-                    " unit_key, person_key, visit_key, user_id, anonymous_id, device_id, channel,"
-                    " sku, category, ms, day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    exposures,
-                )
-            for event in feedback:
-                props = event.body["properties"]
-                column = "viewed_ms" if event.name == "Offer Viewed" else "clicked_ms"
-                conn.execute(
-                    f"UPDATE exposures SET {column} = COALESCE({column}, ?)"
-                    " WHERE decision_id = ? AND offer_id = ?",
-                    (event.received_ms, props.get("decisionId"), props.get("offerId")),
-                )
-            for order in orders:
-                redeemed = self._match(conn, order)
-                if redeemed:
-                    derived.append((order, redeemed))
-        for order, redeemed in derived:
-            self.emit(order, redeemed)
+        if exposures:
+            conn.executemany(
+                "INSERT OR IGNORE INTO exposures (decision_id, offer_id, experiment, arm,"
+                " unit_key, person_key, visit_key, user_id, anonymous_id, device_id, channel,"
+                " sku, category, ms, day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                exposures,
+            )
+        for event in feedback:
+            props = event.body["properties"]
+            column = "viewed_ms" if event.name == "Offer Viewed" else "clicked_ms"
+            conn.execute(
+                f"UPDATE exposures SET {column} = COALESCE({column}, ?)"
+                " WHERE decision_id = ? AND offer_id = ?",
+                (event.received_ms, props.get("decisionId"), props.get("offerId")),
+            )
+        redeemed = []
+        for order in orders:
+            lines = self._match(conn, order)
+            if lines:
+                redeemed.append((order, lines))
+        self._redeemed = redeemed
+
+    def listen(self, events: Sequence[Event]) -> None:
+        """After the commit: emit the redemptions its :meth:`write` stored."""
+        redeemed, self._redeemed = self._redeemed, []
+        for order, lines in redeemed:
+            self.emit(order, lines)
 
     def _match(self, conn: Any, order: Event) -> list[dict[str, Any]]:
         props = order.body["properties"]

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from edge.bus import Source
-from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage
+from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
 from edge.decisioning.attribution import Attribution
 from edge.decisioning.caps import CapLedger
 from edge.decisioning.consent import ConsentLedger
@@ -132,6 +132,9 @@ class DecisioningComponent:
 
     def post_stages(self) -> Sequence[PostStage]:
         return [self._post_stage]
+
+    def writers(self) -> Sequence[Writer]:
+        return [self.attribution.write]
 
     def listeners(self) -> Sequence[Listener]:
         return [self.consent.listen, self.profiles.listen, self.attribution.listen,

@@ -188,6 +188,7 @@ def make_gateway(tmp_path: Path, offers: str = DEFAULT_OFFERS, **settings: Any) 
     component = build(ctx, recommender=lambda: recommender)
     ingestor.pre_stages = list(component.pre_stages())
     ingestor.post_stages = list(component.post_stages())
+    ingestor.writers = list(component.writers())
     listened: set[str] = set()
     ingestor.listeners = [*component.listeners(),
                           lambda events: listened.update(e.message_id for e in events)]

@@ -50,6 +50,59 @@ def test_a_redelivered_event_is_stored_once(journal):
     assert journal.stats()["events"] == 2
 
 
+def _derived_table(journal):
+    with journal.connection() as conn:
+        conn.execute("CREATE TABLE derived (message_id TEXT PRIMARY KEY)")
+
+
+def _derive(conn, events):
+    conn.executemany("INSERT INTO derived VALUES (?)", [(e.message_id,) for e in events])
+
+
+def _derived(journal):
+    with journal.connection() as conn:
+        return sorted(r[0] for r in conn.execute("SELECT message_id FROM derived"))
+
+
+def test_commit_writers_see_only_new_events_in_the_same_transaction(journal):
+    _derived_table(journal)
+    seen = []
+    result = journal.commit([_event("a"), _event("b")], writers=[_derive, lambda c, ev: seen.append(len(ev))])
+    assert result.writer_failures == 0 and _derived(journal) == ["a", "b"]
+    journal.commit([_event("a"), _event("c")], writers=[_derive, lambda c, ev: seen.append(len(ev))])
+    assert _derived(journal) == ["a", "b", "c"] and seen == [2, 1]  # the redelivered "a" left out
+    journal.commit([_event("c")], writers=[lambda c, ev: seen.append(len(ev))])
+    assert seen == [2, 1]  # nothing new: writers are not called
+
+
+def test_a_failing_writer_rolls_back_alone_and_is_counted(journal, caplog):
+    _derived_table(journal)
+
+    def half_then_fail(conn, events):
+        conn.execute("INSERT INTO derived VALUES ('from-the-failing-writer')")
+        raise ValueError("bug in a writer")
+
+    result = journal.commit([_event("a")], writers=[half_then_fail, _derive])
+    assert result.writer_failures == 1 and result.inserted == (True,)
+    assert _derived(journal) == ["a"]  # its own row rolled back, the next writer's kept
+    assert journal.stats()["events"] == 1 and "bug in a writer" in caplog.text
+
+
+def test_derived_rows_and_events_commit_or_vanish_together(journal):
+    """What a power cut between "events committed" and "rows derived" would break: the rows are
+    in the commit itself, so a commit that does not happen leaves neither."""
+    _derived_table(journal)
+
+    def cut(conn, events):
+        raise KeyboardInterrupt  # not an Exception: the whole transaction unwinds
+
+    with pytest.raises(KeyboardInterrupt):
+        journal.commit([_event("a")], writers=[_derive, cut])
+    assert journal.stats()["events"] == 0 and _derived(journal) == []
+    journal.commit([_event("a")], writers=[_derive])
+    assert journal.stats()["events"] == 1 and _derived(journal) == ["a"]
+
+
 def test_dead_letters_are_bounded_and_scrubbed(journal):
     letters = [DeadLetter("mqtt:kiosk/k1", "invalid_json", "bad", f"mail bob{i}@example.com +49 170 1234567".encode())
                for i in range(8)]
