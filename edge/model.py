@@ -37,6 +37,7 @@ class ModelConfig:
     inter_op_threads: int = doc(1, "ONNX Runtime threads across graph nodes.", _positive)
     max_basket: int = doc(64, "Basket items passed to the model; longer baskets keep the latest.", _positive)
     max_history: int = doc(128, "Personal history items passed to the model.", _positive)
+    prepack: bool = doc(True, "Let ONNX Runtime keep a packed copy of the scoring table: ≈ 400 bytes per SKU of RAM (19 MiB at 50,000 SKUs) for micro-batches ≈ 3× faster; false for the tightest memory.")
 
 
 CONFIG_SECTIONS: dict[str, type] = {"model": ModelConfig}
@@ -51,7 +52,8 @@ class ModelComponent(ComponentBase):
 
         cfg: ModelConfig = ctx.config.model
         self._kwargs = {"intra_op_threads": cfg.intra_op_threads, "inter_op_threads": cfg.inter_op_threads,
-                        "max_basket": cfg.max_basket, "max_history": cfg.max_history}  # fmt: skip
+                        "max_basket": cfg.max_basket, "max_history": cfg.max_history,
+                        "prepack": cfg.prepack}  # fmt: skip
         self._pointer = ctx.state_dir / "models" / "active"
         configured = Path(cfg.dir) if cfg.dir else Path(DEFAULT_MODEL_DIR)
         self.holder = ModelHolder(configured, **self._kwargs)
