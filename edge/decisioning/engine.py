@@ -167,10 +167,12 @@ class DecisionEngine:
         """Rank every offer reachable from the candidates by its best (offer, SKU) pair, then
         apply the policies in priority order until ``limit`` offers pass.
 
-        The policies depend on the offer, not on which SKU led to it, so an offer's only pair
-        that can matter is its best one — highest priority, earliest candidate on a tie, exactly
-        the pair a full sort of all pairs would reach first — and the policies run on few
-        offers, not all."""
+        The policies depend on the offer, not on which SKU led to it, so the only pair of an
+        offer that can matter is its best one: highest priority, earliest candidate on a tie —
+        exactly the pair a sort of all pairs would reach first. Within one offer the priority
+        grows with the candidate's propensity, so walking the candidates by propensity (ties in
+        candidate order), a category's offers get their best pair from the first candidate of
+        that category and need no look at the others; the policies then run on few offers."""
         if not scored:
             return []
         top = max(float(x.score) for x in scored)
@@ -178,32 +180,32 @@ class DecisionEngine:
         minimum = self.minimum_stock
         by_sku, by_category, levers = catalog.by_sku, catalog.by_category, catalog.levers
         zone_weight = self.settings.zone_weight
-        factors: dict[str, tuple[float, float, float]] = {}
-        best: dict[str, tuple[float, int, Offer, str, float, str | None]] = {}
-        for order, item in enumerate(scored):
-            sku = item.sku
+        walk = sorted(
+            ((-math.exp(min(0.0, float(item.score) - top)), order, item.sku)
+             for order, item in enumerate(scored)),
+        )
+        claimed: set[str] = set()
+        best: dict[str, tuple[float, str, int, Offer, str, float, str | None]] = {}
+        for neg_propensity, order, sku in walk:
             if sku in in_basket or stock.get(sku, minimum) < minimum:
                 continue
             category = _category(products, sku)
-            offers = by_sku.get(sku, ())
-            by_cat = by_category.get(category, ()) if category is not None else ()
-            if not offers and not by_cat:
-                continue
-            propensity = math.exp(min(0.0, float(item.score) - top))
-            for offer in (*offers, *by_cat):
-                factor = factors.get(offer.id)
-                if factor is None:
-                    weight = zone_weight if zone is not None and zone in offer.zones else 1.0
-                    factor = factors[offer.id] = (weight, offer.value, levers.get(offer.lever, 1.0))
-                priority = propensity * factor[0] * factor[1] * factor[2]
+            offers: tuple[Offer, ...] | list[Offer] = by_sku.get(sku, ())
+            if category is not None and category not in claimed:
+                claimed.add(category)
+                offers = (*offers, *by_category.get(category, ()))
+            propensity = -neg_propensity
+            for offer in offers:
+                weight = zone_weight if zone is not None and zone in offer.zones else 1.0
+                priority = propensity * weight * offer.value * levers.get(offer.lever, 1.0)
                 held = best.get(offer.id)
-                if held is None or priority > held[0]:
-                    best[offer.id] = (priority, order, offer, sku, propensity, category)
-        ranked = sorted(best.values(), key=lambda r: (-r[0], r[2].id, r[1]))
+                if held is None or -priority < held[0]:
+                    best[offer.id] = (-priority, offer.id, order, offer, sku, propensity, category)
+        ranked = sorted(best.values())  # (−priority, offer id) is unique: offers never compared
         basket_value = sum(_price(products, sku) for sku in basket)
         chosen: dict[str, Candidate] = {}
         channel = source.channel
-        for priority, _, offer, sku, propensity, category in ranked:
+        for neg_priority, _, _, offer, sku, propensity, category in ranked:
             if len(chosen) >= limit:
                 break
             if self._refusal(offer, source, user_id, placement, local, basket, basket_value) or (
@@ -215,7 +217,7 @@ class DecisionEngine:
             if zone is not None and zone in offer.zones:
                 reasons.append(f"zone {zone}")
             reasons.append(f"lever {offer.lever}")
-            chosen[offer.id] = Candidate(offer, sku, propensity, priority, tuple(reasons))
+            chosen[offer.id] = Candidate(offer, sku, propensity, -neg_priority, tuple(reasons))
         return list(chosen.values())
 
     def _refusal(
