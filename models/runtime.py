@@ -21,9 +21,8 @@ import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -45,9 +44,11 @@ MAX_BATCH = 1024
 Request = tuple[Sequence[str], Sequence[tuple[str, float]], "Context | None"]
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One recommended product and its model score (higher is better; log scale)."""
+class Scored(NamedTuple):
+    """One recommended product and its model score (higher is better; log scale).
+
+    A named tuple, not a dataclass: a request builds up to K of them, and a frozen dataclass
+    costs several times a tuple to create (bench/recommend.py's 2,000-SKU wrapper ratio)."""
 
     sku: str
     score: float
@@ -296,8 +297,11 @@ class Recommender:
 
     def _decode(self, items: np.ndarray, scores: np.ndarray, k: int) -> list[Scored]:
         skus = self.catalog.skus
-        return [Scored(skus[int(i)], float(s)) for i, s in zip(items[:k], scores[:k], strict=True)
-                if math.isfinite(s)]
+        top_scores = scores[:k]
+        pairs = zip(items[:k].tolist(), top_scores.tolist(), strict=True)
+        if np.isfinite(top_scores).all():  # the usual case: no padding (-inf) among the top K
+            return [Scored(skus[i], s) for i, s in pairs]
+        return [Scored(skus[i], s) for i, s in pairs if math.isfinite(s)]
 
     def _k(self, k: int | None) -> int:
         if k is None:
