@@ -9,6 +9,7 @@ fields are kept. Details name fields, never echo values (they may be raw identif
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -269,6 +270,7 @@ def iso_ms(unix_ms: int) -> str:
     return _iso(unix_ms)
 
 
+@functools.lru_cache(maxsize=64)  # a busy gateway stamps many events within one millisecond
 def _iso(unix_ms: int) -> str:
     return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"

@@ -107,7 +107,8 @@ class Gateway:
                 self.broker_address = _parse_url(cfg.mqtt.url)
             metrics = IngestMetrics()
             ingestor = Ingestor(journal, metrics, queue_max=cfg.ingest.queue_max,
-                                max_batch=cfg.ingest.max_batch, clock=self.clock)  # fmt: skip
+                                max_batch=cfg.ingest.max_batch, linger_ms=cfg.ingest.linger_ms,
+                                clock=self.clock)  # fmt: skip
             link = MqttLink(
                 host=self.broker_address[0], port=self.broker_address[1],
                 client_id=cfg.mqtt.client_id or f"edge-gateway-{cfg.store.id}",

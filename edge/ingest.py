@@ -67,6 +67,7 @@ class Ingestor:
         writers: Sequence[Writer] = (),
         queue_max: int = 20_000,
         max_batch: int = 2_000,
+        linger_ms: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
@@ -76,6 +77,7 @@ class Ingestor:
         self.listeners = list(listeners)
         self.writers = list(writers)
         self.max_batch = max_batch
+        self.linger_s = linger_ms / 1000
         self.clock = clock
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
         self._thread: threading.Thread | None = None
@@ -175,11 +177,22 @@ class Ingestor:
                 break
             batch: list[_Item] = [first]
             count = len(first.events)
+            lingered = False
             while count < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Linger once when a stream is flowing (more than one input was waiting): on
+                    # one core the producer hands over the GIL at every socket wait, which would
+                    # wake this thread for a commit of a handful of events. Sleeping (not
+                    # waiting on the queue, which would wake at every put) lets the producer
+                    # run, and the group commit grows. A lone input (a caller awaiting its
+                    # commit) is committed at once.
+                    if lingered or not self.linger_s or len(batch) < 2:
+                        break
+                    lingered = True
+                    time.sleep(self.linger_s)
+                    continue
                 if nxt is _STOP:
                     stopping = True
                     break

@@ -88,6 +88,11 @@ class HttpConfig:
 class IngestConfig:
     queue_max: int = doc(20_000, "Inputs waiting for the journal writer before backpressure.", _positive)
     max_batch: int = doc(2_000, "Most events in one group commit.", _positive)
+    linger_ms: float = doc(
+        1.0, "How long the journal writer waits for more events before a commit that is not full:"
+        " larger group commits under load for at most this much added latency (0: none).",
+        lambda v: None if 0 <= v <= 100 else "must be 0–100",
+    )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -147,6 +149,42 @@ def test_ingestor_group_commits_and_reports(tmp_path):
             count = next(s.value for s in commits if s.name.endswith("_count"))
             assert count < 200  # concurrent publishes shared commits
     asyncio.run(run())
+
+
+def _commits(ingestor):
+    samples = ingestor.metrics.commit_events.collect()[0].samples
+    return next(s.value for s in samples if s.name.endswith("_count"))
+
+
+def test_a_flowing_stream_lingers_into_one_commit_a_lone_input_does_not(tmp_path):
+    with Journal(tmp_path / "l.db") as journal:
+        ingestor = Ingestor(journal, IngestMetrics(), linger_ms=400)
+        done = threading.Event()
+        seen = []
+
+        def on_done(result):
+            seen.append(result)
+            if len(seen) == 3:
+                done.set()
+
+        for name in ("a", "b"):  # a stream: more than one input waiting when the writer looks
+            ingestor.enqueue(ingestor.prepare(SOURCE, [{"messageId": name, "event": "Cart Viewed"}]), on_done)
+        ingestor.start()
+        time.sleep(0.1)  # well inside the linger
+        ingestor.enqueue(ingestor.prepare(SOURCE, [{"messageId": "c", "event": "Cart Viewed"}]), on_done)
+        assert done.wait(10)
+        assert _commits(ingestor) == 1 and journal.stats()["events"] == 3
+
+        lone = Ingestor(journal, IngestMetrics(), linger_ms=60_000)  # a linger nobody could wait out
+        lone.start()
+
+        async def one():
+            return await asyncio.wait_for(
+                lone.publish(SOURCE, [{"messageId": "d", "event": "Cart Viewed"}]), timeout=10)
+
+        assert asyncio.run(one()).accepted == 1  # an awaited lone input is committed at once
+        lone.stop()
+        ingestor.stop()
 
 
 def test_a_failed_commit_acknowledges_nothing(tmp_path):
