@@ -8,8 +8,11 @@ export path, writes 500 offers on its catalog, then for each of two servers — 
 component: identity, consent, profile, recommender, offers, caps, experiments, exposure
 journaled with ``synchronous=FULL``) — starts uvicorn as a subprocess pinned to core 0
 (``taskset -c 0``), offers ``--rate`` requests per second open-loop over keep-alive
-connections from core 1 (a hand-rolled HTTP/1.1 client: httpx would be the bottleneck), and reports latency measured from each request's *scheduled* time
-(so a stall is not hidden by coordinated omission). Prints figures, not pass/fail.
+connections from core 1 (a hand-rolled HTTP/1.1 client: httpx would be the bottleneck), and
+reports latency measured from each request's *scheduled* time (so a stall is not hidden by
+coordinated omission), the server's CPU time per request (in all and per thread: event loop,
+recommender, journal writer), offers per response (proof the gateway did the work), and when
+any request over the 15 ms target was sent. Prints figures, not pass/fail.
 """
 
 from __future__ import annotations
