@@ -43,13 +43,18 @@ CONSENTED = 300
 
 # -- model and offers ------------------------------------------------------------------------
 def build_model(cache: Path, skus: int) -> Path:
+    import hashlib
+
     from models.build import train_model
     from models.simulate import simulate_store
 
-    store, model = cache / f"store-{skus}", cache / f"model-{skus}"
+    # a model built by an older graph builder is rebuilt, not silently measured
+    graph = hashlib.sha256((ROOT / "models" / "export.py").read_bytes()).hexdigest()[:10]
+    store, model = cache / f"store-{skus}", cache / f"model-{skus}-{graph}"
     if not (model / "manifest.json").exists():
         print(f"building a {skus}-SKU model in {cache} (once; ~2 min at 50k) …", flush=True)
-        simulate_store(store, seed=5, customers=1000, days=14, skus=skus)
+        if not (store / "transactions.csv").exists():
+            simulate_store(store, seed=5, customers=1000, days=14, skus=skus)
         train_model(store, model, evaluate=False)
     return model
 

@@ -32,28 +32,44 @@ OPSET = 18
 FORMAT_VERSION = 1
 INPUTS = ("basket", "history", "history_weights", "context")
 OUTPUTS = ("top_items", "top_scores")
+SPARSE_CONTEXT_MAX = 10
+"""Context columns in use (5 per request) up to which only their weight rows are read."""
 
 
 def _const(name: str, value: Any, dtype: type = np.float32) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
+def _branch(name: str, nodes: list[onnx.NodeProto], output: str) -> onnx.GraphProto:
+    """An ``If`` branch computing ``output`` [batch, n + 1] from outer-scope values."""
+    out = helper.make_tensor_value_info(output, TensorProto.FLOAT, None)
+    return helper.make_graph(nodes, name, [], [out])
+
+
 def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
     """The scoring graph with ``top_k`` outputs; see :mod:`models.scoring` for the maths.
 
-    One table ``[d + ctx_dim + 1, n + 1]`` holds Eᵀ, W_ctx and the prior (multiplied by a
-    constant-1 input column), so one MatMul scores the catalog. Column ``n`` is a dummy item
-    (zero embedding, prior −inf) that padding points at, so pads need no masking.
+    One table ``[d + 1, n + 1]`` holds Eᵀ and the prior (multiplied by a constant-1 input
+    column), so one MatMul scores the catalog. Column ``n`` is a dummy item (zero embedding,
+    prior −inf) that padding points at, so pads need no masking.
+
+    The context weights ``W_ctx [c, n + 1]`` are a table of their own, and only its rows for the
+    context columns that are non-zero somewhere in the batch are gathered and multiplied: the
+    context is one-hot groups (5 of 35 columns set), so a single request reads 5 rows instead of
+    35 — the scoring table is read from memory at every inference, and this cuts that read by
+    about 30 %. Exact for any context: a column that is zero in every row adds nothing.
     """
     n, d, c = p.n_items, p.dim, p.ctx_dim
     k = min(top_k, n)
-    table = np.zeros((d + c + 1, n + 1), dtype=np.float32)
+    table = np.zeros((d + 1, n + 1), dtype=np.float32)
     table[:d, :n] = p.emb_t
-    table[d : d + c, :n] = p.w_ctx
-    table[d + c, :n] = p.prior
-    table[d + c, n] = -np.inf
+    table[d, :n] = p.prior
+    table[d, n] = -np.inf
+    w_ctx = np.zeros((c, n + 1), dtype=np.float32)
+    w_ctx[:, :n] = p.w_ctx
     inits = [
         _const("table", table),
+        _const("w_ctx", w_ctx),
         _const("repeat", np.r_[p.repeat, 0.0]),
         _const("category", np.r_[p.category, 0], np.int64),
         _const("taste_offset", p.taste_prior * p.category_share),
@@ -77,6 +93,7 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         _const("k", [k], np.int64),
         _const("n_cat_shape", [len(p.category_share)], np.int64),
         _const("one_shape", [1], np.int64),
+        _const("sparse_max", SPARSE_CONTEXT_MAX, np.int64),
     ]
     node = helper.make_node
 
@@ -113,13 +130,30 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         node("Mul", ["b_mean", "a_basket"], ["q_b"]),
         node("Mul", ["h_mean", "a_user"], ["q_h"]),
         node("Add", ["q_b", "q_h"], ["q"]),
-        # one MatMul: [q, context, 1] @ [Eᵀ; W_ctx; prior]
+        # one MatMul: [q, 1] @ [Eᵀ; prior]
         node("Shape", ["history"], ["h_shape"]),
         node("Slice", ["h_shape", "axis0", "axis1"], ["batch_dim"]),
         node("Concat", ["batch_dim", "one_shape"], ["ones_shape"], axis=0),
         fill("ones", "ones_shape", 1.0),
-        node("Concat", ["q", "context", "ones"], ["x"], axis=1),
-        node("MatMul", ["x", "table"], ["g_0"]),
+        node("Concat", ["q", "ones"], ["x"], axis=1),
+        node("MatMul", ["x", "table"], ["g_main"]),
+        # + context @ W_ctx: over only the columns non-zero somewhere in the batch while they
+        # are few (a request or two); the whole table, pre-packed, once a batch uses many
+        node("Abs", ["context"], ["c_abs"]),
+        node("ReduceMax", ["c_abs", "axis0"], ["c_max"], keepdims=0),
+        node("Greater", ["c_max", "zero_f"], ["c_used"]),
+        node("NonZero", ["c_used"], ["c_nz"]),
+        node("Squeeze", ["c_nz", "axis0"], ["c_cols"]),
+        node("Size", ["c_cols"], ["c_count"]),
+        node("LessOrEqual", ["c_count", "sparse_max"], ["c_sparse"]),
+        node("If", ["c_sparse"], ["g_ctx"], then_branch=_branch("sparse", [
+            node("Gather", ["context", "c_cols"], ["c_vals"], axis=1),
+            node("Gather", ["w_ctx", "c_cols"], ["c_rows"], axis=0),
+            node("MatMul", ["c_vals", "c_rows"], ["g_ctx_sparse"]),
+        ], "g_ctx_sparse"), else_branch=_branch("dense", [
+            node("MatMul", ["context", "w_ctx"], ["g_ctx_dense"]),
+        ], "g_ctx_dense")),
+        node("Add", ["g_main", "g_ctx"], ["g_0"]),
         # category taste from the distinct history items, gathered onto items
         node("Gather", ["category", "h_idx"], ["h_cat"]),
         node("Concat", ["batch_dim", "n_cat_shape"], ["cat_shape"], axis=0),

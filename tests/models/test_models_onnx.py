@@ -115,3 +115,32 @@ def test_graph_is_deterministic_bytes(k: int) -> None:
     one = build_graph(p, k).SerializeToString(deterministic=True)
     two = build_graph(p, k).SerializeToString(deterministic=True)
     assert one == two
+
+
+@pytest.mark.parametrize("shape", ["none", "one-hot", "few-real-valued", "all-columns"])
+def test_context_rows_read_sparsely_or_densely_give_the_reference(shape: str) -> None:
+    """The graph reads only the weight rows of context columns in use while they are few
+    (SPARSE_CONTEXT_MAX), the whole table otherwise: both paths, at their boundary and for
+    non-binary values, are the reference's dense ``context @ W_ctx``."""
+    from models.export import SPARSE_CONTEXT_MAX
+
+    rng = np.random.default_rng(11)
+    n, k, batch = 400, 20, 3
+    p = random_params(rng, n)
+    sess = session(p, k)
+    c = np.zeros((batch, CTX_DIM), dtype=np.float32)
+    if shape == "one-hot":  # 5 columns per row, 3 rows: more than the sparse limit in all
+        for row in range(batch):
+            c[row, rng.choice(CTX_DIM, 5, replace=False)] = 1.0
+        c1 = c[:1]
+    if shape == "few-real-valued":  # exactly at the limit, with values other than 1
+        cols = rng.choice(CTX_DIM, SPARSE_CONTEXT_MAX, replace=False)
+        c[:, cols] = rng.uniform(-3, 3, (batch, SPARSE_CONTEXT_MAX)).astype(np.float32)
+    if shape == "all-columns":
+        c[:] = rng.uniform(-1, 1, (batch, CTX_DIM)).astype(np.float32)
+    b = rng.integers(0, n, (batch, 3))
+    h = rng.integers(0, n, (batch, 6))
+    w = rng.uniform(0, 1, (batch, 6)).astype(np.float32)
+    assert_matches_reference(p, sess, k, b, h, w, c)
+    if shape == "one-hot":  # and a single request: 5 columns, the sparse path
+        assert_matches_reference(p, sess, k, b[:1], h[:1], w[:1], c1)
