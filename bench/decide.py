@@ -152,10 +152,7 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
                          topic_root="retail/v1/store-001/")
     holder = ModelHolder(model)
     component = build(ctx, recommender=lambda: holder.current)
-    ingestor.pre_stages = list(component.pre_stages())
-    ingestor.post_stages = list(component.post_stages())
-    ingestor.writers = list(component.writers())
-    ingestor.listeners = list(component.listeners())
+    ingestor.attach(component)
     ingestor.start()
     devices = edge.registry.DeviceRegistry(journal)
     token = devices.add("kiosk", "kiosk-bench").http_token

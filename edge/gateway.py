@@ -125,10 +125,7 @@ class Gateway:
             self.context = ctx
             self._build_features(ctx)
             for component in self.components.values():
-                ingestor.pre_stages.extend(component.pre_stages())
-                ingestor.post_stages.extend(component.post_stages())
-                ingestor.writers.extend(component.writers())
-                ingestor.listeners.extend(component.listeners())
+                ingestor.attach(component)
                 link.decide = link.decide or component.decide_handler()
             hub = StreamHub(registry, metrics.registry)
             ingestor.listeners.append(hub.listener)

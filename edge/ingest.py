@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.bus import PublishResult, Rejection, Source
-from edge.component import Listener, PostStage, PreStage, Writer
+from edge.component import Component, Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
 from edge.events import MAX_EVENT_BYTES, Event, decode_payload, iso_ms, parse_event
 from edge.journal import DeadLetter, Journal
@@ -96,6 +96,13 @@ class Ingestor:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
+
+    def attach(self, component: Component) -> None:
+        """Add a feature's ingest seams: its stages, commit writers and listeners, in order."""
+        self.pre_stages.extend(component.pre_stages())
+        self.post_stages.extend(component.post_stages())
+        self.writers.extend(component.writers())
+        self.listeners.extend(component.listeners())
 
     # -- the producer side -----------------------------------------------------------------
     def prepare(self, source: Source, raw_events: Sequence[Any], payload: bytes | None = None) -> _Item:

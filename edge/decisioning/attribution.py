@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge.events import Event
-from edge.journal import Journal
 
 __all__ = ["Attribution"]
 
@@ -29,12 +28,10 @@ __all__ = ["Attribution"]
 class Attribution:
     def __init__(
         self,
-        journal: Journal,
         category_of: Callable[[str], str | None],
         emit: Callable[[Event, list[dict[str, Any]]], None],
         window_ms: int,
     ) -> None:
-        self.journal = journal
         self.category_of = category_of
         self.emit = emit
         self.window_ms = window_ms

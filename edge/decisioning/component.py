@@ -96,7 +96,7 @@ class DecisioningComponent:
             minimum_stock=cfg.offers.minimum_stock,
         )
         self.attribution = Attribution(
-            ctx.journal, self._category_of, self._emit_redeemed,
+            self._category_of, self._emit_redeemed,
             int(self.settings.attribution_window_hours * 3_600_000),
         )
         self._identity_stage = IdentityStage(self.identity, self.eraser.is_suppressed)

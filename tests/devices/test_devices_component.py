@@ -57,8 +57,8 @@ def _context(tmp_path: Path, sections: dict[str, dict[str, Any]], clock: list[fl
 
 
 def _wire(component: DevicesComponent, ingestor: Ingestor) -> None:
-    ingestor.pre_stages.extend([FakeIdentity().stage, *component.pre_stages()])
-    ingestor.listeners.extend(component.listeners())
+    ingestor.pre_stages.append(FakeIdentity().stage)
+    ingestor.attach(component)
     ingestor.start()
 
 
