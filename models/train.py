@@ -1,17 +1,20 @@
-"""Training: count statistics and one symmetric factorisation, then a few mixing weights.
+"""Training: count statistics, one symmetric factorisation, a sparse complement table, then a
+few mixing weights. numpy only (no scipy), so the store install can train.
 
-Components, each a log-lift so they add up like log-probabilities:
+Components, each a log-lift (or, for the mixture terms, a probability):
 
 * ``prior``  — log item popularity (smoothed basket frequency);
 * ``emb_t``  — item embeddings from the top eigenvectors of the shrunk positive-PMI item-item
   co-occurrence matrix, so ``mean(E[basket]) @ Eᵀ`` approximates the basket's mean lift;
 * ``w_ctx``  — per context slot, the shrunk log-lift of each item (naive-Bayes style);
+* ``partners`` / ``excess`` — each item's strongest specific complements (:mod:`models.factors`);
 * history kernel and per-item ``repeat`` propensity (see :mod:`models.history`).
 
-Mixing weights (basket, user taste, context, repeat) are chosen by coordinate search on a
-validation split (each customer's last *training* basket), the components are then refitted on
-all training baskets. Everything is deterministic: fixed ARPACK start vector, stable sorts,
-eigenvector signs fixed, values rounded before export.
+Mixing weights (basket, user taste, context, repeat, taste, complements) are chosen by
+coordinate search on a validation split (each customer's last *training* basket), the
+components are then refitted on all training baskets. Deterministic across machines: exact
+counting, fixed start vectors and iteration counts, stable sorts, validation scores rounded
+before ranking with ties by item index, every exported weight rounded to a float16 value.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import ArpackError, eigsh
 
+from .cooccur import Sparse, cooccurrence, item_counts, rows_sum
 from .data import Dataset
-from .history import HistoryKernel, fit_history_kernel
-from .holdout import Requests, holdout_requests, pad_hidden, ranking_metrics
+from .factors import complements, embeddings, quantize
+from .history import DECAYS, HistoryKernel, fit_history_kernel
+from .holdout import Requests, holdout_requests, pad_hidden, ranking_metrics, validation_mask
 from .scoring import G_CLIP, ScoringParams
 
 __all__ = ["Components", "TrainConfig", "fit_components", "train_params"]
@@ -37,6 +40,9 @@ class TrainConfig:
     ctx_prior: float = 100.0
     category_ctx_prior: float = 50.0
     taste_prior: float = 5.0
+    complement_width: int = 16
+    complement_shrink: float = 10.0
+    share_decays: tuple[float, ...] = DECAYS
     validation_seed: int = 1
 
 
@@ -49,6 +55,8 @@ class Components:
     kernel: HistoryKernel
     category: np.ndarray  # [n] int64 category code of each item
     category_share: np.ndarray  # [n_categories] share of purchases
+    partners: np.ndarray  # [n, width] int32 complement partners, -1 = none
+    excess: np.ndarray  # [n, width] their excess probability P(j | i) - P(j)
 
 
 @dataclass(frozen=True)
@@ -58,66 +66,41 @@ class Mixing:
     a_ctx: float = 1.0
     a_repeat: float = 1.0
     a_taste: float = 1.0
+    a_comp: float = 1.0
 
 
-def _basket_matrix(ds: Dataset) -> sp.csr_matrix:
-    data = np.ones(len(ds.items), dtype=np.float64)
-    return sp.csr_matrix((data, ds.items, ds.indptr), shape=(ds.n_baskets, ds.n_items))
+def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per context slot: baskets, baskets holding each item, baskets holding each category."""
+    ctx = ds.context_matrix().astype(np.float64)
+    slot_counts = ctx.sum(axis=0)[:, None]
+    line_ctx = np.repeat(ctx, np.diff(ds.indptr), axis=0)
+    joint = np.stack([np.bincount(ds.items, line_ctx[:, s], ds.n_items)
+                      for s in range(ctx.shape[1])])
+    cat_joint = np.stack([np.bincount(category, joint[s], n_cat) for s in range(ctx.shape[1])])
+    return slot_counts, joint, cat_joint
 
 
-def _embeddings(x: sp.csr_matrix, counts: np.ndarray, dim: int, shrink: float) -> np.ndarray:
-    n_b, n = x.shape
-    co = (x.T @ x).tocoo()
-    off = co.row != co.col
-    rows, cols, c = co.row[off], co.col[off], co.data[off]
-    expected = counts[rows] * counts[cols] / max(n_b, 1)
-    lift = np.log((c + shrink) / (expected + shrink))
-    keep = lift > 0
-    m = sp.csr_matrix((lift[keep], (rows[keep], cols[keep])), shape=(n, n))
-    k = max(0, min(dim, n - 2))
-    if n <= 200 or m.nnz == 0:
-        vals, vecs = np.linalg.eigh(m.toarray())
-        vals, vecs = vals[::-1][:k], vecs[:, ::-1][:, :k]
-    else:
-        v0 = np.cos(np.arange(n) * 0.618) + 1.5
-        try:
-            vals, vecs = eigsh(m, k=k, which="LA", v0=v0, tol=1e-8, maxiter=20 * n)
-        except ArpackError:  # too little co-occurrence to converge: no basket signal
-            vals, vecs = np.zeros(k), np.zeros((n, k))
-    order = np.argsort(-vals, kind="stable")
-    vals, vecs = vals[order], vecs[:, order]
-    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(k)])
-    vecs = vecs * np.where(signs == 0, 1.0, signs)
-    emb = vecs * np.sqrt(np.maximum(vals, 0.0))
-    out = np.zeros((dim, n))
-    out[:k] = emb.T
-    return out
-
-
-def fit_components(ds: Dataset, cfg: TrainConfig) -> Components:
+def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Components:
     """Fit every count-based component on ``ds`` (no parameters are tuned here)."""
-    x = _basket_matrix(ds)
-    counts = np.asarray(x.sum(axis=0)).ravel()
-    n_b, n = x.shape
+    counts = item_counts(ds)
+    n_b, n = ds.n_baskets, ds.n_items
     p_item = (counts + 0.5) / (n_b + 0.5 * n)
     prior = np.log(p_item)
-    emb_t = _embeddings(x, counts, cfg.dim, cfg.pmi_shrink)
+    co = cooccurrence(ds)
+    emb_t = embeddings(co, counts, n_b, cfg.dim, cfg.pmi_shrink)
+    partners, excess = complements(co, counts, n_b, cfg.complement_width, cfg.complement_shrink)
     category = category_codes(ds)
     n_cat = int(category.max()) + 1
-    to_cat = sp.csr_matrix((np.ones(n), (np.arange(n), category)), shape=(n, n_cat))
-    cat_counts = counts @ to_cat
+    cat_counts = np.bincount(category, counts, n_cat)
     share = (cat_counts + 1.0) / (cat_counts.sum() + n_cat)
-    ctx = sp.csr_matrix(ds.context_matrix().astype(np.float64))
-    slot_counts = np.asarray(ctx.sum(axis=0)).ravel()[:, None]
-    joint = np.asarray((ctx.T @ x).todense())
-    cat_joint = np.asarray(joint @ to_cat)
+    slot_counts, joint, cat_joint = _context_joint(ds, n_cat, category)
     beta = cfg.category_ctx_prior
     cat_lift = (cat_joint + beta * share) / ((slot_counts + beta) * share)
     alpha = cfg.ctx_prior
     target = p_item * cat_lift[:, category]
     w_ctx = np.log((joint + alpha * target) / ((slot_counts + alpha) * p_item))
-    kernel, repeat = fit_history_kernel(ds)
-    return Components(prior, emb_t, w_ctx, repeat, kernel, category, share)
+    kernel, repeat = fit_history_kernel(ds, decay=decay)
+    return Components(prior, emb_t, w_ctx, repeat, kernel, category, share, partners, excess)
 
 
 def category_codes(ds: Dataset) -> np.ndarray:
@@ -142,37 +125,47 @@ def category_taste(
     return np.log((counts + prior * share32) / ((total + prior) * share32))
 
 
+def partner_matrix(partners: np.ndarray, values: np.ndarray) -> Sparse:
+    """The complement table as a sparse [n, n] matrix (rows in order)."""
+    valid = partners >= 0
+    rows = np.repeat(np.arange(len(partners)), partners.shape[1]).reshape(partners.shape)
+    n = len(partners)
+    return Sparse(rows[valid].astype(np.int64), partners[valid].astype(np.int64),
+                  np.asarray(values, np.float64)[valid], (n, n))
+
+
 def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
-    """The mixing-free score parts of each request: basket, user, context, prior, repeat."""
+    """The mixing-free score parts of each request (float64): basket, user, context, prior,
+    repeat, input-basket mask, taste, complements."""
     def mean(idx: np.ndarray, w: np.ndarray, floor: float) -> np.ndarray:
         vec = comp.emb_t[:, np.where(idx >= 0, idx, 0)]
         return ((vec * w[None]).sum(axis=2) / np.maximum(w.sum(axis=1), floor)).T
 
     bmask = (req.baskets >= 0).astype(float)
-    hw = np.where(req.history >= 0, req.history_weights, 0.0)
-    emb_t = comp.emb_t.astype(np.float32)
-    basket = mean(req.baskets, bmask, 1.0).astype(np.float32) @ emb_t
-    user = mean(req.history, hw, 1e-6).astype(np.float32) @ emb_t
-    ctx = req.context @ comp.w_ctx.astype(np.float32)
-    rep = np.zeros_like(basket)
-    rows = np.repeat(np.arange(len(rep)), req.history.shape[1])
-    np.add.at(rep, (rows, np.where(req.history >= 0, req.history, 0).ravel()), hw.ravel())
-    rep *= comp.repeat.astype(np.float32)
+    hw = np.where(req.history >= 0, req.history_weights, 0.0).astype(np.float64)
+    basket = mean(req.baskets, bmask, 1.0) @ comp.emb_t
+    user = mean(req.history, hw, 1e-6) @ comp.emb_t
+    ctx = req.context.astype(np.float64) @ comp.w_ctx
+    rep = rows_sum(Sparse(np.arange(comp.repeat.size), np.arange(comp.repeat.size),
+                          comp.repeat, (comp.repeat.size,) * 2), req.history, hw)
     in_basket = np.zeros(basket.shape, dtype=bool)
     brows = np.repeat(np.arange(len(rep)), req.baskets.shape[1])
     valid = req.baskets.ravel() >= 0
     in_basket[brows[valid], req.baskets.ravel()[valid]] = True
     taste = category_taste(req.history, comp.category, comp.category_share, cfg.taste_prior)
-    taste = taste[:, comp.category]
-    return basket, user, ctx, comp.prior.astype(np.float32), rep, in_basket, taste
+    taste = taste[:, comp.category].astype(np.float64)
+    pairs = rows_sum(partner_matrix(comp.partners, comp.excess), req.baskets)
+    return basket, user, ctx, comp.prior, rep, in_basket, taste, pairs
 
 
 def _objective(parts: tuple[np.ndarray, ...], mix: Mixing, hidden: np.ndarray) -> float:
-    basket, user, ctx, prior, rep, in_basket, taste = parts
-    f = np.float32
-    g = f(mix.a_basket) * basket + f(mix.a_user) * user + f(mix.a_ctx) * ctx + prior
-    g += f(mix.a_taste) * taste
-    score = g + np.log1p(f(mix.a_repeat) * rep * np.exp(-np.clip(g, -G_CLIP, G_CLIP)))
+    basket, user, ctx, prior, rep, in_basket, taste, pairs = parts
+    g = mix.a_basket * basket + mix.a_user * user + mix.a_ctx * ctx + prior + mix.a_taste * taste
+    extra = mix.a_repeat * rep + mix.a_comp * pairs
+    score = g + np.log1p(extra * np.exp(-np.clip(g, -G_CLIP, G_CLIP)))
+    # rounded, then ties broken by item index: the ranking cannot depend on last-bit
+    # differences between machines, nor on how argpartition orders equal values
+    score = np.round(score, 6) - np.arange(score.shape[1]) * 1e-12
     score[in_basket] = -np.inf
     top = np.argpartition(-score, 10, axis=1)[:, :10]
     top = np.take_along_axis(top, np.argsort(-np.take_along_axis(score, top, 1), 1, "stable"), 1)
@@ -184,8 +177,9 @@ GRID = {
     "a_basket": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
     "a_user": (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0),
     "a_ctx": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
-    "a_repeat": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+    "a_repeat": (0.3, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 100.0),
     "a_taste": (0.0, 0.5, 1.0, 1.5, 2.0),
+    "a_comp": (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0),
 }
 MAX_VALIDATION = 1000
 
@@ -207,36 +201,39 @@ def tune_mixing(parts: tuple[np.ndarray, ...], hidden: list[np.ndarray]) -> tupl
 
 def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, HistoryKernel, dict]:
     """Tune on a validation split of ``train``, refit on all of it; return scoring params."""
-    val_mask = train.last_basket_mask()
-    has_earlier = np.r_[False, train.customer[1:] == train.customer[:-1]]
-    val_mask &= has_earlier
+    val_mask = validation_mask(train)
     fit = train.subset(~val_mask)
-    comp = fit_components(fit, cfg)
     val_mask &= np.cumsum(val_mask) <= MAX_VALIDATION
-    req = holdout_requests(train, val_mask, comp.kernel, seed=cfg.validation_seed)
-    if len(req) >= 20:
-        mix, value = tune_mixing(_parts(comp, req, cfg), req.hidden)
-    else:
-        mix, value = Mixing(), float("nan")
-    final = fit_components(train, cfg)
-
-    def f32(x: np.ndarray) -> np.ndarray:
-        return np.round(np.asarray(x, dtype=np.float64), 5).astype(np.float32)
+    comp = fit_components(fit, cfg, cfg.share_decays[0])
+    mix, value, decay = Mixing(), float("nan"), float(cfg.share_decays[0])
+    for candidate in cfg.share_decays:
+        kernel, repeat = fit_history_kernel(fit, decay=float(candidate))
+        comp = replace(comp, kernel=kernel, repeat=repeat)
+        req = holdout_requests(train, val_mask, kernel, seed=cfg.validation_seed)
+        if len(req) < 20:
+            break
+        trial, trial_value = tune_mixing(_parts(comp, req, cfg), req.hidden)
+        if not trial_value <= value + 1e-9:  # the first candidate, or a better one
+            mix, value, decay = trial, trial_value, float(candidate)
+    final = fit_components(train, cfg, decay)
 
     params = ScoringParams(
-        emb_t=f32(final.emb_t),
-        w_ctx=f32(mix.a_ctx * final.w_ctx),
-        prior=f32(final.prior),
-        repeat=f32(mix.a_repeat * final.repeat),
+        emb_t=quantize(final.emb_t),
+        w_ctx=quantize(mix.a_ctx * final.w_ctx),
+        prior=quantize(final.prior),
+        repeat=quantize(mix.a_repeat * final.repeat),
         a_basket=mix.a_basket,
         a_user=mix.a_user,
         category=final.category,
-        category_share=f32(final.category_share),
+        category_share=quantize(final.category_share),
         a_taste=mix.a_taste,
         taste_prior=cfg.taste_prior,
+        partners=final.partners,
+        partner_weights=quantize(mix.a_comp * final.excess),
     )
     info = {
         "mixing": {k: float(v) for k, v in vars(mix).items()},
+        "share_decay": decay,
         "validation_requests": len(req),
         "validation_recall_plus_ndcg@10": round(float(value), 6),
     }

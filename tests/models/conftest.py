@@ -10,7 +10,6 @@ from models.build import train_model
 from models.simulate import simulate_store
 
 
-
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("store")

@@ -23,11 +23,41 @@ def test_simulate_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     report = json.loads(out)
     assert out.count("\n") == 1 and report["k"] == 10
+    # backward compatible: every key of the first format is still there, new ones beside it
     assert set(report["results"]) == {"model", "popularity", "personal_top_frequency",
-                                      "item_knn", "oracle"}
-    assert set(report["results"]["model"]) == {"recall@10", "ndcg@10", "hit_rate@10"}
+                                      "item_knn", "oracle", "tifu_knn", "tifu_item_knn",
+                                      "conditional_oracle"}
+    for metrics in report["results"].values():
+        assert set(metrics) == {"recall@10", "ndcg@10", "hit_rate@10", "recall_repeat@10",
+                                "recall_explore@10", "repeat_share@10"}
+    assert set(report["intervals"]) == set(report["results"]) - {"model"}
+    for interval in report["intervals"]["tifu_knn"].values():
+        assert interval["low"] <= interval["margin"] <= interval["high"]
+    assert report["split"] == "last" and report["requests"] > 0
     assert main(["model", "evaluate", "--model", model, "--data", data]) == 0
-    assert "personal_top_frequency" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "personal_top_frequency" in table and "95% CI" in table and "tifu_item_knn" in table
+
+
+def test_time_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, model = str(tmp_path / "d"), str(tmp_path / "m")
+    assert main(["model", "simulate", "--seed", "4", "--customers", "150", "--days", "30",
+                 "--skus", "80", "--out", data, "--quiet"]) == 0
+    split = ["--split", "time", "--cutoff", "2026-01-26"]  # the simulation starts 2026-01-05
+    assert main(["model", "train", "--data", data, "--out", model, "--quiet", *split]) == 0
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["created"] < "2026-01-26" and "2026-01-26" in manifest["training"]["held_out"]
+    capsys.readouterr()
+    assert main(["model", "evaluate", "--model", model, "--data", data, "--json", *split]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "time" and report["cutoff"] == "2026-01-26T00:00:00"
+    assert "oracle" not in report["results"]  # the simulator's truth is for the last baskets
+    assert report["results"]["model"]["recall@10"] > report["results"]["popularity"]["recall@10"]
+    assert main(["model", "evaluate", "--model", model, "--data", data, "--split", "time"]) == 2
+    assert "--cutoff" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["model", "evaluate", "--model", model, "--data", data, *split[:3], "soon"])
+    assert "not an ISO date" in capsys.readouterr().err
 
 
 def test_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,8 @@ def random_params(rng: np.random.Generator, n: int, d: int = 32, n_cat: int = 6)
         category_share=rng.dirichlet(np.ones(n_cat)).astype(np.float32),
         a_taste=0.7,
         taste_prior=5.0,
+        partners=np.where(rng.random((n, 6)) < 0.3, -1, rng.integers(0, n, (n, 6))).astype(np.int32),
+        partner_weights=rng.uniform(0, 0.5, (n, 6)).astype(np.float32),
     )
 
 
