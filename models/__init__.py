@@ -1,7 +1,7 @@
 """The local recommender: data, simulation, training, ONNX export, evaluation, runtime.
 
 The gateway uses :class:`Recommender` / :class:`ModelHolder` (``models.runtime``) and the CLI
-hook :func:`models.cli.add_commands`. Training needs numpy and scipy only; serving needs numpy
+hook :func:`models.cli.add_commands`. Training needs numpy only (no scipy); serving needs numpy
 and onnxruntime. Nothing here imports web code, I/O adapters or ``edge``.
 """
 

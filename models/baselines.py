@@ -146,10 +146,10 @@ def tifu_scores(vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: floa
     own = np.where(cust[:, None] >= 0, vec[np.maximum(cust, 0)], 0.0)
     if alpha >= 1.0 or near.shape[1] == 0:
         return own
-    pick = np.zeros((len(cust), len(vec)))
+    pick = np.zeros((len(cust), len(vec)), dtype=np.float32)
     pick[np.repeat(np.arange(len(cust)), near.shape[1]), near.ravel()] = 1.0 / near.shape[1]
-    others = (pick @ vec) * (cust[:, None] >= 0)
-    return alpha * own + (1 - alpha) * others
+    others = pick @ vec.astype(np.float32)  # float32: a ranking reference, 2× faster
+    return alpha * own + (1 - alpha) * others * (cust[:, None] >= 0)
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:

@@ -82,7 +82,8 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         _const("flat_shape", [0, -1], np.int64),
         _const("category", np.r_[p.category, 0], np.int64),
         _const("taste_offset", p.taste_prior * p.category_share),
-        _const("log_share", np.log(p.category_share)),
+        # in float64, then rounded: float32 logs differ in the last bit between SIMD kernels
+        _const("log_share", np.log(p.category_share.astype(np.float64))),
         _const("taste_prior", p.taste_prior),
         _const("a_basket", p.a_basket),
         _const("a_user", p.a_user),

@@ -67,12 +67,9 @@ def _cached_context(context: Context) -> np.ndarray:
 _NUMBER = (int, float, np.integer, np.floating)
 _STR = {str}
 _PAIR = {tuple, list}
+_TWO = {2}
 _NUMBERS = {int, float, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
             np.int8, np.uint64, np.uint32, np.uint16, np.uint8}
-
-
-def _is_pair(entry: Sequence[object]) -> bool:
-    return len(entry) == 2
 
 
 def _check_pairs(history: Sequence[object]) -> None:
@@ -85,10 +82,6 @@ def _check_pairs(history: Sequence[object]) -> None:
             raise ModelError("history entries must be (sku, weight) pairs") from None
         if not isinstance(sku, str) or not isinstance(weight, _NUMBER) or isinstance(weight, bool):
             raise ModelError("history entries must be (sku: str, weight: number) pairs")
-
-
-def _in_range(weight: float) -> bool:
-    return 0.0 <= weight <= MAX_WEIGHT  # False for NaN
 _NO_CONTEXT = np.zeros(CTX_DIM, dtype=np.float32)
 _NO_CONTEXT.flags.writeable = False
 
@@ -240,13 +233,13 @@ class Recommender:
             items = items[-self.max_basket :]
         if not history:
             return items, [], [], _context_vector(context)
-        if not set(map(type, history)) <= _PAIR or not all(map(_is_pair, history)):
+        if not set(map(type, history)) <= _PAIR or set(map(len, history)) != _TWO:
             _check_pairs(history)
         skus, values = zip(*history, strict=True)
         if not set(map(type, skus)) <= _STR or not set(map(type, values)) <= _NUMBERS:
             _check_pairs(history)
-        if not all(map(_in_range, values)):
-            bad = next(w for w in values if not _in_range(w))
+        if min(values) < 0 or max(values) > MAX_WEIGHT or any(map(math.isnan, values)):
+            bad = next(w for w in values if not 0 <= w <= MAX_WEIGHT)
             raise ModelError(f"history weight {bad!r} is not in [0, {MAX_WEIGHT:g}]")
         ids = list(map(get, skus))
         unknown = ids.count(None)
@@ -389,12 +382,15 @@ class Recommender:
         except ModelError:
             self._count("rejected")
             raise
-        items, scores = self._run({
-            "basket": np.array(b or _PAD_ID, dtype=np.int64).reshape(1, -1),
-            "history": np.array(h or _PAD_ID, dtype=np.int64).reshape(1, -1),
-            "history_weights": np.array(w or _PAD_WEIGHT, dtype=np.float32).reshape(1, -1),
-            "context": ctx_vec.reshape(1, -1),
-        })
+        try:
+            items, scores = self._session.run(None, {
+                "basket": np.array([b or _PAD_ID], dtype=np.int64),
+                "history": np.array([h or _PAD_ID], dtype=np.int64),
+                "history_weights": np.array([w or _PAD_WEIGHT], dtype=np.float32),
+                "context": ctx_vec[None],
+            })
+        except Exception as exc:  # ORT's own exception types; convert at the boundary
+            raise ModelError(f"inference failed: {exc}") from None
         self._count("requests")
         return self._decode(items[0], scores[0], limit)
 

@@ -9,6 +9,9 @@ every run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,38 @@ def test_training_is_bit_identical(tmp_path: Path) -> None:
     assert shas[0] == shas[1]
     assert (tmp_path / "a" / "model" / "model.onnx").read_bytes() == (
         tmp_path / "b" / "model" / "model.onnx").read_bytes()
+
+
+def _other_kernels_env() -> dict[str, str]:
+    """An environment in which numpy and OpenBLAS compute with other kernels than here: the
+    SIMD extensions numpy dispatches to switched off, OpenBLAS forced to an old core type
+    (other blocking, other summation order) and two threads — what another CPU would do."""
+    from numpy._core import _multiarray_umath as umath
+
+    found = {name for name, on in umath.__cpu_features__.items() if on}
+    dispatched = sorted(found & set(umath.__cpu_dispatch__))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    if dispatched:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dispatched)
+    if os.uname().machine in ("x86_64", "AMD64"):
+        env["OPENBLAS_CORETYPE"] = "Prescott"
+    return env
+
+
+def test_training_needs_no_scipy_and_is_the_same_with_other_kernels(tmp_path: Path) -> None:
+    """``pip install .`` brings no scipy, and arm64 brings other BLAS and SIMD kernels: train in a
+    subprocess where importing scipy fails and the kernels differ, and get the same bytes."""
+    simulate_store(tmp_path / "data", seed=7, customers=300, days=40, skus=300)
+    here = train_model(tmp_path / "data", tmp_path / "here", evaluate=False)
+    code = ("import sys; sys.modules['scipy'] = None; from models.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code, "model", "train", "--data", str(tmp_path / "data"),
+                    "--out", str(tmp_path / "there"), "--quiet"],
+                   cwd=root, env=_other_kernels_env(), check=True, timeout=600)
+    there = json.loads((tmp_path / "there" / "manifest.json").read_text())
+    for key in ("model_sha256", "history_sha256", "catalog_sha256"):
+        assert there[key] == here[key], key
 
 
 @pytest.mark.slow
