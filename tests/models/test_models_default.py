@@ -31,8 +31,10 @@ def test_default_model_loads_and_recommends() -> None:
     result = rec.recommend([rec.catalog.skus[0]], [], Context(hour=17, weekday=4), k=10)
     assert len(result) == 10
     metrics = manifest()["metrics"]
-    for baseline in ("popularity", "personal_top_frequency", "item_knn"):
+    for baseline in ("popularity", "personal_top_frequency", "item_knn", "tifu_knn",
+                     "tifu_item_knn"):
         assert metrics["model"]["recall@10"] > metrics[baseline]["recall@10"]
+        assert metrics["model"]["ndcg@10"] > metrics[baseline]["ndcg@10"]
     assert metrics["model"]["recall@10"] >= 0.8 * metrics["oracle"]["recall@10"]
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
     assert size < 4 * 2**20
