@@ -1,4 +1,4 @@
-"""``edge sync status|drain`` and ``edge central run|erase``: thin handlers over the library.
+"""``edge sync status|drain`` and ``edge central …``: thin handlers over the library.
 
 Each handler is set as ``func`` on its sub-parser (``args.func(args)`` returns the exit code).
 """
@@ -39,18 +39,35 @@ def add_commands(
     drain.add_argument("--config", type=Path, help="gateway TOML configuration")
     drain.set_defaults(func=lambda args: _drain(args, still_allowed_factory))
 
-    central = subparsers.add_parser("central", help="the central sync job (JetStream → PostgreSQL)")
+    central = subparsers.add_parser("central", help="the centre: backbone, fleet identities, central job")
     central_cmds = central.add_subparsers(dest="central_command", required=True)
-    run = central_cmds.add_parser("run", help="load every store's events into PostgreSQL, forever")
+    identities = central_cmds.add_parser(
+        "identities", help="create the centre's and each store's NATS nkey, write the hub's auth.conf"
+    )
+    identities.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
+    identities.add_argument("--store", action="append", default=[], help="store id (repeat)")
+    identities.set_defaults(func=_central_identities)
+    streams = central_cmds.add_parser(
+        "streams", help="create or update the JetStream streams and consumers (or --check them)"
+    )
+    streams.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
+    streams.add_argument("--check", action="store_true", help="only verify; exit 1 on a difference")
+    run = central_cmds.add_parser("run", help="one worker loading every store's events into PostgreSQL")
     erase = central_cmds.add_parser("erase", help="erase a person centrally and at every store")
-    for p in (run, erase):
+    erasures = central_cmds.add_parser(
+        "erasures", help="erasure requests some store has not confirmed yet, and for how long"
+    )
+    for p in (streams, run, erase, erasures):
         p.add_argument("--nats", action="append", help="NATS URL (repeat for a cluster)")
+        p.add_argument("--credentials", help="the centre's nkey seed or .creds file")
         p.add_argument("--postgres", help="PostgreSQL DSN")
         p.add_argument("--config", type=Path, help="TOML configuration with a [central] section")
+    streams.set_defaults(func=_central_streams)
     run.set_defaults(func=_central_run)
     erase.add_argument("--user", required=True, help="customer token (ct_…)")
     erase.add_argument("--request-id", required=True, help="the CDP's erasure request id")
     erase.set_defaults(func=_central_erase)
+    erasures.set_defaults(func=_central_erasures)
 
 
 def _load(path: Path | None) -> Any:
@@ -92,7 +109,7 @@ def _drain(args: argparse.Namespace, factory: StillAllowedFactory | None) -> int
     return 0
 
 
-def _central_config(args: argparse.Namespace) -> CentralConfig:
+def _central_config(args: argparse.Namespace, *, postgres: bool = True) -> CentralConfig:
     base = _load(args.config).central if args.config else CentralConfig()
     import dataclasses
 
@@ -101,10 +118,56 @@ def _central_config(args: argparse.Namespace) -> CentralConfig:
         changes["servers"] = args.nats
     if args.postgres:
         changes["postgres"] = args.postgres
+    if args.credentials:
+        changes["credentials"] = args.credentials
     config = dataclasses.replace(base, **changes)
-    if not config.postgres:
+    if postgres and not config.postgres:
         raise SystemExit("central: give --postgres DSN or central.postgres in --config")
     return config
+
+
+def _central_identities(args: argparse.Namespace) -> int:
+    from sync.identities import FleetIdentities
+
+    fleet = FleetIdentities(args.fleet)
+    try:
+        created = fleet.add(args.store)
+    except ValueError as exc:
+        print(f"central identities: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"created": created, "stores": fleet.stores(), "auth_conf": str(fleet.auth_conf)}))
+    return 0
+
+
+def _central_streams(args: argparse.Namespace) -> int:
+    from sync.backbone import ensure_backbone, verify_backbone
+    from sync.identities import FleetIdentities
+    from sync.nats_sink import connect
+
+    config = _central_config(args, postgres=False)
+    stores = FleetIdentities(args.fleet).stores()
+
+    async def go() -> list[str]:
+        nc = await connect(config.servers, config.credentials, name="edge-central-streams")
+        try:
+            js = nc.jetstream(timeout=30)
+            if args.check:
+                return await verify_backbone(js, config, stores)
+            return await ensure_backbone(js, config, stores)
+        finally:
+            await nc.close()
+
+    lines = asyncio.run(go())
+    print(json.dumps({"check" if args.check else "done": lines, "stores": len(stores)}))
+    return 1 if args.check and lines else 0
+
+
+def _central_erasures(args: argparse.Namespace) -> int:
+    from sync.central import CentralJob
+
+    pending = asyncio.run(CentralJob(_central_config(args)).pending_erasures())
+    print(json.dumps({"unconfirmed": pending}, indent=2))
+    return 0
 
 
 def _central_run(args: argparse.Namespace) -> int:

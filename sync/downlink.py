@@ -1,7 +1,8 @@
 """Downlink consumer: applies what the centre sends to this store, in order, then acks.
 
 A JetStream durable pull consumer ``store-{storeId}`` on ``cdp.downlink.{storeId}`` (stream
-``CDP_DOWNLINK`` over ``cdp.downlink.>``). Handlers are injected (:class:`DownlinkHandlers`):
+``CDP_DOWNLINK`` over ``cdp.downlink.>``), both created by the centre (:mod:`sync.backbone`);
+the store only binds to it. Handlers are injected (:class:`DownlinkHandlers`):
 
 * consent → ``apply_consent(user_id, prefs, source)``;
 * erasure → ``erase(user_id, request_id)``: the decisioning component puts the person on the
@@ -33,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-import nats.js.errors
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from edge.backoff import backoff_delay
 from edge.errors import EdgeError
@@ -49,12 +48,11 @@ from sync.messages import (
     ErasureRequest,
     ModelUpdate,
     OfferCatalog,
-    downlink_subject,
     message_ref,
     parse_downlink,
 )
 from sync.metrics import SyncMetrics
-from sync.nats_sink import connect, ensure_stream
+from sync.nats_sink import connect
 
 __all__ = ["DOWNLINK_SUBJECTS", "Downlink", "DownlinkHandlers", "OffersFile"]
 
@@ -206,19 +204,14 @@ class Downlink:
                 attempt += 1
 
     async def _consume(self, idle_exit: bool = False) -> int:
-        nc = await connect(self.config.servers, name=f"edge-downlink-{self.store_id}")
+        nc = await connect(self.config.servers, self.config.credentials,
+                           name=f"edge-downlink-{self.store_id}", store_id=self.store_id)  # fmt: skip
         applied = 0
         try:
-            js = nc.jetstream()
-            await ensure_stream(js, self.config.stream, DOWNLINK_SUBJECTS, replicas=1,
-                                duplicate_window_s=3600)  # fmt: skip
-            sub = await js.pull_subscribe(
-                downlink_subject(self.store_id),
-                durable=f"store-{self.store_id}",
-                stream=self.config.stream,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT, max_ack_pending=64, ack_wait=300
-                ),
+            # bind only: the centre created the consumer (sync.backbone); the store's identity
+            # may pull from it and ack, nothing else
+            sub = await nc.jetstream().pull_subscribe_bind(
+                f"store-{self.store_id}", stream=self.config.stream
             )
             while not nc.is_closed:
                 try:
@@ -227,6 +220,11 @@ class Downlink:
                     if idle_exit:
                         return applied
                     continue
+                except nats.errors.NoRespondersError:
+                    raise TransientSinkError(
+                        f"no downlink consumer store-{self.store_id} on {self.config.stream}: the"
+                        " centre creates it with `edge central streams`"
+                    ) from None
                 for msg in messages:
                     try:
                         await asyncio.to_thread(self.apply, msg.data)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gzip
 import json
-import inspect
 from pathlib import Path
 
 import httpx
