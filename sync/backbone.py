@@ -77,11 +77,13 @@ class Backbone:
             StreamConfig(
                 name=DOWNLINK_STREAM, subjects=["cdp.downlink.>"],
                 retention=RetentionPolicy.INTEREST, max_age=c.downlink_max_age_days * DAY_S,
+                max_bytes=-1,
                 duplicate_window=c.duplicate_window_s, max_msg_size=8 * 1024 * 1024, **common,
             ),
             StreamConfig(
                 name=STATUS_STREAM, subjects=["cdp.status.>"], retention=RetentionPolicy.LIMITS,
-                max_age=30 * DAY_S, max_msgs_per_subject=16, duplicate_window=120, **common,
+                max_age=30 * DAY_S, max_msgs_per_subject=16, max_bytes=-1, duplicate_window=120,
+                **common,
             ),
         ]  # fmt: skip
 

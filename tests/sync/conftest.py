@@ -171,7 +171,8 @@ def running_nats(
 ) -> Iterator[Nats]:
     """``count`` nodes (a cluster when > 1); with ``fleet`` every client needs an identity;
     with ``backbone`` the centre's streams and consumers exist before the test starts."""
-    extra = f'include "{fleet.auth_conf}"\n' if fleet is not None else ""
+    # nats-server resolves an include relative to the including file
+    extra = f'include "{os.path.relpath(fleet.auth_conf, directory)}"\n' if fleet is not None else ""
     seed = str(fleet.central_seed) if fleet is not None else ""
     nats = Nats(_nats_nodes(directory, count, extra), central_credentials=seed)
     try:
