@@ -91,7 +91,7 @@ class Backbone:
         return ConsumerConfig(
             durable_name=self.config.durable, filter_subject="cdp.events.>",
             ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=20_000, ack_wait=60,
+            max_ack_pending=20_000, ack_wait=self.config.ack_wait_s,
         )  # fmt: skip
 
     @staticmethod

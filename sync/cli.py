@@ -63,6 +63,7 @@ def add_commands(
         p.add_argument("--postgres", help="PostgreSQL DSN")
         p.add_argument("--config", type=Path, help="TOML configuration with a [central] section")
     streams.set_defaults(func=_central_streams)
+    run.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (per worker)")
     run.set_defaults(func=_central_run)
     erase.add_argument("--user", required=True, help="customer token (ct_…)")
     erase.add_argument("--request-id", required=True, help="the CDP's erasure request id")
@@ -177,8 +178,12 @@ def _central_run(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:  # lag reports are INFO lines
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    job = CentralJob(_central_config(args))
-    asyncio.run(_create_and_run(job))
+    import dataclasses
+
+    config = _central_config(args)
+    if args.metrics_port is not None:
+        config = dataclasses.replace(config, metrics_port=args.metrics_port)
+    asyncio.run(_create_and_run(CentralJob(config)))
     return 0
 
 

@@ -160,6 +160,10 @@ class CentralConfig:
     metrics_port: int = doc(
         0, "Port of the central job's Prometheus /metrics on 127.0.0.1; 0 disables it.", _non_negative
     )
+    ack_wait_s: float = doc(
+        60.0, "How long the shared consumer waits for a worker's ack before redelivering to"
+        " another worker (a killed worker's batch comes back after this).", _positive,
+    )
     fetch_batch: int = doc(500, "Messages fetched and committed to PostgreSQL per transaction.", _positive)
     forward_url: str = doc("", "Optional Segment-compatible endpoint to forward every event to.")
     forward_write_key: str = doc("", "Write key of forward_url.")

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from sync.config import NatsSinkConfig
-from sync.errors import StreamMismatch, TransientSinkError
+from sync.errors import TransientSinkError
 from sync.identities import inbox_prefix
 from sync.sink import OutboundEvent, SendResult
 
@@ -178,9 +178,9 @@ class JetStreamSink:
         finally:
             if not done.done():
                 done.cancel()
-        if self._acks.no_stream:
-            raise StreamMismatch(
-                f"no JetStream stream stores {subject}: the centre creates it with"
+        if self._acks.no_stream:  # also seen briefly while a cluster elects a leader: retry
+            raise TransientSinkError(
+                f"no JetStream stream answers on {subject}: the centre creates it with"
                 " `edge central streams` (stores create nothing)"
             )
         if self._acks.errors:

@@ -96,19 +96,28 @@ class Nats:
                              events_max_bytes=512 * 1024**2)  # fmt: skip
         return dataclasses.replace(base, **changes)
 
-    def create_backbone(self, stores: Sequence[str] = ("s1", "s2")) -> list[str]:
+    def create_backbone(self, stores: Sequence[str] = ("s1", "s2"), **changes: object) -> list[str]:
         """What the centre does before any store connects (`edge central streams`)."""
         import asyncio
 
         from sync.backbone import ensure_backbone
         from sync.nats_sink import connect
 
-        config = self.central_config()
+        config = self.central_config(**changes)
 
         async def go() -> list[str]:
+            import nats.js.errors
+
             nc = await connect(self.urls, config.credentials, name="test-centre")
             try:
-                return await ensure_backbone(nc.jetstream(timeout=30), config, stores)
+                for _ in range(100):  # a young cluster may not know all its peers yet
+                    try:
+                        return await ensure_backbone(nc.jetstream(timeout=30), config, stores)
+                    except nats.js.errors.BadRequestError as exc:
+                        if exc.err_code != 10005:  # no suitable peers for placement
+                            raise
+                        await asyncio.sleep(0.2)
+                raise TimeoutError("the cluster never had enough peers for the backbone")
             finally:
                 await nc.close()
 

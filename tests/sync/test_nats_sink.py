@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.config import NatsSinkConfig
-from sync.errors import StreamMismatch
+from sync.errors import TransientSinkError
 from sync.nats_sink import JetStreamSink, _Acks
 from sync.sink import OutboundEvent
 
@@ -43,12 +43,12 @@ def test_publish_acks_duplicates_and_subject(nats_server):
 
 
 @pytest.mark.integration
-def test_without_the_centres_stream_the_sink_pauses_and_creates_nothing(bare_nats_server):
+def test_without_the_centres_stream_the_sink_says_so_and_creates_nothing(bare_nats_server):
     urls = bare_nats_server.urls
 
     async def go():
         async with JetStreamSink(NatsSinkConfig(enabled=True, servers=urls, ack_timeout_s=3), "s1") as sink:
-            with pytest.raises(StreamMismatch, match="edge central streams"):
+            with pytest.raises(TransientSinkError, match="edge central streams"):
                 await sink.send(events(3))
         nc = await nats.connect(servers=urls)
         names = await nc.jetstream().streams_info()
