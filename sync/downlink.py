@@ -203,7 +203,7 @@ class Downlink:
                 await sleep(backoff_delay(attempt))
                 attempt += 1
 
-    async def _consume(self, idle_exit: bool = False) -> int:
+    async def _consume(self, idle_exit: bool = False, wait_s: float = 2.0) -> int:
         nc = await connect(self.config.servers, self.config.credentials,
                            name=f"edge-downlink-{self.store_id}", store_id=self.store_id)  # fmt: skip
         applied = 0
@@ -215,7 +215,7 @@ class Downlink:
             )
             while not nc.is_closed:
                 try:
-                    messages = await sub.fetch(16, timeout=2)
+                    messages = await sub.fetch(16, timeout=wait_s)
                 except (TimeoutError, nats.errors.TimeoutError):
                     if idle_exit:
                         return applied
@@ -238,9 +238,9 @@ class Downlink:
         finally:
             await nc.close()
 
-    async def consume_available(self) -> int:
+    async def consume_available(self, wait_s: float = 2.0) -> int:
         """Apply everything queued for this store, then return (CLI and tests)."""
-        return await self._consume(idle_exit=True)
+        return await self._consume(idle_exit=True, wait_s=wait_s)
 
 
 def _kind(message: DownlinkMessage) -> str:
