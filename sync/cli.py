@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -57,7 +58,27 @@ def add_commands(
     erasures = central_cmds.add_parser(
         "erasures", help="erasure requests some store has not confirmed yet, and for how long"
     )
-    for p in (streams, run, erase, erasures):
+    publish_model = central_cmds.add_parser(
+        "publish-model", help="sign a model directory and roll it out to the fleet in waves"
+    )
+    publish_model.add_argument("model_dir", type=Path, help="model directory (model.onnx, manifest.json, …)")
+    publish_model.add_argument("--catalog", required=True, help="offer catalog version the model is for")
+    publish_model.add_argument("--version", help="release version (default: the model manifest's)")
+    publish_model.add_argument("--signing-key", type=Path, required=True,
+                               help="the centre's Ed25519 private key (PEM, PKCS#8)")  # fmt: skip
+    publish_offers = central_cmds.add_parser(
+        "publish-offers", help="roll an offers file out to the fleet in waves"
+    )
+    publish_offers.add_argument("file", type=Path, help="offers TOML file")
+    status = central_cmds.add_parser("status", help="stores, last seen, versions, backlog, lag")
+    status.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
+    for p in (publish_model, publish_offers):
+        p.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
+        p.add_argument("--canaries", type=int, default=2, help="stores in the first wave (2)")
+        p.add_argument("--fraction", type=float, default=0.10, help="share of the fleet in the second wave (0.10)")
+        p.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to report healthy")
+        p.set_defaults(func=_central_publish)
+    for p in (streams, run, erase, erasures, publish_model, publish_offers, status):
         p.add_argument("--nats", action="append", help="NATS URL (repeat for a cluster)")
         p.add_argument("--credentials", help="the centre's nkey seed or .creds file")
         p.add_argument("--postgres", help="PostgreSQL DSN")
@@ -69,6 +90,7 @@ def add_commands(
     erase.add_argument("--request-id", required=True, help="the CDP's erasure request id")
     erase.set_defaults(func=_central_erase)
     erasures.set_defaults(func=_central_erasures)
+    status.set_defaults(func=_central_status)
 
 
 def _load(path: Path | None) -> Any:
@@ -112,8 +134,6 @@ def _drain(args: argparse.Namespace, factory: StillAllowedFactory | None) -> int
 
 def _central_config(args: argparse.Namespace, *, postgres: bool = True) -> CentralConfig:
     base = _load(args.config).central if args.config else CentralConfig()
-    import dataclasses
-
     changes: dict[str, Any] = {}
     if args.nats:
         changes["servers"] = args.nats
@@ -178,8 +198,6 @@ def _central_run(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:  # lag reports are INFO lines
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import dataclasses
-
     config = _central_config(args)
     if args.metrics_port is not None:
         config = dataclasses.replace(config, metrics_port=args.metrics_port)
@@ -198,4 +216,52 @@ def _central_erase(args: argparse.Namespace) -> int:
     job = CentralJob(_central_config(args))
     stores = asyncio.run(job.request_erasure(args.user, args.request_id))
     print(json.dumps({"request_id": args.request_id, "stores": stores}))
+    return 0
+
+
+def _central_publish(args: argparse.Namespace) -> int:
+    from sync.identities import FleetIdentities
+    from sync.nats_sink import connect
+    from sync.rollout import ReleaseStore, model_release, offers_release, roll_out
+
+    config = _central_config(args, postgres=False)
+    try:
+        if args.central_command == "publish-model":
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+            key = load_pem_private_key(args.signing_key.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{args.signing_key} is not an Ed25519 private key")
+            release = model_release(args.model_dir, key, args.catalog, args.version)
+        else:
+            release = offers_release(args.file)
+    except (OSError, ValueError) as exc:
+        print(f"central {args.central_command}: {exc}", file=sys.stderr)
+        return 2
+    stores = FleetIdentities(args.fleet).stores()
+
+    async def go() -> Any:
+        nc = await connect(config.servers, config.credentials, name="edge-central-rollout")
+        try:
+            return await roll_out(
+                nc.jetstream(timeout=30), release, stores, ReleaseStore(args.fleet),
+                canaries=args.canaries, fraction=args.fraction, wave_timeout_s=args.wave_timeout,
+                on_progress=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
+        finally:
+            await nc.close()
+
+    result = asyncio.run(go())
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0 if result.status == "complete" else 1
+
+
+def _central_status(args: argparse.Namespace) -> int:
+    from sync.fleet_status import fleet_status
+    from sync.identities import FleetIdentities
+
+    config = _central_config(args, postgres=False)
+    report = asyncio.run(fleet_status(config, FleetIdentities(args.fleet).stores()))
+    print(json.dumps(report, indent=2))
     return 0

@@ -8,11 +8,13 @@ on ``cdp.status.{id}``. The centre rolls out with :func:`sync.rollout.roll_out`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import time
 from pathlib import Path
 
+import nats.errors
 import pytest
 from conftest import running_nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,8 +24,11 @@ from edge.journal import Journal
 from models import DEFAULT_MODEL_DIR
 from models.runtime import ModelHolder
 from sync import MIGRATIONS
+from sync.cli import add_commands
 from sync.config import DownlinkConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
+from sync.errors import TransientSinkError
+from sync.fleet_status import fleet_status
 from sync.health import StoreHealth, encode_health, parse_health, status_subject
 from sync.identities import FleetIdentities
 from sync.metrics import SyncMetrics
@@ -48,7 +53,8 @@ class SimStore:
         self.version = "factory"
         self.decisions = self.errors = 0
         self.latencies: list[float] = []
-        offers = OffersFile(directory / "offers.toml")
+        self.link_errors: list[str] = []
+        self.offers = offers = OffersFile(directory / "offers.toml")
         offers.install(b'version = "cat-1"\n')
         handlers = DownlinkHandlers(lambda u, p, s: None, lambda u, r: None, offers.install, self.swap, offers.version)
         config = DownlinkConfig(enabled=True, servers=urls, credentials=self.seed, model_public_key=PUBLIC)
@@ -71,22 +77,29 @@ class SimStore:
     def health(self) -> StoreHealth:
         refused = [r for r in downlink_log(self.journal) if r["outcome"] == "refused"]
         p99 = sorted(self.latencies)[int(0.99 * (len(self.latencies) - 1))] if self.latencies else None
-        return StoreHealth(self.id, time.time(), self.version, "cat-1", self.decisions, self.errors, p99, 0,
+        return StoreHealth(self.id, time.time(), self.version, self.offers.version(), self.decisions, self.errors, p99, 0,
                            refused[0]["ref"] if refused else None, refused[0]["detail"] if refused else None)
 
     async def tick(self, nc) -> None:
-        await self.downlink.consume_available(wait_s=0.1)
-        self.serve()
-        await nc.jetstream().publish(status_subject(self.id), encode_health(self.health()))
+        try:
+            self.serve()
+            await nc.jetstream().publish(status_subject(self.id), encode_health(self.health()))
+        except (TransientSinkError, TimeoutError, nats.errors.Error) as exc:  # retried next tick,
+            self.link_errors.append(type(exc).__name__)  # as the gateway's reconnect loop does
 
 
 async def run_stores(stores: list[SimStore], stop: asyncio.Event) -> None:
+    """Each store's downlink loop (the gateway's own) plus serving and reporting every 50 ms."""
     connections = [await connect(s.urls, s.seed, store_id=s.id) for s in stores]
+    loops = [asyncio.create_task(s.downlink.run()) for s in stores]
     try:
         while not stop.is_set():
             await asyncio.gather(*(s.tick(nc) for s, nc in zip(stores, connections, strict=True)))
             await asyncio.sleep(0.05)
     finally:
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
         for nc in connections:
             await nc.close()
 
@@ -124,28 +137,48 @@ def test_a_failing_canary_halts_the_rollout_and_a_good_one_reaches_every_store(t
                 second = await roll_out(js, bad, STORES, releases, wave_timeout_s=30, poll_s=0.2,
                                         on_progress=lines.append)  # fmt: skip
                 await asyncio.sleep(1.0)  # anything (wrongly) sent to later waves would land now
-                return first, versions_after_good, second
+                bad_outcome = {s.id: s.version for s in stores}
+                # offers through the command line, then the fleet as `edge central status` shows it
+                offers = tmp_path / "offers.toml"
+                offers.write_text('version = "cat-2"\n[[offers]]\nid = "o1"\n')
+                toml = tmp_path / "central.toml"
+                toml.write_text(f'[central]\nservers = ["{hub.url}"]\ncredentials = "{fleet.central_seed}"\n')
+                parser = argparse.ArgumentParser(prog="edge")
+                add_commands(parser.add_subparsers(dest="command"))
+                args = parser.parse_args(["central", "publish-offers", str(offers), "--fleet", str(fleet.root),
+                                          "--config", str(toml), "--wave-timeout", "30"])  # fmt: skip
+                code = await asyncio.to_thread(args.func, args)
+                status = await fleet_status(hub.central_config(), STORES)
+                return first, versions_after_good, second, bad_outcome, code, status
             finally:
                 stop.set()
                 await sims
                 await nc.close()
 
-        first, after_good, second = asyncio.run(go())
-    assert first.status == "complete" and first.waves == plan_waves(STORES) and first.waves_done == 3
+        first, after_good, second, after_bad, offers_code, status = asyncio.run(go())
+    print("link errors retried:", sum(len(s.link_errors) for s in stores))
+    assert first.status == "complete", first
+    assert first.waves == plan_waves(STORES) and first.waves_done == 3
     assert [len(w) for w in first.waves] == [2, 2, 8]
     assert after_good == {s: "2026.12.01-1" for s in STORES}, "the good rollout reached every store"
     assert second.status == "halted" and second.waves_done == 0
     # the first canary to refuse halts the wave at once
     assert second.failed and set(second.failed) <= {"r00", "r01"}
     assert all("swap_failed" in v for v in second.failed.values())
+    assert after_bad == after_good, "canaries refused (their runtime kept the old model)"
     for store in stores:
-        # canaries refused (their runtime kept the old model), no later wave got the release
-        assert store.version == "2026.12.01-1" and store.holder.current.recommend(BASKET, k=5)
+        # no later wave got the bad release; every store still serves
+        assert store.holder.current.recommend(BASKET, k=5)
         got_bad = any(r["ref"] == bad.message_id for r in downlink_log(store.journal))
         assert got_bad == (store.id in ("r00", "r01")), store.id
         store.journal.close()
     assert ReleaseStore(fleet.root).current("model").version == "2026.12.01-1"
     assert any(line.startswith("halted at wave 1") for line in lines)
+    assert offers_code == 0 and ReleaseStore(fleet.root).current("offers").version == "cat-2"
+    assert status["silent"] == [] and status["central_backlog"] == 0
+    assert {(r["store"], r["model"], r["offers"]) for r in status["stores"]} == {
+        (s, "2026.12.01-1", "cat-2") for s in STORES}
+    assert all(r["last_report_age_s"] < 30 and r["decisions"] > 0 for r in status["stores"])
 
 
 def test_health_rule_needs_a_newer_report_of_the_new_version_with_decisions_and_no_regression():
