@@ -70,6 +70,12 @@ def add_commands(
         "publish-offers", help="roll an offers file out to the fleet in waves"
     )
     publish_offers.add_argument("file", type=Path, help="offers TOML file")
+    train = central_cmds.add_parser(
+        "train", help="train the recommender on every store's consented purchases in PostgreSQL"
+    )
+    train.add_argument("--out", type=Path, required=True, help="model directory to write")
+    train.add_argument("--catalog", type=Path, required=True, help="the product catalog (catalog.csv)")
+    train.set_defaults(func=_central_train)
     status = central_cmds.add_parser("status", help="stores, last seen, versions, backlog, lag")
     status.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
     for p in (publish_model, publish_offers):
@@ -78,7 +84,7 @@ def add_commands(
         p.add_argument("--fraction", type=float, default=0.10, help="share of the fleet in the second wave (0.10)")
         p.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to report healthy")
         p.set_defaults(func=_central_publish)
-    for p in (streams, run, erase, erasures, publish_model, publish_offers, status):
+    for p in (streams, run, erase, erasures, publish_model, publish_offers, status, train):
         p.add_argument("--nats", action="append", help="NATS URL (repeat for a cluster)")
         p.add_argument("--credentials", help="the centre's nkey seed or .creds file")
         p.add_argument("--postgres", help="PostgreSQL DSN")
@@ -264,4 +270,19 @@ def _central_status(args: argparse.Namespace) -> int:
     config = _central_config(args, postgres=False)
     report = asyncio.run(fleet_status(config, FleetIdentities(args.fleet).stores()))
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _central_train(args: argparse.Namespace) -> int:
+    from models.errors import ModelsError
+    from sync.central_train import train_from_postgres
+
+    config = _central_config(args)
+    try:
+        manifest = train_from_postgres(config.postgres, args.catalog, args.out)
+    except (ModelsError, OSError) as exc:
+        print(f"central train: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"version": manifest["version"], "out": str(args.out),
+                      "metrics": manifest.get("metrics")}))  # fmt: skip
     return 0
