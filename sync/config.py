@@ -128,6 +128,10 @@ class DownlinkConfig:
         Path("models/incoming"), "Where verified model files are unpacked (relative to the state dir)."
     )
     max_message_bytes: int = doc(8 * 1024 * 1024, "Largest downlink message accepted.", _positive)
+    status_interval_s: float = doc(
+        30.0, "Seconds between health reports on cdp.status.{storeId} (versions, decisions, p99,"
+        " backlog) for rollouts and `edge central status`.", _positive,
+    )
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ class Downlink:
         self.store_id = store_id
         self.model_root = state_dir / config.model_dir
         self.metrics = metrics
+        #: called on the event loop after each message was applied or refused (health reports)
+        self.after_message: Callable[[], None] | None = None
         key = config.model_public_key
         self._public_key = load_public_key(key) if key else None
 
@@ -234,6 +236,8 @@ class Downlink:
                         continue
                     await msg.ack()
                     applied += 1
+                    if self.after_message is not None:
+                        self.after_message()
             raise TransientSinkError("downlink connection closed")
         finally:
             await nc.close()

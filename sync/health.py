@@ -6,20 +6,31 @@ A store publishes one JSON object now and then (and right after applying a downl
      "decisions": 1532, "errors": 0, "latencyP99Ms": 4.1, "backlog": 0,
      "refused": {"ref": "m-2026.12.01-1", "detail": "swap_failed: …"}}
 
-``decisions`` and ``errors`` are counters since the process started; ``refused`` is the latest
-downlink message the store refused (or null). The centre (:mod:`sync.rollout`, ``edge central
+``decisions`` and ``errors`` are counters since the process started (``errors`` null when the
+store does not measure them); ``refused`` is the latest downlink message the store refused (or
+null). :class:`HealthReporter` is the store's loop that publishes them. The centre (:mod:`sync.rollout`, ``edge central
 status``) reads the latest report per store. :func:`parse_health` takes untrusted bytes and
 returns a :class:`StoreHealth` or raises ValueError naming what is wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["StoreHealth", "encode_health", "parse_health", "status_subject"]
+import nats.errors
+
+from edge.backoff import backoff_delay
+from sync.errors import TransientSinkError
+
+__all__ = ["HealthReporter", "StoreHealth", "encode_health", "parse_health", "status_subject"]
+
+log = logging.getLogger(__name__)
 
 
 def status_subject(store_id: str) -> str:
@@ -33,7 +44,7 @@ class StoreHealth:
     model: str | None = None
     offers: str | None = None
     decisions: int = 0
-    errors: int = 0
+    errors: int | None = None  # None: this store does not measure decision errors
     latency_p99_ms: float | None = None
     backlog: int = 0
     refused_ref: str | None = None
@@ -94,6 +105,49 @@ def parse_health(data: bytes, subject: str | None = None) -> StoreHealth:
     refused = refused or {}
     return StoreHealth(
         store, float(at), _str(body, "model"), _str(body, "offers"), _count(body, "decisions"),
-        _count(body, "errors"), None if p99 is None else float(p99), _count(body, "backlog"),
+        None if body.get("errors") is None else _count(body, "errors"),
+        None if p99 is None else float(p99), _count(body, "backlog"),
         _str(refused, "ref"), _str(refused, "detail"),
     )  # fmt: skip
+
+
+class HealthReporter:
+    """Publishes ``snapshot()`` every ``interval_s`` (and on :meth:`poke`) with the store's identity."""
+
+    def __init__(
+        self, store_id: str, servers: Sequence[str], credentials: str,
+        snapshot: Callable[[], StoreHealth], interval_s: float,
+    ) -> None:  # fmt: skip
+        self.store_id, self.servers, self.credentials = store_id, list(servers), credentials
+        self.snapshot, self.interval_s = snapshot, interval_s
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Report soon (after a downlink message was applied or refused)."""
+        self._poked.set()
+
+    async def run(self) -> None:
+        from sync.nats_sink import connect
+
+        attempt = 0
+        while True:
+            try:
+                nc = await connect(self.servers, self.credentials, name=f"edge-health-{self.store_id}",
+                                   store_id=self.store_id)  # fmt: skip
+                try:
+                    js = nc.jetstream(timeout=10)
+                    while True:
+                        health = await asyncio.to_thread(self.snapshot)
+                        await js.publish(status_subject(self.store_id), encode_health(health))
+                        attempt = 0
+                        self._poked.clear()
+                        try:
+                            await asyncio.wait_for(self._poked.wait(), self.interval_s)
+                        except TimeoutError:
+                            pass
+                finally:
+                    await nc.close()
+            except (TimeoutError, TransientSinkError, nats.errors.Error, OSError) as exc:
+                log.warning("health report not sent: %s", exc)
+                await asyncio.sleep(backoff_delay(attempt, cap_s=60))
+                attempt += 1

@@ -175,9 +175,11 @@ class HealthRule:
         decisions = report.decisions - base.decisions if report.decisions >= base.decisions else report.decisions
         if decisions <= 0:
             return None
-        errors = report.errors - base.errors if report.errors >= base.errors else report.errors
-        if errors / decisions > self.max_error_rate:
-            return f"error rate {errors}/{decisions} above {self.max_error_rate:.1%}"
+        if report.errors is not None:
+            base_errors = base.errors or 0
+            errors = report.errors - base_errors if report.errors >= base_errors else report.errors
+            if errors / decisions > self.max_error_rate:
+                return f"error rate {errors}/{decisions} above {self.max_error_rate:.1%}"
         if report.latency_p99_ms is not None and base.latency_p99_ms is not None:
             ceiling = base.latency_p99_ms * self.latency_factor + self.latency_slack_ms
             if report.latency_p99_ms > ceiling:
