@@ -42,7 +42,7 @@ from sync.config import CentralConfig, HttpSinkConfig
 from sync.errors import TransientSinkError
 from sync.http_sink import HttpSink
 from sync.messages import ErasureRequest, downlink_subject, encode_downlink
-from sync.nats_sink import EVENTS_SUBJECTS, connect
+from sync.nats_sink import EVENTS_SUBJECTS, close_quietly, connect
 from sync.sink import OutboundEvent
 
 __all__ = ["SCHEMA", "CentralJob", "LoadResult", "parse_event_message"]
@@ -267,7 +267,7 @@ class CentralJob:
                 msg_id = f"erasure-{request_id}-{store}"
                 await js.publish(downlink_subject(store), payload, headers={"Nats-Msg-Id": msg_id})
         finally:
-            await nc.close()
+            await close_quietly(nc)
         return targets
 
     async def pending_erasures(self) -> list[dict[str, Any]]:
@@ -341,7 +341,7 @@ class CentralJob:
                         if nc.is_closed:
                             raise TransientSinkError("NATS connection closed")
         finally:
-            await nc.close()
+            await close_quietly(nc)
 
     async def _handle(
         self, js: JetStreamContext, pg: psycopg.AsyncConnection[Any], forwarder: _Forwarder,

@@ -52,7 +52,7 @@ from sync.messages import (
     parse_downlink,
 )
 from sync.metrics import SyncMetrics
-from sync.nats_sink import connect
+from sync.nats_sink import close_quietly, connect
 
 __all__ = ["DOWNLINK_SUBJECTS", "Downlink", "DownlinkHandlers", "OffersFile"]
 
@@ -240,7 +240,7 @@ class Downlink:
                         self.after_message()
             raise TransientSinkError("downlink connection closed")
         finally:
-            await nc.close()
+            await close_quietly(nc)
 
     async def consume_available(self, wait_s: float = 2.0) -> int:
         """Apply everything queued for this store, then return (CLI and tests)."""

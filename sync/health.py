@@ -127,7 +127,7 @@ class HealthReporter:
         self._poked.set()
 
     async def run(self) -> None:
-        from sync.nats_sink import connect
+        from sync.nats_sink import close_quietly, connect
 
         attempt = 0
         while True:
@@ -146,7 +146,7 @@ class HealthReporter:
                         except TimeoutError:
                             pass
                 finally:
-                    await nc.close()
+                    await close_quietly(nc)
             except (TimeoutError, TransientSinkError, nats.errors.Error, OSError) as exc:
                 log.warning("health report not sent: %s", exc)
                 await asyncio.sleep(backoff_delay(attempt, cap_s=60))

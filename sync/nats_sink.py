@@ -26,7 +26,7 @@ from sync.errors import TransientSinkError
 from sync.identities import inbox_prefix
 from sync.sink import OutboundEvent, SendResult
 
-__all__ = ["EVENTS_SUBJECTS", "JetStreamSink", "connect", "events_subject"]
+__all__ = ["EVENTS_SUBJECTS", "JetStreamSink", "close_quietly", "connect", "events_subject"]
 
 EVENTS_SUBJECTS = "cdp.events.>"
 
@@ -65,6 +65,20 @@ async def connect(
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         what = f"cannot connect to NATS {list(servers)}: {type(exc).__name__}"
         raise TransientSinkError(what) from None
+
+
+async def close_quietly(nc: Client) -> None:
+    """Close ``nc``, whatever state the link is in. nats-py can let a CancelledError of its own
+    (a transport waiter cancelled as a dead connection is torn down) escape from close(); only a
+    cancellation of *our* task may propagate, or one lost node would end the caller's loop."""
+    try:
+        await asyncio.wait_for(nc.close(), 5)
+    except (TimeoutError, nats.errors.Error, OSError):
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 def _credential_option(path: str) -> dict[str, str]:
@@ -153,10 +167,7 @@ class JetStreamSink:
 
     async def _close(self) -> None:
         if self._nc is not None:
-            try:
-                await asyncio.wait_for(self._nc.close(), 5)
-            except (TimeoutError, nats.errors.Error, OSError):
-                pass
+            await close_quietly(self._nc)
             self._nc = None
 
     async def send(self, events: Sequence[OutboundEvent]) -> SendResult:
