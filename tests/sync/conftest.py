@@ -251,9 +251,9 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return [setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL 15 for the session; yields the DSN of its ``postgres`` database."""
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """A PostgreSQL 15 on 127.0.0.1 in a temporary directory; yields the DSN of ``postgres``."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 binaries not found in {PG_BIN}: install postgresql-15")
     user = _postgres_user()
@@ -297,6 +297,13 @@ def postgres_server() -> Iterator[str]:
         stop(process, signal.SIGINT)  # fast shutdown
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL 15 for the session; yields the DSN of its ``postgres`` database."""
+    with running_postgres() as dsn:
+        yield dsn
 
 
 @pytest.fixture
