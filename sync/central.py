@@ -1,18 +1,23 @@
 """The central sync job: JetStream ``cdp.events.>`` → PostgreSQL, idempotently; erasure fan-out.
 
-A durable pull consumer (``central``) over every store's subject. Each fetched batch is parsed,
-loaded in one PostgreSQL transaction (``messageId`` primary key, ``ON CONFLICT DO NOTHING``,
+A durable pull consumer (``central``, created by :mod:`sync.backbone`) over every store's
+subject, shared by every worker process. Each fetched batch is parsed, loaded in one PostgreSQL
+transaction into the month's partition (:mod:`sync.central_schema`; ``(messageId, month)``
+primary key, ``ON CONFLICT DO NOTHING``,
 properties and context as JSONB; consent changes upserted into ``cdp_consent``; erasure
 confirmations and drop reports into their tables), and acked only after the commit — so a crash
 anywhere redelivers and the primary key absorbs it. Events of a person with an erasure request
-are not loaded even if they were in flight. Optionally every loaded event is also forwarded to
+are not loaded even if they were in flight (and are deleted from the stream). Optionally every loaded event is also forwarded to
 a Segment-compatible endpoint before the ack. :meth:`CentralJob.request_erasure` records an
-erasure, deletes what is loaded and publishes the request on every known store's downlink.
+erasure, deletes what is loaded and what the events stream holds, and publishes the request on
+every known store's downlink; :meth:`CentralJob.pending_erasures` lists what stores have not
+confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -21,71 +26,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import psycopg
+import psycopg.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg.types.json import Jsonb
 
 from edge.backoff import backoff_delay
+from sync.backbone import EVENTS_STREAM, delete_person_messages
+from sync.central_metrics import CentralMetrics
+from sync.central_schema import SCHEMA, PartitionSet, drop_expired, month_of, oldest_kept
 from sync.config import CentralConfig, HttpSinkConfig
-from sync.downlink import DOWNLINK_SUBJECTS
 from sync.errors import TransientSinkError
 from sync.http_sink import HttpSink
 from sync.messages import ErasureRequest, downlink_subject, encode_downlink
-from sync.nats_sink import EVENTS_SUBJECTS, connect, ensure_stream
+from sync.nats_sink import EVENTS_SUBJECTS, close_quietly, connect
 from sync.sink import OutboundEvent
 
 __all__ = ["SCHEMA", "CentralJob", "LoadResult", "parse_event_message"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cdp_events (
-    message_id text PRIMARY KEY,
-    store_id text NOT NULL,
-    type text NOT NULL,
-    event text,
-    user_id text,
-    anonymous_id text,
-    "timestamp" text,
-    received_at text,
-    properties jsonb NOT NULL,
-    context jsonb NOT NULL,
-    body jsonb NOT NULL,
-    loaded_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS cdp_events_user ON cdp_events (user_id);
-CREATE TABLE IF NOT EXISTS cdp_consent (
-    user_id text PRIMARY KEY, preferences jsonb NOT NULL, store_id text NOT NULL,
-    message_id text NOT NULL, updated_at text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cdp_stores (store_id text PRIMARY KEY, last_seen timestamptz NOT NULL);
-CREATE TABLE IF NOT EXISTS cdp_erasure_requests (
-    request_id text PRIMARY KEY, user_id text NOT NULL,
-    requested_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS cdp_erasure_user ON cdp_erasure_requests (user_id);
-CREATE TABLE IF NOT EXISTS cdp_erasure_confirmations (
-    request_id text NOT NULL, store_id text NOT NULL,
-    confirmed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (request_id, store_id)
-);
-CREATE TABLE IF NOT EXISTS cdp_sync_drops (
-    message_id text PRIMARY KEY, store_id text NOT NULL, drops jsonb NOT NULL,
-    reported_at text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cdp_rejects (
-    id bigserial PRIMARY KEY, subject text NOT NULL, reason text NOT NULL, excerpt text NOT NULL,
-    at timestamptz NOT NULL DEFAULT now()
-);
-"""
-
 _INSERT_EVENT = (
-    "INSERT INTO cdp_events (message_id, store_id, type, event, user_id, anonymous_id,"
-    ' "timestamp", received_at, properties, context, body) VALUES'
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
+    "INSERT INTO cdp_events (message_id, received_month, store_id, type, event, user_id,"
+    ' anonymous_id, "timestamp", received_at, properties, context, body) VALUES'
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (message_id, received_month) DO NOTHING"
 )
 
 
@@ -94,13 +62,14 @@ class ParsedEvent:
     message_id: str
     store_id: str
     body: dict[str, Any]
+    month: dt.date
 
     def row(self) -> tuple[Any, ...]:
         b = self.body
         props = b.get("properties") if isinstance(b.get("properties"), dict) else {}
         context = b.get("context") if isinstance(b.get("context"), dict) else {}
         return (
-            self.message_id, self.store_id, _text(b.get("type")) or "track", _text(b.get("event")),
+            self.message_id, self.month, self.store_id, _text(b.get("type")) or "track", _text(b.get("event")),
             _text(b.get("userId")), _text(b.get("anonymousId")), _text(b.get("timestamp")),
             _text(b.get("receivedAt")), Jsonb(props), Jsonb(context), Jsonb(b),
         )  # fmt: skip
@@ -110,6 +79,8 @@ class ParsedEvent:
 class LoadResult:
     loaded: int
     rejected: int
+    #: indexes (into the loaded messages) of events of a person with an erasure request
+    erased: tuple[int, ...] = ()
 
 
 def _text(value: Any) -> str | None:
@@ -132,33 +103,46 @@ def parse_event_message(subject: str, data: bytes) -> ParsedEvent:
         raise ValueError("messageId missing or invalid")
     if body.get("storeId") != parts[2]:
         raise ValueError("storeId in the body is not the subject's store")
-    return ParsedEvent(message_id, parts[2], body)
+    month = month_of(body.get("receivedAt"))
+    if month is None:
+        raise ValueError("receivedAt missing or not ISO-8601")
+    return ParsedEvent(message_id, parts[2], body, month)
+
+
+def _epoch(iso: object) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class CentralJob:
+    """One worker of the central job; run as many as the load needs (they share the consumer)."""
+
     def __init__(
         self,
         config: CentralConfig,
         *,
         on_lag: Callable[[int], None] | None = None,
-        stream: str = "CDP_EVENTS",
-        downlink_stream: str = "CDP_DOWNLINK",
-        replicas: int | None = None,
+        metrics: CentralMetrics | None = None,
     ) -> None:
         self.config = config
-        self.stream = stream
-        self.downlink_stream = downlink_stream
-        self.replicas = config.replicas if replicas is None else replicas
         self.on_lag = on_lag
+        self.metrics = metrics or CentralMetrics()
         self.lag: int | None = None
         self.loaded = 0
+        self._partitions = PartitionSet()
 
     # -- PostgreSQL ------------------------------------------------------------------------
     async def _pg(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.config.postgres, autocommit=False)
 
+    async def _nats(self, name: str) -> Client:
+        return await connect(self.config.servers, self.config.credentials, name=name)
+
     async def create_schema(self) -> None:
         async with await self._pg() as pg:
+            await pg.execute("SELECT pg_advisory_xact_lock(%s)", (0x63647073,))
             await pg.execute(SCHEMA)
             await pg.commit()
 
@@ -166,15 +150,32 @@ class CentralJob:
         self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]
     ) -> LoadResult:
         """Load (subject, data) pairs in one transaction; caller acks after this returns."""
-        parsed: list[ParsedEvent] = []
+        try:
+            return await self._load(pg, messages)
+        except psycopg.errors.CheckViolation:  # another worker dropped an expired partition
+            await pg.rollback()
+            self._partitions.forget()
+            return await self._load(pg, messages)
+
+    async def _load(
+        self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]
+    ) -> LoadResult:
+        parsed: list[tuple[int, ParsedEvent]] = []
         rejects: list[tuple[str, str, str]] = []
-        for subject, data in messages:
+        oldest = oldest_kept(self.config.retention_months)
+        for index, (subject, data) in enumerate(messages):
             try:
-                parsed.append(parse_event_message(subject, data))
+                event = parse_event_message(subject, data)
             except ValueError as exc:
                 rejects.append((subject[:200], str(exc), data[:200].decode("utf-8", "replace")))
+                self.metrics.rejected.labels("invalid").inc()
+                continue
+            if event.month < oldest:
+                self.metrics.rejected.labels("expired").inc()
+                continue
+            parsed.append((index, event))
         async with pg.cursor() as cur:
-            users = sorted({u for p in parsed if isinstance(u := p.body.get("userId"), str)})
+            users = sorted({u for _, p in parsed if isinstance(u := p.body.get("userId"), str)})
             erased: set[str] = set()
             if users:
                 await cur.execute(
@@ -182,18 +183,21 @@ class CentralJob:
                     (users,),
                 )
                 erased = {r[0] for r in await cur.fetchall()}
-            rows = [p.row() for p in parsed if p.body.get("userId") not in erased]
-            if rows:
-                await cur.executemany(_INSERT_EVENT, rows)
-            await self._side_tables(cur, [p for p in parsed if p.body.get("userId") not in erased])
+            kept = [p for _, p in parsed if p.body.get("userId") not in erased]
+            if kept:
+                await self._partitions.ensure(cur, {p.month for p in kept})
+                await cur.executemany(_INSERT_EVENT, [p.row() for p in kept])
+            await self._side_tables(cur, kept)
             if rejects:
                 await cur.executemany(
                     "INSERT INTO cdp_rejects (subject, reason, excerpt) VALUES (%s, %s, %s)",
                     rejects,
                 )
         await pg.commit()
-        self.loaded += len(parsed)
-        return LoadResult(len(parsed), len(rejects))
+        self.loaded += len(kept)
+        self.metrics.observe_batch((p.store_id, _epoch(p.body.get("receivedAt"))) for p in kept)
+        gone = tuple(i for i, p in parsed if p.body.get("userId") in erased)
+        return LoadResult(len(kept), len(rejects), gone)
 
     async def _side_tables(
         self, cur: psycopg.AsyncCursor[Any], parsed: Sequence[ParsedEvent]
@@ -231,11 +235,12 @@ class CentralJob:
                      str(p.body.get("timestamp", ""))),
                 )  # fmt: skip
 
-    # -- erasure fan-out ---------------------------------------------------------------------
+    # -- erasure ---------------------------------------------------------------------------
     async def request_erasure(
         self, user_id: str, request_id: str, stores: Sequence[str] = ()
     ) -> list[str]:
-        """Record, delete what is loaded, publish to each store's downlink; returns the stores."""
+        """Record the request, delete the person from PostgreSQL and from the events stream,
+        and publish the request on each store's downlink; returns the stores asked."""
         async with await self._pg() as pg:
             async with pg.cursor() as cur:
                 await cur.execute(
@@ -246,25 +251,49 @@ class CentralJob:
                 await cur.execute("DELETE FROM cdp_events WHERE user_id = %s", (user_id,))
                 await cur.execute("DELETE FROM cdp_consent WHERE user_id = %s", (user_id,))
                 await cur.execute("SELECT store_id FROM cdp_stores ORDER BY store_id")
-                known = [r[0] for r in await cur.fetchall()]
+                targets = sorted({r[0] for r in await cur.fetchall()} | set(stores))
+                await cur.executemany(
+                    "INSERT INTO cdp_erasure_targets VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    [(request_id, s) for s in targets],
+                )
             await pg.commit()
-        targets = sorted(set(known) | set(stores))
-        nc = await connect(self.config.servers, name="edge-central-erasure")
+        nc = await self._nats("edge-central-erasure")
         try:
-            js = nc.jetstream()
-            await ensure_stream(js, self.downlink_stream, DOWNLINK_SUBJECTS, replicas=self.replicas,
-                                duplicate_window_s=3600)  # fmt: skip
+            js = nc.jetstream(timeout=30)
+            deleted = await delete_person_messages(js, EVENTS_STREAM, EVENTS_SUBJECTS, {user_id})
+            log.info("erasure %s: %d stream messages deleted", request_id, deleted)
             payload = encode_downlink(ErasureRequest(request_id, user_id))
             for store in targets:
                 msg_id = f"erasure-{request_id}-{store}"
                 await js.publish(downlink_subject(store), payload, headers={"Nats-Msg-Id": msg_id})
         finally:
-            await nc.close()
+            await close_quietly(nc)
         return targets
+
+    async def pending_erasures(self) -> list[dict[str, Any]]:
+        """Erasure requests some asked store has not confirmed yet, oldest first."""
+        async with await self._pg() as pg:
+            cur = await pg.execute(
+                "SELECT r.request_id, t.store_id, extract(epoch FROM now() - r.requested_at)"
+                " FROM cdp_erasure_requests r JOIN cdp_erasure_targets t USING (request_id)"
+                " LEFT JOIN cdp_erasure_confirmations c"
+                "   ON c.request_id = t.request_id AND c.store_id = t.store_id"
+                " WHERE c.request_id IS NULL ORDER BY r.requested_at, t.store_id"
+            )
+            rows = await cur.fetchall()
+        by_request: dict[str, dict[str, Any]] = {}
+        for request_id, store, age in rows:
+            entry = by_request.setdefault(
+                request_id, {"request_id": request_id, "age_s": round(float(age), 1), "stores": []}
+            )
+            entry["stores"].append(store)
+        return list(by_request.values())
 
     # -- the consumer loop --------------------------------------------------------------------
     async def run(self, *, stop_when_idle: bool = False) -> None:
         """Consume forever (or until nothing is pending): retry loop around the connections."""
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_port)
         attempt = 0
         while True:
             try:
@@ -277,27 +306,32 @@ class CentralJob:
                 attempt += 1
 
     async def _consume(self, stop_when_idle: bool) -> bool:
-        nc: Client = await connect(self.config.servers, name="edge-central")
+        nc = await self._nats("edge-central")
         try:
             js = nc.jetstream(timeout=10)
-            await ensure_stream(js, self.stream, EVENTS_SUBJECTS, replicas=self.replicas,
-                                duplicate_window_s=3600)  # fmt: skip
-            sub = await js.pull_subscribe(
-                EVENTS_SUBJECTS, durable=self.config.durable, stream=self.stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
-                                      deliver_policy=DeliverPolicy.ALL,
-                                      max_ack_pending=20_000, ack_wait=60),
-            )  # fmt: skip
+            try:
+                await js.consumer_info(EVENTS_STREAM, self.config.durable)
+            except nats.js.errors.NotFoundError:
+                raise TransientSinkError(
+                    f"no consumer {EVENTS_STREAM}/{self.config.durable}: create the backbone"
+                    " with `edge central streams`"
+                ) from None
+            sub = await js.pull_subscribe_bind(self.config.durable, stream=EVENTS_STREAM)
             async with await self._pg() as pg:
                 async with _Forwarder(self.config) as forwarder:
-                    last_report = 0.0
+                    last_report = last_retention = 0.0
                     while True:
+                        now = time.monotonic()
+                        if now - last_retention >= 3600:
+                            await drop_expired(pg, self.config.retention_months)
+                            self._partitions.forget()
+                            last_retention = now
                         try:
                             msgs = await sub.fetch(self.config.fetch_batch, timeout=1)
                         except (TimeoutError, nats.errors.TimeoutError):
                             msgs = []
                         if msgs:
-                            await self._handle(pg, forwarder, msgs)
+                            await self._handle(js, pg, forwarder, msgs)
                         now = time.monotonic()
                         if not msgs or now - last_report >= self.config.lag_report_s:
                             await self._report_lag(js)
@@ -307,19 +341,27 @@ class CentralJob:
                         if nc.is_closed:
                             raise TransientSinkError("NATS connection closed")
         finally:
-            await nc.close()
+            await close_quietly(nc)
 
     async def _handle(
-        self, pg: psycopg.AsyncConnection[Any], forwarder: _Forwarder, msgs: list[Msg]
-    ) -> None:
-        await self.load(pg, [(m.subject, m.data) for m in msgs])
+        self, js: JetStreamContext, pg: psycopg.AsyncConnection[Any], forwarder: _Forwarder,
+        msgs: list[Msg],
+    ) -> None:  # fmt: skip
+        result = await self.load(pg, [(m.subject, m.data) for m in msgs])
         await forwarder.forward(msgs)
+        for index in result.erased:  # in flight when the erasure ran: remove from the stream too
+            try:
+                await js.delete_msg(EVENTS_STREAM, msgs[index].metadata.sequence.stream)
+            except nats.js.errors.NotFoundError:
+                pass
+            self.metrics.erased.inc()
         for m in msgs:
             await m.ack()
 
     async def _report_lag(self, js: JetStreamContext) -> None:
-        info = await js.consumer_info(self.stream, self.config.durable)
+        info = await js.consumer_info(EVENTS_STREAM, self.config.durable)
         self.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        self.metrics.pending.set(self.lag)
         if self.on_lag is not None:
             self.on_lag(self.lag)
         log.info("central consumer lag: %d messages", self.lag)

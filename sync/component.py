@@ -15,6 +15,7 @@ from edge.component import ComponentBase, GatewayContext
 from sync.config import DownlinkConfig, HttpSinkConfig, NatsSinkConfig, SyncConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
 from sync.errors import DownlinkRefused
+from sync.health import HealthReporter, StoreHealth
 from sync.http_sink import HttpSink
 from sync.metrics import SyncMetrics
 from sync.nats_sink import JetStreamSink
@@ -22,6 +23,7 @@ from sync.outbox import Outbox, StillAllowed
 from sync.quota import enforce_quota
 from sync.sink import Sink
 from sync.status import sync_status
+from sync.store_health import store_health
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -65,6 +67,20 @@ class SyncComponent(ComponentBase):
             if downlink_handlers is not None and self.downlink_config.enabled
             else None
         )
+        # with a downlink the store reports its health to the centre (rollouts, fleet status)
+        self.health = (
+            HealthReporter(self.store_id, self.downlink_config.servers,
+                           self.downlink_config.credentials, self._health,
+                           self.downlink_config.status_interval_s)  # fmt: skip
+            if self.downlink is not None
+            else None
+        )
+        if self.downlink is not None and self.health is not None:
+            self.downlink.after_message = self.health.poke
+
+    def _health(self) -> StoreHealth:
+        return store_health(self.store_id, self.ctx.journal, self.ctx.metrics,
+                            self.ctx.components, list(self.sinks()))  # fmt: skip
 
     def sinks(self) -> dict[str, Callable[[], AbstractAsyncContextManager[Sink]]]:
         """Enabled sinks by name, each a factory of a fresh connection."""
@@ -115,6 +131,8 @@ class SyncComponent(ComponentBase):
                 tasks.create_task(self._quota_loop())
             if self.downlink is not None:
                 tasks.create_task(self.downlink.run())
+            if self.health is not None:
+                tasks.create_task(self.health.run())
 
     async def _quota_loop(self) -> None:
         while True:

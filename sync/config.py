@@ -97,20 +97,29 @@ class HttpSinkConfig:
 class NatsSinkConfig:
     enabled: bool = doc(False, "Publish events to NATS JetStream.")
     servers: list[str] = doc(["nats://127.0.0.1:4222"], "NATS server URLs (all nodes of a cluster).", _nats_urls)
-    stream: str = doc("CDP_EVENTS", "JetStream stream holding cdp.events.>; created if missing.")
-    replicas: int = doc(1, "Replicas when the gateway creates the stream (3 on a cluster).", _positive)
-    duplicate_window_s: float = doc(
-        3600.0, "JetStream de-duplication window on Nats-Msg-Id when the stream is created.", _positive
+    stream: str = doc(
+        "CDP_EVENTS", "JetStream stream holding cdp.events.> (the centre creates it; the store"
+        " only publishes).",
     )
     ack_timeout_s: float = doc(10.0, "Seconds to wait for all publish acks of one batch.", _positive)
-    credentials: str = doc("", "Path of a NATS .creds file; empty for none.")
+    credentials: str = doc(
+        "", "Path of this store's NATS identity: an nkey seed file from `edge central identities`"
+        " (<fleet>/stores/<id>.nk) or a .creds file; empty for none.",
+    )
 
 
 @dataclass(frozen=True)
 class DownlinkConfig:
     enabled: bool = doc(False, "Consume cdp.downlink.{storeId} (consent, erasure, offers, models).")
     servers: list[str] = doc(["nats://127.0.0.1:4222"], "NATS server URLs of the downlink.", _nats_urls)
-    stream: str = doc("CDP_DOWNLINK", "JetStream stream holding cdp.downlink.>; created if missing.")
+    stream: str = doc(
+        "CDP_DOWNLINK", "JetStream stream holding cdp.downlink.>; the centre creates it and the"
+        " store's consumer store-{storeId}.",
+    )
+    credentials: str = doc(
+        "", "Path of this store's NATS identity (nkey seed or .creds file), usually the same file"
+        " as sync_nats.credentials; empty for none.",
+    )
     model_public_key: str = doc(
         "", "Ed25519 public key (base64 of the 32 raw bytes) that must have signed model manifests;"
         " empty refuses every model update.", _public_key,
@@ -119,6 +128,10 @@ class DownlinkConfig:
         Path("models/incoming"), "Where verified model files are unpacked (relative to the state dir)."
     )
     max_message_bytes: int = doc(8 * 1024 * 1024, "Largest downlink message accepted.", _positive)
+    status_interval_s: float = doc(
+        30.0, "Seconds between health reports on cdp.status.{storeId} (versions, decisions, p99,"
+        " backlog) for rollouts and `edge central status`.", _positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,35 @@ class CentralConfig:
     servers: list[str] = doc(["nats://127.0.0.1:4222"], "NATS server URLs of the backbone.", _nats_urls)
     postgres: str = doc("", "PostgreSQL connection string (libpq DSN or URL).")
     durable: str = doc("central", "Durable pull consumer name over cdp.events.>.")
-    replicas: int = doc(1, "Replicas of the streams if the central job creates them (3 on a cluster).", _positive)
+    credentials: str = doc(
+        "", "Path of the centre's NATS identity (<fleet>/central.nk or a .creds file); empty for none.",
+    )
+    replicas: int = doc(3, "Replicas of every backbone stream (1 only for a single test server).", _positive)
+    events_max_age_days: float = doc(
+        7.0, "How long CDP_EVENTS keeps an event: the longest central-job outage tolerated before"
+        " events expire unloaded. Also bounds an erasure's stream scan.", _positive,
+    )
+    events_max_bytes: int = doc(
+        100 * 1024**3, "Size limit of CDP_EVENTS; when full it refuses publishes (discard new) and"
+        " the stores' outboxes keep the events.", _positive,
+    )
+    duplicate_window_s: float = doc(
+        3600.0, "JetStream de-duplication window on Nats-Msg-Id (memory grows with it; beyond it"
+        " the PostgreSQL primary key de-duplicates). See sync/README.md.", _positive,
+    )
+    downlink_max_age_days: float = doc(
+        90.0, "How long a downlink message waits for a store that is offline.", _positive
+    )
+    retention_months: int = doc(
+        13, "Monthly cdp_events partitions kept in PostgreSQL; older ones are dropped.", _positive
+    )
+    metrics_port: int = doc(
+        0, "Port of the central job's Prometheus /metrics on 127.0.0.1; 0 disables it.", _non_negative
+    )
+    ack_wait_s: float = doc(
+        60.0, "How long the shared consumer waits for a worker's ack before redelivering to"
+        " another worker (a killed worker's batch comes back after this).", _positive,
+    )
     fetch_batch: int = doc(500, "Messages fetched and committed to PostgreSQL per transaction.", _positive)
     forward_url: str = doc("", "Optional Segment-compatible endpoint to forward every event to.")
     forward_write_key: str = doc("", "Write key of forward_url.")

@@ -1,7 +1,8 @@
 """Downlink consumer: applies what the centre sends to this store, in order, then acks.
 
 A JetStream durable pull consumer ``store-{storeId}`` on ``cdp.downlink.{storeId}`` (stream
-``CDP_DOWNLINK`` over ``cdp.downlink.>``). Handlers are injected (:class:`DownlinkHandlers`):
+``CDP_DOWNLINK`` over ``cdp.downlink.>``), both created by the centre (:mod:`sync.backbone`);
+the store only binds to it. Handlers are injected (:class:`DownlinkHandlers`):
 
 * consent → ``apply_consent(user_id, prefs, source)``;
 * erasure → ``erase(user_id, request_id)``: the decisioning component puts the person on the
@@ -33,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-import nats.js.errors
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from edge.backoff import backoff_delay
 from edge.errors import EdgeError
@@ -49,12 +48,11 @@ from sync.messages import (
     ErasureRequest,
     ModelUpdate,
     OfferCatalog,
-    downlink_subject,
     message_ref,
     parse_downlink,
 )
 from sync.metrics import SyncMetrics
-from sync.nats_sink import connect, ensure_stream
+from sync.nats_sink import close_quietly, connect
 
 __all__ = ["DOWNLINK_SUBJECTS", "Downlink", "DownlinkHandlers", "OffersFile"]
 
@@ -124,6 +122,8 @@ class Downlink:
         self.store_id = store_id
         self.model_root = state_dir / config.model_dir
         self.metrics = metrics
+        #: called on the event loop after each message was applied or refused (health reports)
+        self.after_message: Callable[[], None] | None = None
         key = config.model_public_key
         self._public_key = load_public_key(key) if key else None
 
@@ -205,28 +205,28 @@ class Downlink:
                 await sleep(backoff_delay(attempt))
                 attempt += 1
 
-    async def _consume(self, idle_exit: bool = False) -> int:
-        nc = await connect(self.config.servers, name=f"edge-downlink-{self.store_id}")
+    async def _consume(self, idle_exit: bool = False, wait_s: float = 2.0) -> int:
+        nc = await connect(self.config.servers, self.config.credentials,
+                           name=f"edge-downlink-{self.store_id}", store_id=self.store_id)  # fmt: skip
         applied = 0
         try:
-            js = nc.jetstream()
-            await ensure_stream(js, self.config.stream, DOWNLINK_SUBJECTS, replicas=1,
-                                duplicate_window_s=3600)  # fmt: skip
-            sub = await js.pull_subscribe(
-                downlink_subject(self.store_id),
-                durable=f"store-{self.store_id}",
-                stream=self.config.stream,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT, max_ack_pending=64, ack_wait=300
-                ),
+            # bind only: the centre created the consumer (sync.backbone); the store's identity
+            # may pull from it and ack, nothing else
+            sub = await nc.jetstream().pull_subscribe_bind(
+                f"store-{self.store_id}", stream=self.config.stream
             )
             while not nc.is_closed:
                 try:
-                    messages = await sub.fetch(16, timeout=2)
+                    messages = await sub.fetch(16, timeout=wait_s)
                 except (TimeoutError, nats.errors.TimeoutError):
                     if idle_exit:
                         return applied
                     continue
+                except nats.errors.NoRespondersError:
+                    raise TransientSinkError(
+                        f"no downlink consumer store-{self.store_id} on {self.config.stream}: the"
+                        " centre creates it with `edge central streams`"
+                    ) from None
                 for msg in messages:
                     try:
                         await asyncio.to_thread(self.apply, msg.data)
@@ -236,13 +236,15 @@ class Downlink:
                         continue
                     await msg.ack()
                     applied += 1
+                    if self.after_message is not None:
+                        self.after_message()
             raise TransientSinkError("downlink connection closed")
         finally:
-            await nc.close()
+            await close_quietly(nc)
 
-    async def consume_available(self) -> int:
+    async def consume_available(self, wait_s: float = 2.0) -> int:
         """Apply everything queued for this store, then return (CLI and tests)."""
-        return await self._consume(idle_exit=True)
+        return await self._consume(idle_exit=True, wait_s=wait_s)
 
 
 def _kind(message: DownlinkMessage) -> str:

@@ -1,6 +1,7 @@
 """NATS JetStream sink: each event to ``cdp.events.{storeId}`` with ``Nats-Msg-Id`` = messageId.
 
-At start the stream is created (``cdp.events.>``, a de-duplication window) or verified. A batch
+The stream is the centre's (:mod:`sync.backbone`): the store creates nothing and calls no
+JetStream API — it only publishes, which its identity (:mod:`sync.identities`) allows. A batch
 is published concurrently (one request per event, replies on one wildcard inbox) and every
 publish ack awaited before the outbox confirms. An ack flagged ``duplicate`` is counted; a
 missing or failed ack makes the whole batch transient (resending is harmless: the stream
@@ -17,17 +18,15 @@ from typing import Any
 
 import nats
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from sync.config import NatsSinkConfig
-from sync.errors import StreamMismatch, TransientSinkError
+from sync.errors import TransientSinkError
+from sync.identities import inbox_prefix
 from sync.sink import OutboundEvent, SendResult
 
-__all__ = ["EVENTS_SUBJECTS", "JetStreamSink", "connect", "ensure_stream", "events_subject"]
+__all__ = ["EVENTS_SUBJECTS", "JetStreamSink", "close_quietly", "connect", "events_subject"]
 
 EVENTS_SUBJECTS = "cdp.events.>"
 
@@ -36,8 +35,14 @@ def events_subject(store_id: str) -> str:
     return f"cdp.events.{store_id}"
 
 
-async def connect(servers: Sequence[str], credentials: str = "", name: str = "edge-sync") -> Client:
-    """Connect once; reconnection is the caller's loop. Vendor errors become TransientSinkError."""
+async def connect(
+    servers: Sequence[str], credentials: str = "", name: str = "edge-sync", store_id: str = ""
+) -> Client:
+    """Connect once; reconnection is the caller's loop. Vendor errors become TransientSinkError.
+
+    ``credentials`` is an nkey seed file (``SU…``) or a ``.creds`` file; with ``store_id`` the
+    replies come on the store's own inbox prefix, the only one its identity may subscribe to.
+    """
     options: dict[str, Any] = {
         "servers": list(servers),
         "name": name,
@@ -47,7 +52,9 @@ async def connect(servers: Sequence[str], credentials: str = "", name: str = "ed
         "reconnect_time_wait": 0.5,
     }
     if credentials:
-        options["user_credentials"] = credentials
+        options.update(_credential_option(credentials))
+    if store_id:
+        options["inbox_prefix"] = inbox_prefix(store_id)
 
     async def _quiet(_exc: Exception) -> None:  # nats-py logs to stderr otherwise
         return None
@@ -60,35 +67,27 @@ async def connect(servers: Sequence[str], credentials: str = "", name: str = "ed
         raise TransientSinkError(what) from None
 
 
-async def ensure_stream(
-    js: JetStreamContext, name: str, subjects: str, *, replicas: int, duplicate_window_s: float
-) -> None:
-    """Create ``name`` over ``subjects`` or check that the existing one covers them."""
+async def close_quietly(nc: Client) -> None:
+    """Close ``nc``, whatever state the link is in. nats-py can let a CancelledError of its own
+    (a transport waiter cancelled as a dead connection is torn down) escape from close(); only a
+    cancellation of *our* task may propagate, or one lost node would end the caller's loop."""
     try:
-        info = await js.stream_info(name)
-    except nats.js.errors.NotFoundError:
-        try:
-            await js.add_stream(
-                StreamConfig(
-                    name=name,
-                    subjects=[subjects],
-                    retention=RetentionPolicy.LIMITS,
-                    storage=StorageType.FILE,
-                    num_replicas=replicas,
-                    duplicate_window=duplicate_window_s,
-                )
-            )
-        except nats.js.errors.BadRequestError as exc:  # created concurrently by another store
-            if "already in use" not in str(exc):
-                raise StreamMismatch(f"cannot create stream {name}: {exc}") from None
-        return
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise TransientSinkError(f"JetStream not available: {type(exc).__name__}") from None
-    have = info.config.subjects or []
-    if subjects not in have:
-        raise StreamMismatch(
-            f"stream {name} has subjects {have}, not {subjects}: fix the stream or sync_nats.stream"
-        )
+        await asyncio.wait_for(nc.close(), 5)
+    except (TimeoutError, nats.errors.Error, OSError):
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+def _credential_option(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as exc:
+        raise TransientSinkError(f"cannot read NATS credentials {path}: {exc.strerror}") from None
+    return {"nkeys_seed": path} if head == b"SU" else {"user_credentials": path}
 
 
 class _Acks:
@@ -105,11 +104,12 @@ class _Acks:
         self.pending = 0
         self.duplicates = 0
         self.errors: list[str] = []
+        self.no_stream = False
         self.done: asyncio.Future[None] | None = None
 
     def start(self, count: int) -> asyncio.Future[None]:
         self.batch += 1
-        self.pending, self.duplicates, self.errors = count, 0, []
+        self.pending, self.duplicates, self.errors, self.no_stream = count, 0, [], False
         self.done = asyncio.get_running_loop().create_future()
         if count == 0:
             self.done.set_result(None)
@@ -122,7 +122,7 @@ class _Acks:
         data = msg.data
         status = msg.headers.get("Status") if msg.headers else None
         if status == "503":
-            self.errors.append("no JetStream stream answers on this subject")
+            self.no_stream = True
         elif b'"error"' in data or b'"duplicate"' in data:  # rare: only then parse the ack
             try:
                 ack = json.loads(data)
@@ -141,22 +141,16 @@ class JetStreamSink:
     def __init__(self, config: NatsSinkConfig, store_id: str, *, name: str = "nats") -> None:
         self.name = name
         self.config = config
+        self.store_id = store_id
         self.subject = events_subject(store_id)
         self._nc: Client | None = None
         self._acks = _Acks()
         self._inbox = ""
 
     async def __aenter__(self) -> JetStreamSink:
-        self._nc = await connect(self.config.servers, self.config.credentials)
+        self._nc = await connect(self.config.servers, self.config.credentials,
+                                 store_id=self.store_id)  # fmt: skip
         try:
-            js = self._nc.jetstream(timeout=self.config.ack_timeout_s)
-            await ensure_stream(
-                js,
-                self.config.stream,
-                EVENTS_SUBJECTS,
-                replicas=self.config.replicas,
-                duplicate_window_s=self.config.duplicate_window_s,
-            )
             self._inbox = self._nc.new_inbox()
             await self._nc.subscribe(
                 f"{self._inbox}.>", cb=self._acks.on_ack, pending_msgs_limit=10_000
@@ -173,10 +167,7 @@ class JetStreamSink:
 
     async def _close(self) -> None:
         if self._nc is not None:
-            try:
-                await asyncio.wait_for(self._nc.close(), 5)
-            except (TimeoutError, nats.errors.Error, OSError):
-                pass
+            await close_quietly(self._nc)
             self._nc = None
 
     async def send(self, events: Sequence[OutboundEvent]) -> SendResult:
@@ -198,6 +189,11 @@ class JetStreamSink:
         finally:
             if not done.done():
                 done.cancel()
+        if self._acks.no_stream:  # also seen briefly while a cluster elects a leader: retry
+            raise TransientSinkError(
+                f"no JetStream stream answers on {subject}: the centre creates it with"
+                " `edge central streams` (stores create nothing)"
+            )
         if self._acks.errors:
             raise TransientSinkError(f"JetStream refused a publish: {self._acks.errors[0]}")
         duplicates = self._acks.duplicates

@@ -328,8 +328,11 @@ class DecisioningComponent:
         loop = asyncio.get_running_loop()
         pending = await loop.run_in_executor(None, self.eraser.pending_confirmations)
         for request_id, erased_ms, removed in pending:
+            # the store in the id: every store confirms the same request, and messageId is the
+            # fleet-wide de-duplication key (JetStream Nats-Msg-Id, the central primary key)
             event = {
-                "type": "track", "event": "Customer Erased", "messageId": f"erased-{request_id}",
+                "type": "track", "event": "Customer Erased",
+                "messageId": f"erased-{self.store_id}-{request_id}",
                 "properties": {"requestId": request_id, "erasedMs": erased_ms, "removed": removed},
             }
             result = await self.ctx.bus.publish(Source(self.store_id, "gateway", "gateway", "local"), [event])

@@ -6,6 +6,7 @@ A NATS on 4222 or a PostgreSQL on 5432 that may run on the machine is never used
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -14,13 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 from support.services import free_port, require_program, wait_for_port
+
+from sync.config import CentralConfig
+from sync.identities import FleetIdentities
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RECEIVER = Path(__file__).with_name("sync_receiver.py")
@@ -73,6 +78,8 @@ class NatsNode:
 @dataclass
 class Nats:
     nodes: list[NatsNode] = field(default_factory=list)
+    #: the centre's nkey seed when the hub requires identities (see the ``secured_*`` fixtures)
+    central_credentials: str = ""
 
     @property
     def urls(self) -> list[str]:
@@ -82,8 +89,42 @@ class Nats:
     def url(self) -> str:
         return self.nodes[0].url
 
+    def central_config(self, **changes: object) -> CentralConfig:
+        # the test nodes have 2 GB of file store, the production default limit is 100 GiB
+        base = CentralConfig(servers=self.urls, replicas=len(self.nodes),
+                             credentials=self.central_credentials,
+                             events_max_bytes=512 * 1024**2)  # fmt: skip
+        return dataclasses.replace(base, **changes)
 
-def _nats_nodes(tmp: Path, count: int) -> list[NatsNode]:
+    def create_backbone(self, stores: Sequence[str] = ("s1", "s2"), **changes: object) -> list[str]:
+        """What the centre does before any store connects (`edge central streams`)."""
+        import asyncio
+
+        from sync.backbone import ensure_backbone
+        from sync.nats_sink import connect
+
+        config = self.central_config(**changes)
+
+        async def go() -> list[str]:
+            import nats.js.errors
+
+            nc = await connect(self.urls, config.credentials, name="test-centre")
+            try:
+                for _ in range(100):  # a young cluster may not know all its peers yet
+                    try:
+                        return await ensure_backbone(nc.jetstream(timeout=30), config, stores)
+                    except nats.js.errors.BadRequestError as exc:
+                        if exc.err_code != 10005:  # no suitable peers for placement
+                            raise
+                        await asyncio.sleep(0.2)
+                raise TimeoutError("the cluster never had enough peers for the backbone")
+            finally:
+                await nc.close()
+
+        return asyncio.run(go())
+
+
+def _nats_nodes(tmp: Path, count: int, extra: str = "") -> list[NatsNode]:
     ports = [(free_port(), free_port()) for _ in range(count)]
     nodes = []
     for i, (port, cport) in enumerate(ports):
@@ -94,7 +135,7 @@ def _nats_nodes(tmp: Path, count: int) -> list[NatsNode]:
         text = f'server_name: {name}\nlisten: "127.0.0.1:{port}"\n'
         text += f'jetstream {{ store_dir: "{store}", max_memory_store: 64MB,'
         text += " max_file_store: 2GB }\n"
-        text += "max_payload: 8MB\n"
+        text += "max_payload: 8MB\n" + extra
         if count > 1:
             others = [c for j, (_, c) in enumerate(ports) if j != i]
             routes = ", ".join(f'"nats-route://127.0.0.1:{c}"' for c in others)
@@ -104,7 +145,7 @@ def _nats_nodes(tmp: Path, count: int) -> list[NatsNode]:
     return nodes
 
 
-def _wait_jetstream(urls: list[str], timeout: float = 30.0) -> None:
+def _wait_jetstream(urls: list[str], timeout: float = 30.0, seed: str = "") -> None:
     """Until a JetStream API call succeeds (a cluster needs a meta leader first)."""
     import asyncio
 
@@ -112,7 +153,8 @@ def _wait_jetstream(urls: list[str], timeout: float = 30.0) -> None:
 
     async def probe() -> bool:
         try:
-            nc = await nats.connect(servers=urls, connect_timeout=1, allow_reconnect=False)
+            nc = await nats.connect(servers=urls, connect_timeout=1, allow_reconnect=False,
+                                    **({"nkeys_seed": seed} if seed else {}))  # fmt: skip
         except Exception:
             return False
         try:
@@ -131,28 +173,63 @@ def _wait_jetstream(urls: list[str], timeout: float = 30.0) -> None:
     raise TimeoutError(f"JetStream not ready on {urls} after {timeout} s")
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[Nats]:
-    nats = Nats(_nats_nodes(tmp_path / "nats", 1))
-    nats.nodes[0].start()
-    try:
-        _wait_jetstream(nats.urls)
-        yield nats
-    finally:
-        nats.nodes[0].stop()
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[Nats]:
-    nats = Nats(_nats_nodes(tmp_path / "cluster", 3))
+@contextmanager
+def running_nats(
+    directory: Path, count: int, *, fleet: FleetIdentities | None = None, backbone: bool = True,
+    stores: Sequence[str] = ("s1", "s2"),
+) -> Iterator[Nats]:
+    """``count`` nodes (a cluster when > 1); with ``fleet`` every client needs an identity;
+    with ``backbone`` the centre's streams and consumers exist before the test starts."""
+    # nats-server resolves an include relative to the including file
+    extra = f'include "{os.path.relpath(fleet.auth_conf, directory)}"\n' if fleet is not None else ""
+    seed = str(fleet.central_seed) if fleet is not None else ""
+    nats = Nats(_nats_nodes(directory, count, extra), central_credentials=seed)
     try:
         for node in nats.nodes:
             node.start()
-        _wait_jetstream(nats.urls)
+        _wait_jetstream(nats.urls, seed=seed)
+        if backbone:
+            nats.create_backbone(stores)
         yield nats
     finally:
         for node in nats.nodes:
             node.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Nats]:
+    """One node with the centre's backbone (1 replica), consumers for stores s1 and s2."""
+    with running_nats(tmp_path / "nats", 1) as nats:
+        yield nats
+
+
+@pytest.fixture
+def bare_nats_server(tmp_path: Path) -> Iterator[Nats]:
+    """One node on which the centre has created nothing."""
+    with running_nats(tmp_path / "nats", 1, backbone=False) as nats:
+        yield nats
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[Nats]:
+    """Three clustered nodes with the backbone at 3 replicas."""
+    with running_nats(tmp_path / "cluster", 3) as nats:
+        yield nats
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> FleetIdentities:
+    """A fleet directory with identities for stores s1 and s2 (`edge central identities`)."""
+    identities = FleetIdentities(tmp_path / "fleet")
+    identities.add(["s1", "s2"])
+    return identities
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path, fleet: FleetIdentities) -> Iterator[Nats]:
+    """One node that admits only the fleet's identities, with the backbone."""
+    with running_nats(tmp_path / "secured", 1, fleet=fleet) as nats:
+        yield nats
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -174,9 +251,9 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return [setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL 15 for the session; yields the DSN of its ``postgres`` database."""
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """A PostgreSQL 15 on 127.0.0.1 in a temporary directory; yields the DSN of ``postgres``."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 binaries not found in {PG_BIN}: install postgresql-15")
     user = _postgres_user()
@@ -220,6 +297,13 @@ def postgres_server() -> Iterator[str]:
         stop(process, signal.SIGINT)  # fast shutdown
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL 15 for the session; yields the DSN of its ``postgres`` database."""
+    with running_postgres() as dsn:
+        yield dsn
 
 
 @pytest.fixture

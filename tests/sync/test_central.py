@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import Source, Spec, expected_ids, fill, mixed_specs, token
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import Source, Spec, expected_ids, fill, mixed_specs, token
 
 from edge.journal import Journal
 from sync import MIGRATIONS
 from sync.central import CentralJob, parse_event_message
-from sync.config import CentralConfig, NatsSinkConfig, SyncConfig
+from sync.config import NatsSinkConfig, SyncConfig
 from sync.metrics import SyncMetrics
 from sync.nats_sink import JetStreamSink
 from sync.outbox import Outbox
@@ -57,13 +57,13 @@ def test_two_stores_load_idempotently_with_consent_drops_and_erasure(tmp_path, n
             kept = journal.message_ids()
             expected |= {i for i in expected_ids(events) if i in kept}
             box = Outbox(journal, SyncConfig(), lambda u: True, SyncMetrics())
-            sink_config = NatsSinkConfig(enabled=True, servers=nats_server.urls)
-            asyncio.run(box.run_sink("nats", lambda: JetStreamSink(sink_config, store), until_caught_up=True))
+            sink = JetStreamSink(NatsSinkConfig(enabled=True, servers=nats_server.urls), store)
+            asyncio.run(box.run_sink("nats", lambda s=sink: s, until_caught_up=True))
             with journal.connection() as conn:
                 expected |= {r[0] for r in conn.execute(
                     "SELECT message_id FROM events WHERE event = 'Sync Drops Reported'")}  # fmt: skip
     lags: list[int] = []
-    job = CentralJob(CentralConfig(servers=nats_server.urls, postgres=postgres), on_lag=lags.append)
+    job = CentralJob(nats_server.central_config(postgres=postgres), on_lag=lags.append)
 
     async def go():
         await job.create_schema()
@@ -111,17 +111,10 @@ def test_cluster_node_killed_mid_sync_postgres_ends_with_exactly_the_consented_s
     urls = nats_cluster.urls
 
     async def go():
-        job = CentralJob(CentralConfig(servers=urls, postgres=postgres), replicas=3)
+        # the centre created the backbone with 3 replicas on this cluster (the fixture)
+        job = CentralJob(nats_cluster.central_config(postgres=postgres))
         await job.create_schema()
         worker_nats = ",".join(urls)
-        # the gateway creates the stream with 3 replicas on this cluster
-        from nats.js.api import StreamConfig
-        import nats
-
-        nc = await nats.connect(servers=urls)
-        await nc.jetstream().add_stream(StreamConfig(name="CDP_EVENTS", subjects=["cdp.events.>"],
-                                                     num_replicas=3, duplicate_window=3600))  # fmt: skip
-        await nc.close()
         central = asyncio.create_task(job.run())
         worker = await asyncio.create_subprocess_exec(
             sys.executable, str(WORKER), str(path), "s1", "http://127.0.0.1:9", worker_nats,

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gzip
 import json
-import inspect
 from pathlib import Path
 
 import httpx
@@ -95,7 +94,12 @@ def test_cli_commands_parse_and_are_documented():
     add_commands(parser.add_subparsers(dest="command"))
     docs = DOCS.read_text()
     for argv in (["sync", "status"], ["sync", "drain"], ["central", "run", "--nats", "nats://a:1", "--postgres", "x"],
-                 ["central", "erase", "--user", "ct_x", "--request-id", "r"]):  # fmt: skip
+                 ["central", "erase", "--user", "ct_x", "--request-id", "r"],
+                 ["central", "identities", "--fleet", "f", "--store", "s1"], ["central", "streams", "--fleet", "f"],
+                 ["central", "erasures"], ["central", "status", "--fleet", "f"],
+                 ["central", "publish-model", "m", "--catalog", "c", "--signing-key", "k", "--fleet", "f"],
+                 ["central", "publish-offers", "o.toml", "--fleet", "f"],
+                 ["central", "train", "--out", "m", "--catalog", "c.csv"]):  # fmt: skip
         assert callable(parser.parse_args(argv).func)
         assert f"edge {' '.join(argv[:2])}" in docs, argv
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from helpers import token
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import token
 
 from edge.journal import Journal
 from sync import MIGRATIONS
@@ -184,11 +184,10 @@ def test_fuzz_apply_never_raises_on_garbage(payload):
 @pytest.mark.integration
 def test_central_erasure_fans_out_over_jetstream(nats_server, setup, postgres):
     from sync.central import CentralJob
-    from sync.config import CentralConfig
 
     down, rec, _ = setup
     down.config = DownlinkConfig(enabled=True, servers=nats_server.urls, model_public_key=PUBLIC)
-    job = CentralJob(CentralConfig(servers=nats_server.urls, postgres=postgres))
+    job = CentralJob(nats_server.central_config(postgres=postgres))
 
     async def go():
         await job.create_schema()

@@ -9,9 +9,9 @@ import json
 
 import httpx
 import pytest
+from helpers import Spec, expected_ids, fill, mixed_specs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import Spec, expected_ids, fill, mixed_specs
 
 from edge.journal import Journal
 from sync import MIGRATIONS

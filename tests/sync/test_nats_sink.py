@@ -10,13 +10,11 @@ import nats
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nats.js.api import StreamConfig
 
 from sync.config import NatsSinkConfig
-from sync.errors import StreamMismatch
+from sync.errors import TransientSinkError
 from sync.nats_sink import JetStreamSink, _Acks
 from sync.sink import OutboundEvent
-
 
 
 def events(n: int) -> list[OutboundEvent]:
@@ -41,20 +39,23 @@ def test_publish_acks_duplicates_and_subject(nats_server):
     assert (first.sent, first.duplicates) == (300, 0)
     assert (again.sent, again.duplicates) == (0, 200)
     assert info.state.messages == 300 and info.state.subjects == {"cdp.events.s1": 300}
-    assert info.config.duplicate_window == 3600
+    assert info.config.duplicate_window == 3600  # the centre's default (sync.backbone)
 
 
 @pytest.mark.integration
-def test_an_existing_stream_on_other_subjects_is_refused(nats_server):
-    async def go():
-        nc = await nats.connect(servers=nats_server.urls)
-        await nc.jetstream().add_stream(StreamConfig(name="CDP_EVENTS", subjects=["other.>"]))
-        await nc.close()
-        async with JetStreamSink(NatsSinkConfig(enabled=True, servers=nats_server.urls), "s1"):
-            pass
+def test_without_the_centres_stream_the_sink_says_so_and_creates_nothing(bare_nats_server):
+    urls = bare_nats_server.urls
 
-    with pytest.raises(StreamMismatch):
-        asyncio.run(go())
+    async def go():
+        async with JetStreamSink(NatsSinkConfig(enabled=True, servers=urls, ack_timeout_s=3), "s1") as sink:
+            with pytest.raises(TransientSinkError, match="edge central streams"):
+                await sink.send(events(3))
+        nc = await nats.connect(servers=urls)
+        names = await nc.jetstream().streams_info()
+        await nc.close()
+        return names
+
+    assert asyncio.run(go()) == []
 
 
 @settings(max_examples=300, deadline=None)

@@ -52,7 +52,7 @@ def test_72_hour_outage_drops_by_value_counts_everything_and_delivers_the_rest(j
         with pytest.raises(TransientSinkError):
             asyncio.run(box.drain(sink))
         enforce_quota(journal, ["http"], quota, low_water=0.9, store_id="s1", metrics=metrics,
-                      clock=lambda: now_ms / 1000)  # fmt: skip
+                      clock=lambda t=now_ms: t / 1000)  # fmt: skip
         assert unsent_bytes(journal, ["http"])[1] <= quota + 2_000  # + the drop report itself
 
     kept = journal.message_ids()
