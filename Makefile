@@ -1,11 +1,16 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-.PHONY: demo test bench bootstrap-demo bootstrap-test
+.PHONY: demo test test-arm64 bench bootstrap-demo bootstrap-test
 
 demo: bootstrap-demo
 	.venv/bin/edge demo $(DEMO_ARGS)
 
 test: bootstrap-test
 	.venv/bin/python -m pytest
+
+# The suite again on arm64, in an emulated Debian 12 root file system (root; slow, not part of `test`).
+# ARGS: pytest arguments instead of the whole suite, e.g. ARGS="-q tests/models".
+test-arm64:
+	@bash .ci/arm64 $(ARGS)
 
 bench: bootstrap-test
 	taskset -c 0 .venv/bin/python bench/ingest.py
