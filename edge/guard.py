@@ -47,7 +47,7 @@ _INT_LIMIT = 2**63
 IDENTIFIER_KEYS = frozenset({"email", "phone", "loyaltyId", "appId"})
 MARKERS = {kind: f"[{kind}]" for kind in ("email", "phone", "card", "loyaltyId", "appId")}
 _DIGITS = b"0123456789"
-_EMAIL = re.compile(r"[^\s@\"'<>(),;:\[\]\\/?=&]{1,64}@(?:[\w\-]{1,63}\.)+[\w\-]{2,63}")
+_EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]\\]{1,64}@(?:[\w\-]{1,63}\.)+[\w\-]{2,63}")
 _DIGIT_RUN = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")
 _NO_IDENTIFIER = re.compile(
     r"^(?:ct_[0-9a-f]{32}"  # a customer token
@@ -120,7 +120,11 @@ class IdentifierGuard:
         found: dict[str, int] = {}
         for key in list(raw):
             value = raw[key]
-            self._check_key(key, found)
+            masked = self._check_key(key, found)
+            if masked is not key:  # an identifier as a top-level key: keep the field, masked
+                del raw[key]
+                raw[masked] = self._value(value, 1, found)
+                continue
             if key == "userId" or key == "previousId":
                 raw[key] = self._value(value, 1, found, mask=False)
             elif key == "messageId" and isinstance(value, str):

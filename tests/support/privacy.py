@@ -33,3 +33,18 @@ def scan_for(paths: Sequence[Path], needles: Sequence[str | bytes]) -> list[str]
                 continue
             hits.extend(f"{path}: {needle!r}" for needle, raw in lowered if raw in data)
     return hits
+
+
+def needle_forms(raw: str) -> list[str]:
+    """Every form a leaked identifier could take on disk or the wire: as sent, lower-case,
+    URL-encoded (both flavours), base64 (of the raw and the lower-case text) and, when it has
+    seven digits or more, its digits only. ``scan_for`` compares case-insensitively."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    forms = {raw, raw.lower(), quote(raw, safe=""), quote_plus(raw)}
+    forms |= {base64.b64encode(t.encode()).decode().rstrip("=") for t in (raw, raw.lower())}
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if len(digits) >= 7:
+        forms.add(digits)
+    return sorted(forms)

@@ -1,0 +1,88 @@
+"""The identifier guard as a pure function: planted identifiers never survive, counted by kind."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.planted import APP_ID_PATTERN, LOYALTY_PATTERN, identifiers, plant, shapes
+from support.privacy import needle_forms
+
+from edge.errors import InvalidEvent
+from edge.guard import IdentifierGuard, skeleton
+
+COUNTS: dict[str, int] = {}
+GUARD = IdentifierGuard("US", loyalty_patterns=[LOYALTY_PATTERN], app_id_patterns=[APP_ID_PATTERN],
+                        count=lambda kind, n: COUNTS.__setitem__(kind, COUNTS.get(kind, 0) + n))
+
+
+def _leaks(text: str, raws: list[str]) -> list[str]:
+    lowered = text.lower()
+    return [form for raw in raws for form in needle_forms(raw) if form.lower() in lowered]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes, st.lists(identifiers, min_size=1, max_size=4), st.integers(0, 2**32))
+def test_planted_identifiers_never_survive_the_guard(shape, planted, seed):
+    rng = random.Random(seed)
+    event = copy.deepcopy(shape)
+    raws = [raw for _, raw in planted]
+    for raw in raws:
+        plant(event, raw, rng)
+    original = copy.deepcopy(event)
+    cleaned = GUARD.clean(event)
+    assert not _leaks(json.dumps(cleaned, ensure_ascii=False), raws), (raws, cleaned)
+    assert not _leaks(GUARD.excerpt(original), raws)
+    assert not _leaks(skeleton(json.dumps(original).encode()), raws)
+
+
+def test_markers_name_the_kind_and_are_counted():
+    COUNTS.clear()
+    event = {"event": "Products Searched", "properties": {
+        "query": "mail zelda@example.test or call (415) 555-0199",
+        "card": "4111 1111 1111 1111", "list": ["LOY-1234-5678-9012", {"app-zzq-9f8e7d6c5b4a": True}]}}
+    cleaned = GUARD.clean(event)
+    assert cleaned["properties"] == {"query": "mail [email] or call [phone]", "card": "[card]",
+                                     "list": ["[loyaltyId]", {"[appId]": True}]}
+    assert COUNTS == {"email": 1, "phone": 1, "card": 1, "loyaltyId": 1, "appId": 1}
+
+
+def test_ordinary_values_are_left_alone():
+    event = {"messageId": "01930d4e-8b1c-7c3e-9f00-1a2b3c4d5e6f", "event": "Order Completed",
+             "timestamp": "2026-11-22T10:00:00.000Z", "userId": "ct_" + "1234567" * 4 + "abcd",
+             "properties": {"sku": "SKU-000421337", "order_id": "20261122-0001", "total": 12.5,
+                            "identifiers": {"email": "kept@for.identity"}}}
+    assert GUARD.clean(copy.deepcopy(event)) == event
+
+
+def test_personal_traits_are_dropped_identifier_traits_kept_for_the_identity_stage():
+    event = {"type": "identify", "traits": {"email": "a@b.test", "name": "Zelda", "plan": "gold",
+                                            "address": {"city": "X"}},
+             "context": {"traits": {"birthday": "1990-01-01", "phone": "+14155550199"}}}
+    cleaned = GUARD.clean(event)
+    assert cleaned["traits"] == {"email": "a@b.test", "plan": "gold"}
+    assert cleaned["context"]["traits"] == {"phone": "+14155550199"}
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ({"properties": {"x": "\ud800"}}, "bad_text"),
+    ({"properties": {"\udfff": 1}}, "bad_text"),
+    ({"userId": "\ud800"}, "bad_text"),
+    ({"properties": {"identifiers": {"email": "\ud800@x.test"}}}, "bad_text"),
+    ({"properties": {"x": float("nan")}}, "bad_number"),
+    ({"properties": {"x": [float("inf")]}}, "bad_number"),
+    ({"properties": {"x": 2**70}}, "bad_number"),
+    ({"properties": {"x": {"y": json.loads("[" * 40 + "]" * 40)}}}, "too_deep"),
+    ({"messageId": "zelda@example.test"}, "raw_identifier"),
+])
+def test_what_the_journal_could_not_store_is_refused_by_name(raw, reason):
+    with pytest.raises(InvalidEvent) as info:
+        GUARD.clean(raw)
+    assert info.value.reason == reason
+    assert "zelda" not in str(info.value)
+    json.dumps(GUARD.excerpt(raw))  # the dead letter's excerpt is still storable text
+    GUARD.excerpt(raw).encode("utf-8")
