@@ -31,6 +31,7 @@ __all__ = [
     "SEGMENT_ECOMMERCE_EVENTS",
     "TOKEN_PATTERN",
     "Event",
+    "decode_document",
     "decode_payload",
     "iso_ms",
     "parse_event",
@@ -129,6 +130,12 @@ class Event:
 
 def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[Any]:
     """Bytes from MQTT/HTTP → a list of raw event objects (one object, an array or a batch)."""
+    return decode_document(payload, max_bytes=max_bytes)[1]
+
+
+def decode_document(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> tuple[Any, list[Any]]:
+    """Like :func:`decode_payload`, also returning the decoded document itself (a batch's own
+    fields, such as its ``context``, are in it)."""
     if len(payload) > max_bytes:
         raise InvalidEvent("too_large", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
@@ -137,6 +144,7 @@ def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[
         raise InvalidEvent("invalid_json", f"payload is not JSON ({type(exc).__name__})") from None
     except ValueError:  # NaN/Infinity, or an integer of more digits than Python converts (4,300)
         raise InvalidEvent("bad_number", "numbers must be finite and of at most 4,300 digits") from None
+    document = data
     if isinstance(data, dict) and "batch" in data:
         data = data["batch"]
         if not isinstance(data, list):
@@ -144,7 +152,7 @@ def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[
     items = data if isinstance(data, list) else [data]
     if len(items) > MAX_BATCH_EVENTS:
         raise InvalidEvent("too_many", f"batch of {len(items)} events exceeds {MAX_BATCH_EVENTS}")
-    return items
+    return document, items
 
 
 def _refuse_constant(name: str) -> Any:

@@ -48,6 +48,8 @@ IDENTIFIER_KEYS = frozenset({"email", "phone", "loyaltyId", "appId"})
 MARKERS = {kind: f"[{kind}]" for kind in ("email", "phone", "card", "loyaltyId", "appId")}
 _DIGITS = b"0123456789"
 _EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]\\]{1,64}@(?:[\w\-]{1,63}\.)+[\w\-]{2,63}")
+# issuer prefixes (IIN) of the card networks: Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro
+_CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|6011|64[4-9]|65|35|30[0-5]|36|38|62|5[06-9]|6[37])")
 _DIGIT_RUN = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")
 _NO_IDENTIFIER = re.compile(
     r"^(?:ct_[0-9a-f]{32}"  # a customer token
@@ -265,7 +267,7 @@ class IdentifierGuard:
         runs = list(_DIGIT_RUN.finditer(text))
         for m in runs:
             digits = re.sub(r"\D", "", m.group())
-            if 13 <= len(digits) <= 19 and _luhn(digits):
+            if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and _luhn(digits) and _standalone(text, m):
                 spans.append((m.start(), m.end(), "card"))
         if runs:
             try:
@@ -337,6 +339,13 @@ class _Skeleton(dict[int, str]):
 
 
 _SKELETON = _Skeleton()
+
+
+def _standalone(text: str, match: re.Match[str]) -> bool:
+    """Not part of a longer word (a hex id, a timestamp inside a message id)."""
+    before = text[match.start() - 1] if match.start() else " "
+    after = text[match.end()] if match.end() < len(text) else " "
+    return not (before.isalnum() or after.isalnum())
 
 
 def _luhn(digits: str) -> bool:

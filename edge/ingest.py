@@ -27,7 +27,7 @@ from typing import Any
 from edge.bus import PublishResult, Rejection, Source
 from edge.component import Component, Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
-from edge.events import MAX_EVENT_BYTES, Event, decode_payload, iso_ms, parse_event
+from edge.events import MAX_EVENT_BYTES, Event, decode_document, iso_ms, parse_event
 from edge.guard import IdentifierGuard, skeleton
 from edge.journal import CommitResult, DeadLetter, Journal
 from edge.metrics import IngestMetrics
@@ -37,6 +37,8 @@ __all__ = ["Busy", "Ingestor"]
 log = logging.getLogger(__name__)
 
 Done = Callable[[PublishResult | BaseException], None]
+#: Adapts decoded raw events to the gateway's envelope: (raw events, the decoded document) → raw events.
+Shape = Callable[[list[Any], Any], list[Any]]
 
 
 class Busy(EdgeError):
@@ -146,10 +148,14 @@ class Ingestor:
         whole = payload if payload is not None else b""
         item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, self.guard.excerpt(raw)))
 
-    def prepare_payload(self, source: Source, payload: bytes) -> _Item:
-        """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter."""
+    def prepare_payload(self, source: Source, payload: bytes, shape: Shape | None = None) -> _Item:
+        """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter.
+
+        ``shape(raw_events, document)`` may adapt a protocol's call shapes first (Segment's)."""
         try:
-            raw_events = decode_payload(payload)
+            document, raw_events = decode_document(payload)
+            if shape is not None:
+                raw_events = shape(raw_events, document)
         except InvalidEvent as exc:
             return _Item(
                 source, [], [DeadLetter(_label(source), exc.reason, exc.detail, payload, self.excerpt(payload))],

@@ -13,7 +13,7 @@ from support.planted import APP_ID_PATTERN, LOYALTY_PATTERN, identifiers, plant,
 from support.privacy import needle_forms
 
 from edge.errors import InvalidEvent
-from edge.guard import IdentifierGuard, skeleton
+from edge.guard import IdentifierGuard, _luhn, skeleton
 
 COUNTS: dict[str, int] = {}
 GUARD = IdentifierGuard("US", loyalty_patterns=[LOYALTY_PATTERN], app_id_patterns=[APP_ID_PATTERN],
@@ -86,3 +86,13 @@ def test_what_the_journal_could_not_store_is_refused_by_name(raw, reason):
     assert "zelda" not in str(info.value)
     json.dumps(GUARD.excerpt(raw))  # the dead letter's excerpt is still storable text
     GUARD.excerpt(raw).encode("utf-8")
+
+
+def test_a_luhn_valid_timestamp_inside_an_sdk_message_id_is_no_card():
+    # @segment/analytics-node's message ids are "node-next-<ms timestamp>-<uuid part>"; one in ten
+    # timestamps passes Luhn: found by tests/edge/test_segment_sdks.py before issuer prefixes and
+    # word boundaries were required
+    stamp = next(str(ms) for ms in range(1_764_615_154_000, 1_764_615_155_000) if _luhn(str(ms)))
+    for text in (f"node-next-{stamp}-f5ca1ce-664b-404a-b46d-bb7f92fdca38", stamp, f"exposed {stamp}"):
+        event = {"messageId": text, "event": "Cart Viewed", "properties": {"note": text}}
+        assert GUARD.clean(copy.deepcopy(event)) == event
