@@ -84,7 +84,7 @@ def test_planted_identifiers_reach_no_disk_log_or_network(tmp_path, capture, cap
         state, guard={"loyalty_patterns": [LOYALTY_PATTERN], "app_id_patterns": [APP_ID_PATTERN]},
         sync={"idle_poll_s": 0.1}, sync_http={"enabled": True, "base_url": url, "write_key": "k", "gzip": True},
     )
-    creds = register(config, [("kiosk", "kh"), ("pos", "pm")])
+    creds = register(config, [("kiosk", "kh"), ("pos", "pm"), ("ops", "ops1")])
     planted: list[str] = []
     sent = {"http": 0, "mqtt": 0}
     with running_gateway(config, features=("edge.model", "edge.decisioning", "sync")) as handle, \
@@ -121,6 +121,10 @@ def test_planted_identifiers_reach_no_disk_log_or_network(tmp_path, capture, cap
             wait_until(lambda: journal.get("planted-sentinel") is not None, timeout=30)
             stats = journal.stats()
         wait_until(lambda: bodies.exists() and b"planted-sentinel" in bodies.read_bytes(), timeout=60)
+        metrics = http.get("/metrics", headers={"Authorization": f"Bearer {creds['ops1'].http_token}"}).text
+    masked = {line.split('"')[1] for line in metrics.splitlines() if line.startswith("edge_identifiers_masked_total{")}
+    assert masked, "the guard counts what it masks, by kind"
+    assert masked <= {"email", "phone", "card", "loyaltyId", "appId"}
     assert sent["http"] and sent["mqtt"] and planted
     assert stats["events"] > 1 and sum(stats["dead_letters"].values()) > 0, stats
     needles = sorted({form for raw in planted for form in needle_forms(raw)})

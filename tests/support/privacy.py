@@ -17,6 +17,9 @@ RAW_APP = "app-zzq-9f8e7d6c5b4a"
 RAW_NEEDLES = (
     "zelda.quuxington", "Quuxington", "4155550199", "555-0199", "778899112233", "7788-9911",
     "app-zzq-9f8e7d6c5b4a",
+    # base64 forms (a leak through an encoded excerpt or header): of the raw and lower-case text
+    "WmVsZGEuUXV1eGluZ3Rvbitl", "emVsZGEucXV1eGluZ3Rvbitl", "YXBwLXp6cS05ZjhlN2Q2YzViNGE",
+    "KDQxNSkgNTU1LTAxOTk", "TE9ZLTc3ODgtOTkxMS0yMjMz", "bG95LTc3ODgtOTkxMS0yMjMz",
 )  # fmt: skip
 
 
