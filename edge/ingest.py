@@ -145,8 +145,10 @@ class Ingestor:
 
     def _refuse(self, item: _Item, index: int, reason: str, detail: str, raw: Any, payload: bytes | None) -> None:
         item.rejected.append(Rejection(index, reason, detail))
-        whole = payload if payload is not None else b""
-        item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, self.guard.excerpt(raw)))
+        excerpt = self.guard.excerpt(raw)
+        # size and sha256 are of the message it came in (what the device can look up), else of the excerpt
+        whole = payload if payload is not None else excerpt.encode("utf-8")
+        item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, excerpt))
 
     def prepare_payload(self, source: Source, payload: bytes, shape: Shape | None = None) -> _Item:
         """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter.

@@ -20,8 +20,10 @@ __all__ = ["ERROR_SCHEMA", "EVENTS_ANSWER", "EVENTS_BODY", "install"]
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Error",
-    "description": "Every error the gateway answers. `code`/`message` repeat `error`/`detail` for Segment SDKs.",
-    "required": ["error", "detail", "code", "message"],
+    "description": "Every error the gateway answers: a reason label and what was wrong. The core and"
+    " Segment routes, authentication and validation also repeat them as `code`/`message`, which"
+    " Segment/RudderStack SDKs read.",
+    "required": ["error"],
     "properties": {
         "error": {"type": "string", "description": "stable reason label, e.g. too_large, unauthorized"},
         "detail": {"type": "string", "description": "what was wrong and what to do (never echoes values)"},
