@@ -127,7 +127,7 @@ class IdentifierGuard:
                 del raw[key]
                 raw[masked] = self._value(value, 1, found)
                 continue
-            if key == "userId" or key == "previousId":
+            if key == "userId":
                 raw[key] = self._value(value, 1, found, mask=False)
             elif key == "messageId" and isinstance(value, str):
                 self._text(value, found, mask=False)

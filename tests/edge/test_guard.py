@@ -59,6 +59,12 @@ def test_ordinary_values_are_left_alone():
     assert GUARD.clean(copy.deepcopy(event)) == event
 
 
+def test_an_alias_previous_id_that_is_an_identifier_is_masked():
+    # userId is tokenised by the identity stage; previousId is not, so the guard masks it
+    cleaned = GUARD.clean({"type": "alias", "userId": "zelda@example.test", "previousId": "zelda@example.test"})
+    assert cleaned == {"type": "alias", "userId": "zelda@example.test", "previousId": "[email]"}
+
+
 def test_personal_traits_are_dropped_identifier_traits_kept_for_the_identity_stage():
     event = {"type": "identify", "traits": {"email": "a@b.test", "name": "Zelda", "plan": "gold",
                                             "address": {"city": "X"}},

@@ -70,6 +70,7 @@ shapes = st.sampled_from([
     {"type": "screen", "name": "Basket", "anonymousId": "v-1"},
     {"type": "identify", "anonymousId": "v-2", "traits": {"plan": "gold"}},
     {"type": "group", "groupId": "g-1", "anonymousId": "v-3", "traits": {"plan": "b"}},
+    {"type": "alias", "userId": "ct_" + "e" * 32, "previousId": "v-4"},
     {"event": "Nope Not Known", "properties": {}},  # refused: the identifier must not reach the dead letter
     {"event": "Product Added", "properties": {"sku": 5}},  # refused: wrong_type
 ])
@@ -103,4 +104,4 @@ def plant(event: dict[str, Any], raw: str, rng: random.Random) -> None:
     elif rng.random() < 0.15:
         target[text] = 1
     else:
-        target[rng.choice(["note", "anonymousId", "query", "name", "visitId", "search"])] = text
+        target[rng.choice(["note", "anonymousId", "query", "name", "visitId", "search", "previousId", "groupId"])] = text
