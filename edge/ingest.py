@@ -355,9 +355,24 @@ class Ingestor:
             dead.append(letter)
         self.metrics.isolated.inc(len(poison))
         log.warning("group commit isolated %d event(s) the journal could not store", len(poison))
-        self.journal.commit([], dead)  # if even this fails, the journal itself is failing
+        try:
+            self.journal.commit([], dead)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise  # the journal itself is failing
+            self.journal.commit([], [_storable(d) for d in dead])
         flags = tuple(inserted[id(e)] for item in batch for e in item.events)
         return CommitResult(flags, len(dead), failures)
+
+
+def _storable(letter: DeadLetter) -> DeadLetter:
+    """A dead letter whose text fields are certain to encode (the poison may be in them)."""
+
+    def safe(text: str) -> str:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    excerpt = None if letter.excerpt is None else safe(letter.excerpt)
+    return DeadLetter(safe(letter.source), safe(letter.reason), safe(letter.detail), letter.payload, excerpt)
 
 
 def _is_data_error(exc: BaseException) -> bool:

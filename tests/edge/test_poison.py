@@ -210,3 +210,22 @@ def test_a_group_commit_that_still_fails_isolates_the_offender(tmp_path):
     assert ingestor.healthy
     assert metrics.isolated._value.get() == 5
     journal.close()
+
+
+def test_a_dead_letter_the_journal_cannot_store_costs_no_event(tmp_path):
+    journal = Journal(tmp_path / "journal.db")
+    ingestor = Ingestor(journal, IngestMetrics(), linger_ms=0)
+    outcomes: list[object] = []
+    source = Source("s1", "k1", "kiosk", "mqtt")
+    item = ingestor.prepare(source, [{"messageId": "fine-1", "event": "Cart Viewed"}])
+    ingestor.enqueue(item, outcomes.append)
+    # a refusal whose own text carries a lone surrogate (as a buggy adapter might build it)
+    ingestor.reject(Source("s1", "k\ud800", "kiosk", "mqtt"), "unknown_device", "no device \udfff", b"{}",
+                    outcomes.append)
+    ingestor.start()
+    wait_until(lambda: len(outcomes) == 2)
+    ingestor.stop()
+    assert all(not isinstance(o, BaseException) for o in outcomes)
+    assert journal.get("fine-1") is not None
+    assert journal.stats()["dead_letters"] == {"unknown_device": 1}
+    journal.close()
