@@ -47,7 +47,10 @@ _INT_LIMIT = 2**63
 IDENTIFIER_KEYS = frozenset({"email", "phone", "loyaltyId", "appId"})
 MARKERS = {kind: f"[{kind}]" for kind in ("email", "phone", "card", "loyaltyId", "appId")}
 _DIGITS = b"0123456789"
-_EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]\\]{1,64}@(?:[\w\-]{1,63}\.)+[\w\-]{2,63}")
+# any local part; domain labels of any characters but separators (internationalised names carry
+# combining marks that \w does not match)
+_LABEL = r"[^\s@\"<>(),;:\[\]\\/?#=&%.'`{|}~!*+$^]"
+_EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]\\]{1,64}@(?:" + _LABEL + r"{1,63}\.)+" + _LABEL + r"{2,63}")
 # issuer prefixes (IIN) of the card networks: Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|6011|64[4-9]|65|35|30[0-5]|36|38|62|5[06-9]|6[37])")
 _DIGIT_RUN = re.compile(r"\+?\d(?:[\s().\-/]{0,2}\d){6,}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import random
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -102,3 +104,29 @@ def test_a_luhn_valid_timestamp_inside_an_sdk_message_id_is_no_card():
     for text in (f"node-next-{stamp}-f5ca1ce-664b-404a-b46d-bb7f92fdca38", stamp, f"exposed {stamp}"):
         event = {"messageId": text, "event": "Cart Viewed", "properties": {"note": text}}
         assert GUARD.clean(copy.deepcopy(event)) == event
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "guard"
+
+
+def _recorded(name: str) -> list[str]:
+    lines = (FIXTURES / name).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line and not line.startswith("# ")]
+
+
+@pytest.mark.parametrize(("fixture", "kind"), [
+    ("cards-stripe-ios.txt", "card"),  # stripe/stripe-ios IntegrationTesterUICardEntryTests.swift
+    ("emails-python-email-validator.txt", "email"),  # JoshData/python-email-validator tests/test_syntax.py
+])
+def test_recorded_identifiers_from_other_projects_suites_are_masked(fixture, kind):
+    values = _recorded(fixture)
+    assert len(values) >= 15
+    for value in values:
+        variants = [value, f"pay with {value} today", f"https://shop.test/?x={quote(value, safe='')}"]
+        if kind == "card":
+            variants += [" ".join(value[i:i + 4] for i in range(0, len(value), 4)),
+                         "-".join(value[i:i + 4] for i in range(0, len(value), 4))]
+        for text in variants:
+            cleaned = GUARD.clean({"event": "Cart Viewed", "properties": {"note": text}})["properties"]["note"]
+            assert f"[{kind}]" in cleaned, (value, text, cleaned)
+            assert not _leaks(cleaned, [value]), (value, cleaned)
