@@ -21,7 +21,10 @@ and ``context.traits``) are only checked for valid text here: the identity stage
 customer tokens next, and the envelope parser refuses any it did not.
 
 Cost: C-speed checks decide whether a string can hold an identifier at all (an ``@``, a ``%``,
-at least seven digits, or a configured pattern); only those strings go to the matchers. :meth:`excerpt` makes the text a dead letter keeps.
+at least seven digits, or a configured pattern); only those strings go to the matchers. The
+phone matcher (≈30 µs a short string, far more a long one) has a budget per input — 256 calls —
+and skips texts over 1,024 characters: past either, every run of seven or more digits is masked
+as a phone number. Over-masking, never a stall of the ingest thread. :meth:`excerpt` makes the text a dead letter keeps.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _INT_LIMIT = 2**63
 IDENTIFIER_KEYS = frozenset({"email", "phone", "loyaltyId", "appId"})
 MARKERS = {kind: f"[{kind}]" for kind in ("email", "phone", "card", "loyaltyId", "appId")}
 _DIGITS = b"0123456789"
+_MATCHER_MAX_CHARS = 1024  # longer texts skip the phone matcher (its cost grows with the text)
 # any local part; domain labels of any characters but separators (internationalised names carry
 # combining marks that \w does not match)
 _LABEL = r"[^\s@\"<>(),;:\[\]\\/?#=&%.'`{|}~!*+$^]"
@@ -96,6 +100,14 @@ class GuardConfig:
     )
 
 
+class _Found(dict[str, int]):
+    """Markers placed, by kind, and what is left of the phone matcher's budget for this input."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self.budget = budget
+
+
 class IdentifierGuard:
     """Validates and masks raw events in place; ``count(kind)`` is told of every marker placed."""
 
@@ -107,11 +119,13 @@ class IdentifierGuard:
         app_id_patterns: Sequence[str] = (),
         trait_allow: Sequence[str] = DEFAULT_TRAIT_ALLOW,
         identifiers: bool = True,
+        matcher_budget: int = 256,
         count: Callable[[str, int], None] | None = None,
         dropped: Callable[[int], None] | None = None,
     ) -> None:
         self.region = region
         self.identifiers = identifiers
+        self.matcher_budget = matcher_budget
         self.trait_allow = frozenset(trait_allow) | IDENTIFIER_KEYS
         self._count = count
         self._dropped = dropped
@@ -120,9 +134,19 @@ class IdentifierGuard:
         self._configured = re.compile("|".join(f"(?P<{n}>{p})" for n, p in configured)) if configured else None
 
     # -- the hot path ----------------------------------------------------------------------
-    def clean(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Check and mask one raw event in place; InvalidEvent names what was wrong."""
-        found: dict[str, int] = {}
+    def budget(self) -> _Found:
+        """A fresh tally for one input (a payload): pass it to every :meth:`clean` of its events."""
+        return _Found(self.matcher_budget)
+
+    def clean(self, raw: dict[str, Any], found: _Found | None = None) -> dict[str, Any]:
+        """Check and mask one raw event in place; InvalidEvent names what was wrong.
+
+        ``found`` (from :meth:`budget`) shares one phone-matcher budget among the events of one
+        payload: once spent, every run of seven or more digits is masked as a phone without
+        asking the matcher, so no payload can hold the ingest thread for long."""
+        if found is None:
+            found = self.budget()
+        found.clear()
         for key in list(raw):
             value = raw[key]
             masked = self._check_key(key, found)
@@ -134,7 +158,7 @@ class IdentifierGuard:
                 raw[key] = self._value(value, 1, found, mask=False)
             elif key == "messageId" and isinstance(value, str):
                 self._text(value, found, mask=False)
-                if self.identifiers and self._suspect(value) and self._find(value):
+                if self.identifiers and self._suspect(value) and self._find(value, found):
                     raise InvalidEvent("raw_identifier", "messageId holds a raw identifier; send a UUID")
             elif key == "properties" and isinstance(value, dict):
                 raw[key] = self._mapping(value, 2, found, keep=("identifiers",))
@@ -152,7 +176,7 @@ class IdentifierGuard:
                 self._count(kind, n)
         return raw
 
-    def _traits(self, traits: dict[str, Any], depth: int, found: dict[str, int]) -> dict[str, Any]:
+    def _traits(self, traits: dict[str, Any], depth: int, found: _Found) -> dict[str, Any]:
         kept = {k: v for k, v in traits.items() if k in self.trait_allow}
         if len(kept) != len(traits) and self._dropped is not None:
             self._dropped(len(traits) - len(kept))
@@ -161,7 +185,7 @@ class IdentifierGuard:
         return kept
 
     def _mapping(
-        self, value: dict[str, Any], depth: int, found: dict[str, int], keep: tuple[str, ...] = ()
+        self, value: dict[str, Any], depth: int, found: _Found, keep: tuple[str, ...] = ()
     ) -> dict[str, Any]:
         if depth > MAX_DEPTH:
             raise InvalidEvent("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
@@ -181,7 +205,7 @@ class IdentifierGuard:
                 value[key] = new_item
         return value if rebuilt is None else rebuilt
 
-    def _value(self, value: Any, depth: int, found: dict[str, int], mask: bool = True) -> Any:
+    def _value(self, value: Any, depth: int, found: _Found, mask: bool = True) -> Any:
         if isinstance(value, str):
             return self._text(value, found, mask)
         if isinstance(value, bool) or value is None:
@@ -213,12 +237,12 @@ class IdentifierGuard:
             return value
         raise InvalidEvent("wrong_type", f"values must be JSON, not {type(value).__name__}")
 
-    def _check_key(self, key: Any, found: dict[str, int]) -> Any:
+    def _check_key(self, key: Any, found: _Found) -> Any:
         if not isinstance(key, str):
             raise InvalidEvent("wrong_type", "object keys must be strings")
         return self._text(key, found, True)
 
-    def _text(self, text: str, found: dict[str, int], mask: bool) -> str:
+    def _text(self, text: str, found: _Found, mask: bool) -> str:
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
@@ -239,12 +263,12 @@ class IdentifierGuard:
         return _NO_IDENTIFIER.match(text) is None
 
     # -- the matchers ----------------------------------------------------------------------
-    def _mask(self, text: str, found: dict[str, int]) -> str:
+    def _mask(self, text: str, found: _Found) -> str:
         if "%" in text:
             decoded = unquote(text, errors="replace")
-            if decoded != text and self._find(decoded):
+            if decoded != text and self._find(decoded, found):
                 text = decoded  # an identifier hides behind URL-encoding: keep the masked plain text
-        spans = self._spans(text)
+        spans = self._spans(text, found)
         if not spans:
             return text
         out, last = [], 0
@@ -256,10 +280,10 @@ class IdentifierGuard:
         out.append(text[last:])
         return "".join(out)
 
-    def _find(self, text: str) -> bool:
-        return bool(self._spans(text))
+    def _find(self, text: str, found: _Found) -> bool:
+        return bool(self._spans(text, found))
 
-    def _spans(self, text: str) -> list[tuple[int, int, str]]:
+    def _spans(self, text: str, found: _Found) -> list[tuple[int, int, str]]:
         spans: list[tuple[int, int, str]] = []
         if self._configured is not None:
             for m in self._configured.finditer(text):
@@ -272,7 +296,12 @@ class IdentifierGuard:
             digits = re.sub(r"\D", "", m.group())
             if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and _luhn(digits) and _standalone(text, m):
                 spans.append((m.start(), m.end(), "card"))
-        if runs:
+        if runs and (found.budget <= 0 or len(text) > _MATCHER_MAX_CHARS):
+            # spent, or a text so long the matcher would hold the thread: every run of seven or
+            # more digits is taken for a phone number
+            spans.extend((m.start(), m.end(), "phone") for m in runs)
+        elif runs:
+            found.budget -= 1
             try:
                 matches = phonenumbers.PhoneNumberMatcher(text, self.region, leniency=phonenumbers.Leniency.VALID)
                 spans.extend((m.start, m.end, "phone") for m in matches)
@@ -296,7 +325,7 @@ class IdentifierGuard:
             text = value.encode("utf-8", errors="replace").decode("utf-8")
             if len(text) > 256:
                 text = text[:256] + "…"
-            return self._mask(text, {}) if self._suspect(text) else text
+            return self._mask(text, _Found(8)) if self._suspect(text) else text
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, int):

@@ -122,11 +122,12 @@ class Ingestor:
         # a payload within the per-event limit bounds every event in it: no need to re-measure
         size_bound = len(payload) if payload is not None and len(payload) <= MAX_EVENT_BYTES else None
         item = _Item(source, [], [], [], None)
+        found = self.guard.budget()  # one matcher budget for the whole input
         for index, raw in enumerate(raw_events):
             try:
                 if not isinstance(raw, dict):
                     raise InvalidEvent("wrong_type", "an event must be a JSON object")
-                raw = self.guard.clean(raw)
+                raw = self.guard.clean(raw, found)
                 for stage in self.pre_stages:
                     raw = stage(raw, source)
                 event = parse_event(raw, source, now_ms, size_bound if not self.pre_stages else None, now_iso)

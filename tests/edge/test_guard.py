@@ -130,3 +130,26 @@ def test_recorded_identifiers_from_other_projects_suites_are_masked(fixture, kin
             cleaned = GUARD.clean({"event": "Cart Viewed", "properties": {"note": text}})["properties"]["note"]
             assert f"[{kind}]" in cleaned, (value, text, cleaned)
             assert not _leaks(cleaned, [value]), (value, cleaned)
+
+
+def test_no_payload_holds_the_ingest_thread_in_the_phone_matcher(tmp_path):
+    """477 KB of phone-like strings: without the budget the matcher took 2.5 s on this VM."""
+    import time
+
+    from edge.bus import Source
+    from edge.ingest import Ingestor
+    from edge.journal import Journal
+    from edge.metrics import IngestMetrics
+
+    events = [{"event": "Cart Viewed", "properties": {"n": [f"call 415 555 {i * 7 + j:04d}" for j in range(7)]}}
+              for i in range(2400)]
+    long_text = {"event": "Cart Viewed", "properties": {"x": " ".join(f"(415) 555-{i:04d}" for i in range(2000))[:30000]}}
+    with Journal(tmp_path / "j.db") as journal:
+        ingestor = Ingestor(journal, IngestMetrics())
+        for payload in (json.dumps({"batch": events}).encode(), json.dumps({"batch": [long_text] * 15}).encode()):
+            started = time.process_time()
+            item = ingestor.prepare_payload(Source("s1", "k1", "kiosk", "mqtt"), payload)
+            assert time.process_time() - started < 1.5
+            assert item.events and not item.rejected
+            text = json.dumps([e.body for e in item.events])
+            assert "555 0" not in text and "555-0" not in text
