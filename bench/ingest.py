@@ -6,6 +6,8 @@
 1. Drain: N QoS 1 events are queued by the broker for an offline persistent session, then the
    consumer connects and drains them — a bare paho subscriber that only counts (and acks), then
    the gateway journaling every event with group commit. Rate = events / (first → last receipt).
+   The gateway drains twice: with the identifier guard's matchers off (``guard.identifiers``),
+   then on; the ratio on/off is the guard's cost.
 2. Live latency: events published at a fixed rate; publish → visible-in-journal latency, p50/p99,
    by polling the journal from this (unpinned) process every millisecond.
 3. Gateway RSS (VmRSS / VmHWM).
@@ -148,17 +150,29 @@ def main() -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         gw_cmd = [*pin, sys.executable, "-m", "edge.cli", "run", "--config", str(cfg_path)]
         log = open(tmp / "gateway.log", "ab")
-        gw = subprocess.Popen(gw_cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         db = sqlite3.connect(str(schema.journal_path(config)), timeout=30)
-        _wait_online(port, pub)
+
+        def drain(prefix: str, extra_env: dict[str, str]) -> tuple[float, subprocess.Popen[bytes]]:
+            run_env = dict(env, **extra_env)
+            gw = subprocess.Popen(gw_cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env)
+            _wait_online(port, pub)
+            gw.send_signal(signal.SIGTERM)
+            gw.wait(30)
+            publish(args.events, prefix, pub.mqtt_username, pub.mqtt_password, port)
+            gw = subprocess.Popen(gw_cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env)
+            like = (f"{prefix}-%",)
+            while db.execute("SELECT COUNT(*) FROM events WHERE message_id LIKE ?", like).fetchone()[0] < args.events:
+                time.sleep(0.2)
+            first, last = db.execute("SELECT MIN(received_ms), MAX(received_ms) FROM events"
+                                     " WHERE message_id LIKE ?", like).fetchone()
+            return (args.events - 1) / ((last - first) / 1000), gw
+
+        # 1c. the identifier guard's cost: the same drain with its matchers off (text, numbers
+        # and nesting are still checked), then on again for the figures below
+        off_rate, gw = drain("noguard", {"EDGE_GUARD__IDENTIFIERS": "false"})
         gw.send_signal(signal.SIGTERM)
         gw.wait(30)
-        publish(args.events, "drain", pub.mqtt_username, pub.mqtt_password, port)
-        gw = subprocess.Popen(gw_cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        while db.execute("SELECT COUNT(*) FROM events").fetchone()[0] < args.events:
-            time.sleep(0.2)
-        first, last = db.execute("SELECT MIN(received_ms), MAX(received_ms) FROM events").fetchone()
-        gw_rate = (args.events - 1) / ((last - first) / 1000)
+        gw_rate, gw = drain("drain", {})
 
         # 2. live latency at a fixed rate
         sent_at: dict[str, float] = {}
@@ -186,6 +200,7 @@ def main() -> None:
         broker.terminate()
         broker.wait()
 
+    prepare_on, prepare_off = _prepare_cost(tmp, min(args.events, 20_000))
     p50 = statistics.median(latencies)
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     print(f"ingest benchmark — {args.events} QoS 1 events drained from a broker backlog; "
@@ -193,9 +208,36 @@ def main() -> None:
     print(f"  bare paho subscriber (count + ack)   {bare_rate:10,.0f} events/s")
     print(f"  gateway (parse + journal commit)     {gw_rate:10,.0f} events/s")
     print(f"  ratio gateway / bare                 {gw_rate / bare_rate:10.2f}   (target >= 0.50)")
+    print(f"  gateway, identifier guard off        {off_rate:10,.0f} events/s")
+    print(f"  ratio guard on / off                 {gw_rate / off_rate:10.2f}   (target >= 0.90)")
+    print(f"  validate + guard + parse, in-process  {prepare_on:8.1f} us/event, guard matchers off {prepare_off:.1f}"
+          f" (ratio {prepare_off / prepare_on:.2f})")
     print(f"  live {args.rate:,.0f} events/s for {args.seconds:.0f} s: publish->commit p50 {p50:.1f} ms, "
           f"p99 {p99:.1f} ms   (target p99 <= 50 ms); {len(latencies)}/{n_live} seen")
     print(f"  gateway RSS {rss['VmRSS'] / 1024:.0f} MB, peak {rss['VmHWM'] / 1024:.0f} MB   (target <= 120 MB)")
+
+
+def _prepare_cost(tmp: Path, n: int) -> tuple[float, float]:
+    """The producer-side CPU per event (decode, guard, parse) with the guard's matchers on and
+    off, alternated three times in this process: the guard's cost without the broker's noise."""
+    from edge.bus import Source
+    from edge.guard import IdentifierGuard
+    from edge.ingest import Ingestor
+    from edge.journal import Journal
+    from edge.metrics import IngestMetrics
+
+    payloads = [_payload(i, "cpu").encode() for i in range(n)]
+    source = Source("bench", "pub1", "pos", "mqtt")
+    best = {True: float("inf"), False: float("inf")}
+    with Journal(tmp / "prepare.db") as journal:
+        for _ in range(3):
+            for on in (False, True):
+                ingestor = Ingestor(journal, IngestMetrics(), guard=IdentifierGuard(identifiers=on))
+                started = time.perf_counter()
+                for payload in payloads:
+                    ingestor.prepare_payload(source, payload)
+                best[on] = min(best[on], (time.perf_counter() - started) / n * 1e6)
+    return best[True], best[False]
 
 
 def _wait_online(port: int, creds) -> None:

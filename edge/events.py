@@ -22,6 +22,7 @@ from edge.errors import InvalidEvent
 from edge.ids import derived_uuid7
 
 __all__ = [
+    "CALL_TYPES",
     "EVENT_NAMES",
     "IN_STORE_EVENTS",
     "MAX_BATCH_BYTES",
@@ -30,6 +31,7 @@ __all__ = [
     "SEGMENT_ECOMMERCE_EVENTS",
     "TOKEN_PATTERN",
     "Event",
+    "decode_document",
     "decode_payload",
     "iso_ms",
     "parse_event",
@@ -64,12 +66,14 @@ IN_STORE_EVENTS = frozenset(
 )  # fmt: skip
 EVENT_NAMES = SEGMENT_ECOMMERCE_EVENTS | IN_STORE_EVENTS
 
-# Properties some events cannot do without: name -> {property: expected type(s)}.
+#: The Segment call types (DESIGN.md, "Events").
+CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Properties some events cannot do without: name -> {property: expected type(s)}. The Segment
+# e-commerce spec v2 requires none of its own; an event about one product must name it (``sku``
+# or ``product_id``: see _PRODUCT_EVENTS), and the in-store events need what they are about.
+_PRODUCT_EVENTS = frozenset({"Product Viewed", "Product Added", "Product Removed"})
+_TYPED: Mapping[str, tuple[type, ...]] = {"sku": (str,), "product_id": (str,), "products": (list,)}
 _REQUIRED: Mapping[str, Mapping[str, tuple[type, ...]]] = {
-    "Product Viewed": {"sku": (str,)},
-    "Product Added": {"sku": (str,)},
-    "Product Removed": {"sku": (str,)},
-    "Order Completed": {"products": (list,)},
     "Zone Entered": {"zoneId": (str,)},
     "Zone Exited": {"zoneId": (str,)},
     "Audience Measured": {"count": (int,)},
@@ -126,12 +130,21 @@ class Event:
 
 def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[Any]:
     """Bytes from MQTT/HTTP → a list of raw event objects (one object, an array or a batch)."""
+    return decode_document(payload, max_bytes=max_bytes)[1]
+
+
+def decode_document(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> tuple[Any, list[Any]]:
+    """Like :func:`decode_payload`, also returning the decoded document itself (a batch's own
+    fields, such as its ``context``, are in it)."""
     if len(payload) > max_bytes:
         raise InvalidEvent("too_large", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidEvent("invalid_json", f"payload is not JSON ({type(exc).__name__})") from None
+    except ValueError:  # NaN/Infinity, or an integer of more digits than Python converts (4,300)
+        raise InvalidEvent("bad_number", "numbers must be finite and of at most 4,300 digits") from None
+    document = data
     if isinstance(data, dict) and "batch" in data:
         data = data["batch"]
         if not isinstance(data, list):
@@ -139,7 +152,11 @@ def decode_payload(payload: bytes, *, max_bytes: int = MAX_BATCH_BYTES) -> list[
     items = data if isinstance(data, list) else [data]
     if len(items) > MAX_BATCH_EVENTS:
         raise InvalidEvent("too_many", f"batch of {len(items)} events exceeds {MAX_BATCH_EVENTS}")
-    return items
+    return document, items
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_event(
@@ -161,8 +178,8 @@ def parse_event(
         if claimed is not None and claimed != expected:
             raise InvalidEvent("identity_mismatch", f"{key} in the body is not the sender's")
     kind = raw.get("type", "track")
-    if kind not in ("track", "identify"):
-        raise InvalidEvent("wrong_type", "type must be 'track' or 'identify'")
+    if kind not in CALL_TYPES:
+        raise InvalidEvent("wrong_type", f"type must be one of {', '.join(CALL_TYPES)}")
     name = raw.get("event")
     if kind == "track":
         if not isinstance(name, str):
@@ -170,17 +187,17 @@ def parse_event(
         if name not in EVENT_NAMES:
             raise InvalidEvent("unknown_event", f"event name {name[:40]!r} is not a known event")
     elif name is not None:
-        raise InvalidEvent("wrong_type", "identify calls carry no event name")
+        raise InvalidEvent("wrong_type", f"{kind} calls carry no event name")
+    _check_call(kind, raw)
     properties = raw.get("properties", {})
     if not isinstance(properties, dict):
         raise InvalidEvent("wrong_type", "properties must be an object")
     context = raw.get("context", {})
     if not isinstance(context, dict):
         raise InvalidEvent("wrong_type", "context must be an object")
-    if kind == "identify" and not isinstance(raw.get("traits", {}), dict):
+    if not isinstance(raw.get("traits", {}), dict) or not isinstance(context.get("traits", {}), dict):
         raise InvalidEvent("wrong_type", "traits must be an object")
-    traits = raw.get("traits")
-    if "identifiers" in properties or (isinstance(traits, dict) and any(k in traits for k in _RAW_TRAITS)):
+    if "identifiers" in properties or _raw_traits(raw.get("traits")) or _raw_traits(context.get("traits")):
         # The identity stage replaces raw identifiers by a token before this point; if they are
         # still here, nothing pseudonymised them and they must not reach the journal.
         raise InvalidEvent("raw_identifier", "raw identifiers were not pseudonymised; is identity enabled?")
@@ -226,7 +243,35 @@ def parse_event(
     return Event(message_id, kind, name, user_id, anonymous_id, timestamp, received_ms, source, body)
 
 
+def _raw_traits(traits: Any) -> bool:
+    if not isinstance(traits, dict):
+        return False
+    return any(k in traits and not (isinstance(traits[k], str) and TOKEN_PATTERN.match(traits[k]))
+               for k in _RAW_TRAITS)
+
+
+def _check_call(kind: str, raw: Mapping[str, Any]) -> None:
+    """What the page, screen, group and alias calls need beyond the envelope."""
+    if kind in ("page", "screen"):
+        for key in ("name", "category"):
+            value = raw.get(key)
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise InvalidEvent("wrong_type", f"{key} of a {kind} call must be a string of at most 200 chars")
+    elif kind == "group":
+        if _optional_id(raw, "groupId") is None:
+            raise InvalidEvent("missing_field", "groupId is required for group")
+    elif kind == "alias":
+        if _optional_id(raw, "previousId") is None or raw.get("userId") is None:
+            raise InvalidEvent("missing_field", "alias needs userId and previousId")
+
+
 def _check_properties(name: str | None, properties: Mapping[str, Any]) -> None:
+    for prop, types in _TYPED.items():
+        value = properties.get(prop)
+        if value is not None and not isinstance(value, types):
+            raise InvalidEvent("wrong_type", f"properties.{prop} has the wrong type")
+    if name in _PRODUCT_EVENTS and properties.get("sku") is None and properties.get("product_id") is None:
+        raise InvalidEvent("missing_field", f"properties.sku (or product_id) is required for {name}")
     for prop, types in _REQUIRED.get(name or "", {}).items():
         value = properties.get(prop)
         if value is None:

@@ -29,6 +29,7 @@ import uvicorn
 from edge.broker import ManagedBroker, gateway_password, sync_broker_files
 from edge.component import Component, GatewayContext
 from edge.config import Config
+from edge.guard import IdentifierGuard
 from edge.heap import freeze_long_lived
 from edge.http import create_app
 from edge.ingest import Ingestor
@@ -108,7 +109,7 @@ class Gateway:
             metrics = IngestMetrics()
             ingestor = Ingestor(journal, metrics, queue_max=cfg.ingest.queue_max,
                                 max_batch=cfg.ingest.max_batch, linger_ms=cfg.ingest.linger_ms,
-                                clock=self.clock)  # fmt: skip
+                                clock=self.clock, guard=_guard(cfg, metrics))  # fmt: skip
             link = MqttLink(
                 host=self.broker_address[0], port=self.broker_address[1],
                 client_id=cfg.mqtt.client_id or f"edge-gateway-{cfg.store.id}",
@@ -220,6 +221,17 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
+
+
+def _guard(cfg: Config, metrics: IngestMetrics) -> IdentifierGuard:
+    identity = getattr(cfg, "identity", None)
+    return IdentifierGuard(
+        getattr(identity, "default_region", "US"), loyalty_patterns=cfg.guard.loyalty_patterns,
+        app_id_patterns=cfg.guard.app_id_patterns, trait_allow=cfg.guard.trait_allow,
+        identifiers=cfg.guard.identifiers,
+        count=lambda kind, n: metrics.identifiers_masked.labels(kind).inc(n),
+        dropped=metrics.traits_dropped.inc,
+    )
 
 
 def _parse_url(url: str) -> tuple[str, int]:

@@ -13,8 +13,10 @@ makes HTTP answer 503 with Retry-After, and makes adapters wait.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -25,8 +27,9 @@ from typing import Any
 from edge.bus import PublishResult, Rejection, Source
 from edge.component import Component, Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
-from edge.events import MAX_EVENT_BYTES, Event, decode_payload, iso_ms, parse_event
-from edge.journal import DeadLetter, Journal
+from edge.events import MAX_EVENT_BYTES, Event, decode_document, iso_ms, parse_event
+from edge.guard import IdentifierGuard, skeleton
+from edge.journal import CommitResult, DeadLetter, Journal
 from edge.metrics import IngestMetrics
 
 __all__ = ["Busy", "Ingestor"]
@@ -34,6 +37,8 @@ __all__ = ["Busy", "Ingestor"]
 log = logging.getLogger(__name__)
 
 Done = Callable[[PublishResult | BaseException], None]
+#: Adapts decoded raw events to the gateway's envelope: (raw events, the decoded document) → raw events.
+Shape = Callable[[list[Any], Any], list[Any]]
 
 
 class Busy(EdgeError):
@@ -69,8 +74,10 @@ class Ingestor:
         max_batch: int = 2_000,
         linger_ms: float = 0.0,
         clock: Callable[[], float] = time.time,
+        guard: IdentifierGuard | None = None,
     ) -> None:
         self.journal = journal
+        self.guard = guard or IdentifierGuard()
         self.metrics = metrics
         self.pre_stages = list(pre_stages)
         self.post_stages = list(post_stages)
@@ -106,42 +113,69 @@ class Ingestor:
 
     # -- the producer side -----------------------------------------------------------------
     def prepare(self, source: Source, raw_events: Sequence[Any], payload: bytes | None = None) -> _Item:
-        """Validate and enrich in the caller's thread; bad events become dead letters."""
+        """Validate and enrich in the caller's thread; bad events become dead letters.
+
+        The guard runs first (valid text, finite numbers, bounded nesting, identifiers masked),
+        so nothing that reaches the identity stage, the journal or a dead letter is raw."""
         now_ms = int(self.clock() * 1000)
         now_iso = iso_ms(now_ms)
         # a payload within the per-event limit bounds every event in it: no need to re-measure
         size_bound = len(payload) if payload is not None and len(payload) <= MAX_EVENT_BYTES else None
         item = _Item(source, [], [], [], None)
+        found = self.guard.budget()  # one matcher budget for the whole input
         for index, raw in enumerate(raw_events):
             try:
-                if isinstance(raw, dict):
-                    for stage in self.pre_stages:
-                        raw = stage(raw, source)
+                if not isinstance(raw, dict):
+                    raise InvalidEvent("wrong_type", "an event must be a JSON object")
+                raw = self.guard.clean(raw, found)
+                for stage in self.pre_stages:
+                    raw = stage(raw, source)
                 event = parse_event(raw, source, now_ms, size_bound if not self.pre_stages else None, now_iso)
                 for post in self.post_stages:
                     post(event)
             except InvalidEvent as exc:
-                item.rejected.append(Rejection(index, exc.reason, exc.detail))
-                item.dead.append(DeadLetter(_label(source), exc.reason, exc.detail, _excerpt(raw, payload)))
+                self._refuse(item, index, exc.reason, exc.detail, raw, payload)
+                continue
+            except Exception as exc:  # a stage's bug: refuse this event, never the whole input
+                log.error("ingest stage failed on an event from %s: %s", _label(source), type(exc).__name__)
+                self._refuse(item, index, "internal_error", "the gateway failed to process this event", raw, payload)
                 continue
             item.events.append(event)
             item.indices.append(index)
         return item
 
-    def prepare_payload(self, source: Source, payload: bytes) -> _Item:
-        """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter."""
+    def _refuse(self, item: _Item, index: int, reason: str, detail: str, raw: Any, payload: bytes | None) -> None:
+        item.rejected.append(Rejection(index, reason, detail))
+        excerpt = self.guard.excerpt(raw)
+        # size and sha256 are of the message it came in (what the device can look up), else of the excerpt
+        whole = payload if payload is not None else excerpt.encode("utf-8")
+        item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, excerpt))
+
+    def prepare_payload(self, source: Source, payload: bytes, shape: Shape | None = None) -> _Item:
+        """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter.
+
+        ``shape(raw_events, document)`` may adapt a protocol's call shapes first (Segment's)."""
         try:
-            raw_events = decode_payload(payload)
+            document, raw_events = decode_document(payload)
+            if shape is not None:
+                raw_events = shape(raw_events, document)
         except InvalidEvent as exc:
             return _Item(
-                source, [], [DeadLetter(_label(source), exc.reason, exc.detail, payload)],
+                source, [], [DeadLetter(_label(source), exc.reason, exc.detail, payload, self.excerpt(payload))],
                 [Rejection(0, exc.reason, exc.detail)], None,
             )
         return self.prepare(source, raw_events, payload)
 
+    def excerpt(self, payload: bytes) -> str:
+        """A dead letter's excerpt of raw bytes: guarded JSON, or only the shape of what is not."""
+        try:
+            return self.guard.excerpt(json.loads(payload))
+        except (ValueError, RecursionError):
+            return skeleton(payload)
+
     def reject(self, source: Source, reason: str, detail: str, payload: bytes, on_done: Done | None) -> None:
         """Queue a refusal that happened before parsing (unknown topic, unknown device …)."""
-        item = _Item(source, [], [DeadLetter(_label(source), reason, detail, payload)],
+        item = _Item(source, [], [DeadLetter(_label(source), reason, detail, payload, self.excerpt(payload))],
                      [Rejection(0, reason, detail)], on_done)  # fmt: skip
         self._queue.put(item)
 
@@ -212,7 +246,13 @@ class Ingestor:
         dead = [d for item in batch for d in item.dead]
         started = time.perf_counter()
         try:
-            result = self.journal.commit(events, dead, self.writers)
+            try:
+                result = self.journal.commit(events, dead, self.writers)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                result = self._isolate(batch)  # one event the journal cannot store: commit the others
+                events = [e for item in batch for e in item.events]
         except Exception as exc:  # disk full, I/O error: acknowledge nothing
             self.metrics.commit_failures.inc()
             if self.healthy:
@@ -271,6 +311,77 @@ class Ingestor:
                     log.exception("ingest listener %r failed", listener)
 
 
+    def _isolate(self, batch: list[_Item]) -> CommitResult:
+        """The group commit failed on some event's data: bisect to find the events the journal
+        cannot store, commit every other event, refuse and dead-letter the offenders (so MQTT
+        acknowledges them and the broker stops redelivering). Raises if nothing can be stored:
+        then it is the journal, not an event, and nothing is acknowledged."""
+        entries = [(item, event) for item in batch for event in item.events]
+        inserted: dict[int, bool] = {}
+        poison: list[tuple[_Item, Event, BaseException]] = []
+        failures = 0
+
+        def attempt(chunk: list[tuple[_Item, Event]]) -> None:
+            nonlocal failures
+            try:
+                result = self.journal.commit([e for _, e in chunk], (), self.writers)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                if len(chunk) == 1:
+                    poison.append((chunk[0][0], chunk[0][1], exc))
+                    return
+                middle = len(chunk) // 2
+                attempt(chunk[:middle])
+                attempt(chunk[middle:])
+                return
+            failures += result.writer_failures
+            for (_, event), fresh in zip(chunk, result.inserted, strict=True):
+                inserted[id(event)] = fresh
+
+        middle = max(1, len(entries) // 2)
+        for chunk in (entries[:middle], entries[middle:]):
+            if chunk:
+                attempt(chunk)
+        dead: list[DeadLetter] = [d for item in batch for d in item.dead]
+        for item, event, exc in poison:
+            position = item.events.index(event)
+            index = item.indices.pop(position)
+            item.events.pop(position)
+            detail = f"the journal could not store this event ({type(exc).__name__}); it was set aside"
+            item.rejected.append(Rejection(index, "commit_failed", detail))
+            letter = DeadLetter(_label(item.source), "commit_failed", detail, event.message_id.encode("utf-8", "replace"),
+                                self.guard.excerpt(event.body))  # fmt: skip
+            item.dead.append(letter)
+            dead.append(letter)
+        self.metrics.isolated.inc(len(poison))
+        log.warning("group commit isolated %d event(s) the journal could not store", len(poison))
+        try:
+            self.journal.commit([], dead)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise  # the journal itself is failing
+            self.journal.commit([], [_storable(d) for d in dead])
+        flags = tuple(inserted[id(e)] for item in batch for e in item.events)
+        return CommitResult(flags, len(dead), failures)
+
+
+def _storable(letter: DeadLetter) -> DeadLetter:
+    """A dead letter whose text fields are certain to encode (the poison may be in them)."""
+
+    def safe(text: str) -> str:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    excerpt = None if letter.excerpt is None else safe(letter.excerpt)
+    return DeadLetter(safe(letter.source), safe(letter.reason), safe(letter.detail), letter.payload, excerpt)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """An error caused by an event's content (not the disk, not a closed journal)."""
+    return isinstance(exc, (UnicodeError, ValueError, TypeError, OverflowError, RecursionError,
+                            sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.DataError))  # fmt: skip
+
+
 def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseException) -> None:
     if future.done():
         return
@@ -282,9 +393,3 @@ def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseE
 
 def _label(source: Source) -> str:
     return f"{source.transport}:{source.kind}/{source.device_id}"
-
-
-def _excerpt(raw: Any, payload: bytes | None) -> bytes:
-    if payload is not None and len(payload) < 4096:
-        return payload
-    return repr(raw)[:4096].encode("utf-8", errors="replace")

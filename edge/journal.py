@@ -61,7 +61,8 @@ class DeadLetter:
     source: str
     reason: str
     detail: str
-    payload: bytes
+    payload: bytes  # only its size and sha256 are kept
+    excerpt: str | None = None  # already guarded (edge.guard); None: scrubbed from the payload
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ class Journal:
                     scrub(d.detail)[:500],
                     len(d.payload),
                     hashlib.sha256(d.payload).hexdigest(),
-                    scrub_bytes(d.payload),
+                    scrub(d.excerpt)[:512] if d.excerpt is not None else scrub_bytes(d.payload),
                 )
                 for d in letters
             ],

@@ -43,6 +43,19 @@ class IngestMetrics:
             "Derived-row writers that raised inside a commit (their rows rolled back, events kept)",
             registry=self.registry,
         )
+        self.isolated = Counter(
+            "edge_journal_isolated",
+            "Events set aside (refused, dead-lettered) because the journal could not store them;"
+            " the rest of their group commit was stored", registry=self.registry,
+        )
+        self.identifiers_masked = Counter(
+            "edge_identifiers_masked", "Raw identifiers found outside identifier fields and replaced"
+            " by a marker, by kind", ["kind"], registry=self.registry,
+        )
+        self.traits_dropped = Counter(
+            "edge_traits_dropped", "Personal traits dropped at ingest (not in guard.trait_allow)",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "edge_ingest_queue_depth", "Inputs waiting for the journal writer", registry=self.registry
         )

@@ -252,8 +252,8 @@ def _acker(client: mqtt.Client, mid: int, qos: int) -> Callable[[Any], None]:
 
 def _status_text(payload: bytes) -> str:
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(payload, parse_constant=str)
+    except (ValueError, RecursionError):  # not JSON, or an integer too long to convert
         return payload[:32].decode("utf-8", errors="replace").strip() or "unknown"
     if isinstance(data, dict) and isinstance(data.get("status"), str):
         return str(data["status"])[:32]

@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from edge.guard import skeleton
+
 __all__ = ["REDACTED", "scrub", "scrub_bytes"]
 
 REDACTED = "[redacted]"
@@ -46,7 +48,8 @@ def scrub_bytes(payload: bytes, limit: int = 512) -> str:
     """A printable, scrubbed excerpt of at most ``limit`` characters of ``payload``."""
     try:
         text = json.dumps(_walk(json.loads(payload)), ensure_ascii=False)
-    except (ValueError, RecursionError):
-        text = payload[: limit * 4].decode("utf-8", errors="replace")
+    except (ValueError, RecursionError):  # not JSON: keep only its shape (see edge.guard.skeleton)
+        return skeleton(payload, limit)
     text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text[: limit * 4])
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
     return scrub(text)[:limit]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from edge.config import doc
+from edge.guard import GuardConfig
 
 __all__ = ["CONFIG_SECTIONS", "HttpConfig", "IngestConfig", "JournalConfig", "FeaturesConfig", "LogConfig",
            "MqttConfig", "StoreConfig"]  # fmt: skip
@@ -118,5 +119,6 @@ CONFIG_SECTIONS: dict[str, type] = {
     "http": HttpConfig,
     "ingest": IngestConfig,
     "features": FeaturesConfig,
+    "guard": GuardConfig,
     "log": LogConfig,
 }

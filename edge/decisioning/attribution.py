@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from edge.errors import InvalidEvent
 from edge.events import Event
 
 __all__ = ["Attribution"]
@@ -39,6 +40,21 @@ class Attribution:
         # a commit that fails runs no listener, and the next write() starts afresh
         self._redeemed: list[tuple[Event, list[dict[str, Any]]]] = []
 
+    def check(self, event: Event) -> None:
+        """The post-stage: refuse (before the commit) an event this writer could not record, so a
+        bad ``decisionId`` costs that event, never the feedback rows of its group commit."""
+        if event.name not in ("Offer Viewed", "Offer Clicked", "Offer Exposed"):
+            return
+        props = event.body["properties"]
+        for key in ("decisionId", "offerId"):
+            value = props.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InvalidEvent("wrong_type", f"properties.{key} must be a string for {event.name}")
+        if event.name == "Offer Exposed":
+            offers = props.get("offers", [])
+            if not isinstance(offers, list) or not all(isinstance(o, dict) for o in offers):
+                raise InvalidEvent("wrong_type", "properties.offers must be an array of objects")
+
     def write(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
         """Inside the commit: exposure rows, feedback marks and redemptions of ``events``."""
         self._redeemed = []
@@ -47,7 +63,8 @@ class Attribution:
             if event.name == "Offer Exposed":
                 exposures.extend(_exposure_rows(event))
             elif event.name in ("Offer Viewed", "Offer Clicked"):
-                feedback.append(event)
+                if _usable_feedback(event):  # check() refused the rest; a local publisher may skip it
+                    feedback.append(event)
             elif event.name == "Order Completed" and (event.user_id or event.anonymous_id):
                 orders.append(event)
         if exposures:
@@ -121,6 +138,8 @@ def _exposure_rows(event: Event) -> list[tuple[Any, ...]]:
     props = event.body["properties"]
     rows = []
     for offer in props.get("offers", []):
+        if not isinstance(offer, dict):
+            continue
         rows.append((
             props.get("decisionId"), offer.get("offerId"), offer.get("experiment"),
             offer.get("arm"), offer.get("unit"), props.get("personKey"), props.get("visitId"),
@@ -129,6 +148,11 @@ def _exposure_rows(event: Event) -> list[tuple[Any, ...]]:
             props.get("day", ""),
         ))
     return rows
+
+
+def _usable_feedback(event: Event) -> bool:
+    props = event.body["properties"]
+    return isinstance(props.get("decisionId"), str) and isinstance(props.get("offerId"), str)
 
 
 def _number(value: Any, default: float) -> float:

@@ -131,7 +131,7 @@ class DecisioningComponent:
         return [self._identity_stage]
 
     def post_stages(self) -> Sequence[PostStage]:
-        return [self._post_stage]
+        return [self._post_stage, self.attribution.check]
 
     def writers(self) -> Sequence[Writer]:
         return [self.attribution.write]

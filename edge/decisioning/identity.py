@@ -27,7 +27,8 @@ from edge.events import TOKEN_PATTERN
 __all__ = ["IDENTIFIER_KINDS", "Identity", "IdentityStage", "load_key", "normalise"]
 
 IDENTIFIER_KINDS = ("email", "phone", "loyaltyId", "appId")
-_TRAIT_KINDS = ("email", "phone")
+#: The kind of an SDK app's own ``userId`` (its account id): an identifier of its own kind.
+APP_USER_KIND = "userId"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _MAX_RAW = 256
 
@@ -54,7 +55,7 @@ def load_key(path: Path) -> bytes:
 
 def normalise(kind: str, value: Any, default_region: str) -> str:
     """The canonical form of a raw identifier; InvalidEvent naming only the kind if unusable."""
-    if kind not in IDENTIFIER_KINDS:
+    if kind not in IDENTIFIER_KINDS and kind != APP_USER_KIND:
         raise InvalidEvent("bad_identifier", f"unknown identifier kind {kind[:20]!r}")
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise InvalidEvent("bad_identifier", f"identifier {kind} must be a string")
@@ -79,7 +80,7 @@ def normalise(kind: str, value: Any, default_region: str) -> str:
         if not digits:
             raise InvalidEvent("bad_identifier", "identifier loyaltyId has no digits")
         return digits
-    return text  # appId: opaque, as issued by the app
+    return text  # appId, userId: opaque, as issued by the app
 
 
 class Identity:
@@ -124,7 +125,14 @@ class Identity:
 class IdentityStage:
     """The ingest pre-stage: pseudonymise in place, then refuse suppressed persons.
 
-    The raw values are removed from the *same* dict the ingestor holds, so even a later refusal
+    * ``properties.identifiers`` → the customer token in ``userId`` (the raw values removed);
+    * ``userId`` that is not a token (an SDK app's own account id) → the token of kind
+      ``userId`` (or ``email`` when it is an e-mail address);
+    * the identifier keys of ``traits`` and ``context.traits`` (``email``, ``phone``,
+      ``loyaltyId``, ``appId``) → each replaced by its own token; the first one is the
+      ``userId`` when nothing above gave one.
+
+    The raw values are replaced in the *same* dict the ingestor holds, so even a later refusal
     (whose dead letter keeps an excerpt of the dict) cannot carry them.
     """
 
@@ -146,26 +154,58 @@ class IdentityStage:
                 identifiers.clear()
             else:
                 problem = InvalidEvent("bad_identifier", "properties.identifiers must be an object")
-        traits = raw.get("traits")
-        if isinstance(traits, dict):
-            for kind in _TRAIT_KINDS:
-                if kind in traits:
-                    value = traits.pop(kind)
-                    if token is None and problem is None:
-                        try:
-                            token = self.identity.token(kind, value)
-                        except InvalidEvent as exc:
-                            problem = exc
+        claimed = raw.get("userId")
+        claimed_token = claimed if isinstance(claimed, str) and TOKEN_PATTERN.match(claimed) else None
+        app_token: str | None = None
+        if isinstance(claimed, str) and claimed_token is None:
+            raw.pop("userId")  # the app's own id: never kept raw
+            kind = "email" if _EMAIL.match(claimed.strip().lower()) else APP_USER_KIND
+            try:
+                app_token = self.identity.token(kind, claimed)
+            except InvalidEvent as exc:
+                problem = problem or exc
+        trait_token: str | None = None
+        for traits in (raw.get("traits"), _context_traits(raw)):
+            if isinstance(traits, dict):
+                found = self._tokenise_traits(traits)
+                if isinstance(found, InvalidEvent):
+                    problem = problem or found
+                else:
+                    trait_token = trait_token or found
         if problem is not None:
             raise problem
-        if token is not None:
-            claimed = raw.get("userId")
-            if claimed is not None and claimed != token:
-                raw.pop("userId", None)
-                raise InvalidEvent("identity_mismatch", "userId does not match the identifiers sent")
-            raw["userId"] = token
+        if token is not None and claimed_token is not None and claimed_token != token:
+            raw.pop("userId", None)
+            raise InvalidEvent("identity_mismatch", "userId does not match the identifiers sent")
+        final = token or claimed_token or app_token or trait_token
+        if final is not None:
+            raw["userId"] = final
         user_id = raw.get("userId")
         if isinstance(user_id, str) and self.is_suppressed(user_id):
             raw.clear()  # the dead letter keeps an excerpt: leave nothing about the person in it
             raise InvalidEvent("suppressed", "the customer was erased; event dropped")
         return raw
+
+    def _tokenise_traits(self, traits: dict[str, Any]) -> str | InvalidEvent | None:
+        """Replace each identifier trait by its token; the first token, or the first problem."""
+        first: str | None = None
+        for kind in IDENTIFIER_KINDS:
+            if kind not in traits:
+                continue
+            value = traits[kind]
+            if isinstance(value, str) and TOKEN_PATTERN.match(value):
+                first = first or value
+                continue
+            try:
+                traits[kind] = self.identity.token(kind, value)
+            except InvalidEvent as exc:
+                for k in IDENTIFIER_KINDS:
+                    traits.pop(k, None)
+                return exc
+            first = first or traits[kind]
+        return first
+
+
+def _context_traits(raw: dict[str, Any]) -> Any:
+    context = raw.get("context")
+    return context.get("traits") if isinstance(context, dict) else None

@@ -81,7 +81,7 @@ async def test_stage_pseudonymises_every_transport(gateway: Gateway, transport: 
     bodies = [json.loads(gateway.journal.get(m) or "{}") for m in result.message_ids]
     assert [b["userId"] for b in bodies] == expected
     assert all("identifiers" not in b["properties"] for b in bodies)
-    assert bodies[3]["traits"] == {"name": "x"}
+    assert bodies[3]["traits"] == {"email": identity.token("email", RAW_EMAIL)}  # name: a personal trait, dropped
     gateway.journal.checkpoint()
     assert scan_for([gateway.state_dir], RAW_NEEDLES) == []
 
@@ -106,3 +106,28 @@ async def test_userid_contradicting_identifiers_is_refused(gateway: Gateway) -> 
                             "properties": {"identifiers": {"email": RAW_EMAIL}}}]
     )
     assert [r.reason for r in result.rejected] == ["identity_mismatch"]
+
+
+@pytest.mark.anyio
+async def test_sdk_identity_app_user_id_and_traits_are_tokenised(gateway: Gateway) -> None:
+    """What Segment/RudderStack SDKs send: the app's own userId, identifiers and personal data in
+    traits and context.traits."""
+    identity = gateway.component.identity
+    events = [
+        {"type": "identify", "userId": "app-user-4711", "traits": {
+            "email": RAW_EMAIL, "firstName": "Zelda", "address": {"street": "1 Quux Way"}, "plan": "gold"}},
+        {"event": "Cart Viewed", "userId": "app-user-4711",
+         "context": {"traits": {"phone": RAW_PHONE, "birthday": "1990-01-01", "tier": "b"}}},
+        {"type": "identify", "anonymousId": "v-9", "context": {"traits": {"loyaltyId": RAW_LOYALTY}}},
+        {"type": "alias", "userId": "app-user-4711", "previousId": "v-9"},
+    ]
+    result = await gateway.publish(gateway.source(), events)
+    assert result.accepted == 4, result.rejected
+    bodies = [json.loads(gateway.journal.get(m) or "{}") for m in result.message_ids]
+    app = identity.token("userId", "app-user-4711")
+    assert [b.get("userId") for b in bodies] == [app, app, identity.token("loyaltyId", RAW_LOYALTY), app]
+    assert bodies[0]["traits"] == {"email": identity.token("email", RAW_EMAIL), "plan": "gold"}
+    assert bodies[1]["context"]["traits"] == {"phone": identity.token("phone", RAW_PHONE), "tier": "b"}
+    assert bodies[3]["type"] == "alias" and bodies[3]["previousId"] == "v-9"
+    gateway.journal.checkpoint()
+    assert scan_for([gateway.state_dir], [*RAW_NEEDLES, "app-user-4711", "Zelda", "Quux Way"]) == []

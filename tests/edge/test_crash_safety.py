@@ -22,7 +22,6 @@ from support.services import free_port, mosquitto
 
 from edge import schema
 from edge.broker import mosquitto_conf, sync_broker_files
-from edge.config import parse_config
 from edge.registry import DeviceRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -53,7 +53,14 @@ def test_a_missing_message_id_is_derived_deterministically_as_uuid7():
         ({"event": "Cart Viewed", "timestamp": "yesterday"}, "bad_timestamp"),
         ({"event": "Cart Viewed", "messageId": 7}, "wrong_type"),
         ({"type": "identify"}, "missing_field"),
-        ({"type": "page"}, "wrong_type"),
+        ({"type": "fax"}, "wrong_type"),
+        ({"type": "page", "name": 5}, "wrong_type"),
+        ({"type": "page", "event": "Cart Viewed"}, "wrong_type"),
+        ({"type": "group", "anonymousId": "v1"}, "missing_field"),
+        ({"type": "alias", "userId": "ct_" + "a" * 32}, "missing_field"),
+        ({"event": "Product Viewed", "properties": {"product_id": 7}}, "wrong_type"),
+        ({"type": "identify", "userId": "ct_" + "a" * 32, "context": {"traits": {"email": "alice@example.com"}}},
+         "raw_identifier"),
         ({"event": "Product Added", "properties": {"sku": "A", "price": "free"}}, "wrong_type"),
         ({"event": "Cart Viewed", "properties": {"blob": "x" * 40_000}}, "too_large"),
     ],
@@ -63,6 +70,24 @@ def test_refusals_name_their_reason(raw, reason):
         parse_event(raw, SOURCE, NOW)
     assert info.value.reason == reason
     assert "alice@example.com" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "page", "name": "Home", "properties": {"path": "/"}},
+        {"type": "screen", "name": "Basket", "anonymousId": "v1"},
+        {"type": "group", "groupId": "g-1", "traits": {"plan": "gold"}, "anonymousId": "v1"},
+        {"type": "alias", "userId": "ct_" + "a" * 32, "previousId": "v1"},
+        {"event": "Order Completed", "properties": {"order_id": "o-1", "total": 3.5}},  # products are optional (spec v2)
+        {"event": "Product Viewed", "properties": {"product_id": "p-1"}},
+        {"type": "identify", "userId": "ct_" + "a" * 32, "traits": {"email": "ct_" + "b" * 32, "plan": "gold"}},
+    ],
+)
+def test_every_segment_call_type_parses(raw):
+    event = parse_event(raw, SOURCE, NOW)
+    assert event.type == raw.get("type", "track") and event.body["type"] == event.type
+    assert event.name == raw.get("event")
 
 
 def test_batch_limits():

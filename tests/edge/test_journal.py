@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 
@@ -193,7 +194,7 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path):
         ingestor = Ingestor(journal, IngestMetrics())
         ingestor.start()
         journal.close()  # every commit now fails
-        with pytest.raises(Exception):
+        with pytest.raises(sqlite3.ProgrammingError):
             await ingestor.publish(SOURCE, [{"messageId": "x", "event": "Cart Viewed"}])
         assert not ingestor.healthy
         ingestor.stop()

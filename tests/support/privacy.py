@@ -17,6 +17,9 @@ RAW_APP = "app-zzq-9f8e7d6c5b4a"
 RAW_NEEDLES = (
     "zelda.quuxington", "Quuxington", "4155550199", "555-0199", "778899112233", "7788-9911",
     "app-zzq-9f8e7d6c5b4a",
+    # base64 forms (a leak through an encoded excerpt or header): of the raw and lower-case text
+    "WmVsZGEuUXV1eGluZ3Rvbitl", "emVsZGEucXV1eGluZ3Rvbitl", "YXBwLXp6cS05ZjhlN2Q2YzViNGE",
+    "KDQxNSkgNTU1LTAxOTk", "TE9ZLTc3ODgtOTkxMS0yMjMz", "bG95LTc3ODgtOTkxMS0yMjMz",
 )  # fmt: skip
 
 
@@ -33,3 +36,18 @@ def scan_for(paths: Sequence[Path], needles: Sequence[str | bytes]) -> list[str]
                 continue
             hits.extend(f"{path}: {needle!r}" for needle, raw in lowered if raw in data)
     return hits
+
+
+def needle_forms(raw: str) -> list[str]:
+    """Every form a leaked identifier could take on disk or the wire: as sent, lower-case,
+    URL-encoded (both flavours), base64 (of the raw and the lower-case text) and, when it has
+    seven digits or more, its digits only. ``scan_for`` compares case-insensitively."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    forms = {raw, raw.lower(), quote(raw, safe=""), quote_plus(raw)}
+    forms |= {base64.b64encode(t.encode()).decode().rstrip("=") for t in (raw, raw.lower())}
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if len(digits) >= 7:
+        forms.add(digits)
+    return sorted(forms)
