@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.errors import DeviceUnavailable
 from devices.events import track
 from devices.outlet import EventOutlet
 from devices.pos.display import PoleDisplay
@@ -73,6 +72,7 @@ class PosTerminal:
         self._decide = decide
         self.display = display or PoleDisplay()
         self._display_idle_s = display_idle_s
+        self._display_probe_s = min(1.0, display_idle_s)
         self._decide_timeout_s = decide_timeout_s
         self._basket = _Basket()
         self._display_wanted = asyncio.Event()
@@ -169,29 +169,21 @@ class PosTerminal:
 
     async def drive_display(self, link: SerialLink) -> None:
         """Initialise the display, then show an offer after each basket change (latest basket
-        wins) and clear it after an order or when idle. The port is also read (a display sends
-        nothing) so an unplug is noticed at once and the reconnect loop reopens and re-initialises
-        it, putting back the offer of a basket that is still open."""
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._watch_port(link), name="pole-display-watch")
-                tasks.create_task(self._show_offers(link), name="pole-display")
-        except* DeviceUnavailable as unplugged:
-            raise unplugged.exceptions[0] from None
-
-    async def _watch_port(self, link: SerialLink) -> None:
-        async for _ in link.chunks():
-            pass
-
-    async def _show_offers(self, link: SerialLink) -> None:
+        wins) and clear it after an order or when idle. While nothing happens the port is probed
+        (a display sends nothing) so an unplug is noticed within a second; the reconnect loop then
+        reopens and re-initialises it and the offer of a basket still open is put back."""
+        loop = asyncio.get_running_loop()
         await self._write_display(link, self.display.initialise())
-        if self._showing is not None:  # the basket is still open: put its offer back
+        if self._showing is not None:
             await self._write_display(link, self._showing)
+        shown_at = loop.time()
         while True:
-            idle = self._display_idle_s if self._showing is not None else None
             try:
-                await asyncio.wait_for(self._display_wanted.wait(), idle)
+                await asyncio.wait_for(self._display_wanted.wait(), self._display_probe_s)
             except TimeoutError:
+                await link.read()  # raises DeviceUnavailable once the display is gone
+                if self._showing is None or loop.time() - shown_at < self._display_idle_s:
+                    continue
                 self._clear_wanted = True
             self._display_wanted.clear()
             if self._clear_wanted:
@@ -204,6 +196,7 @@ class PosTerminal:
                 frame = await self.offer_frame()
                 if frame is not None and not self._clear_wanted:
                     self._showing = frame
+                    shown_at = loop.time()
                     await self._write_display(link, frame)
 
     async def _write_display(self, link: SerialLink, frame: bytes) -> None:
