@@ -42,6 +42,7 @@ def _money(cents: int, style: str) -> str:
         "euro_after": f"{whole}.{frac:02d} €",
         "dollar_space": f"$ {whole}.{frac:02d}",
         "comma": f"{whole},{frac:02d} €",
+        "hash": f"#{whole}.{frac:02d}",  # '#' prints as '£' under the UK national set (ESC R 3)
     }[style]
 
 
@@ -103,6 +104,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                     "before_total": lambda p: p._raw(ESC + b" \x00")}},  # fmt: skip
     "code_page_cp858_euro": {"style": "euro_after", "hooks": {"start": lambda p: p.charcode("CP858")}},
     "magic_encoding_pound": {"style": "pound"},
+    "magic_encoding_euro_mid_line": {"style": "euro_after"},
+    "uk_national_set_pound": {"style": "hash", "hooks": {"start": lambda p: p._raw(ESC + b"R\x03")}},
     "dollar_with_space": {"style": "dollar_space"},
     "decimal_comma": {"style": "comma", "grammar": ReceiptGrammar(decimal_separator=",")},
     "styles_and_spacing": {"hooks": {
