@@ -41,6 +41,7 @@ from devices.errors import DeviceUnavailable
 from devices.metrics import DevicesCollector
 from devices.outlet import EventOutlet
 from devices.pos.adapter import PosTerminal
+from devices.pos.display import DisplaySettings, PoleDisplay
 from devices.pos.link import SerialLink, reconnecting
 from devices.status import TransitionLog
 from edge.backoff import backoff_delay
@@ -121,8 +122,14 @@ class DevicesComponent:
             outlet=self.outlet,
             clock=self.now,
             decide=self._decide_handler(),
-            display_width=pos.display_width,
-        )
+            display=PoleDisplay(DisplaySettings(
+                command_set=pos.display_command_set, code_page=pos.display_code_page,
+                country=pos.display_country, width=pos.display_width,
+            )),
+            display_idle_s=pos.display_idle_s,
+            receipt_grammar=pos.receipt_grammar(),
+            receipt_code_page=pos.receipt_code_page,
+        )  # fmt: skip
 
     def _build_camera(self, camera: CameraConfig) -> CameraPipeline | None:
         if camera.source == "off":

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from devices.pos.charsets import COUNTRIES, code_page_number, is_single_byte_codec
+from devices.pos.receipt import DEFAULT_ITEM, DEFAULT_LOYALTY, DEFAULT_TOTAL, ReceiptGrammar
 from edge.config import doc
 
 __all__ = ["CONFIG_SECTIONS", "BleConfig", "CameraConfig", "PosConfig", "PresenceConfig"]
@@ -75,6 +78,34 @@ class PresenceConfig:
             raise ValueError("presence.exit_dbm must be lower than presence.enter_dbm (hysteresis)")
 
 
+def _codec(value: str) -> str | None:
+    return None if is_single_byte_codec(value) else "must be a single-byte Python codec name such as cp437 or cp858"
+
+
+def _display_code_page(value: str) -> str | None:
+    if not is_single_byte_codec(value) or code_page_number(value) is None:
+        return "must be a code page the display can select with ESC t, such as cp437, cp850, cp858 or cp1252"
+    return None
+
+
+def _country(value: str) -> str | None:
+    return None if value in COUNTRIES else f"must be one of {', '.join(COUNTRIES)}"
+
+
+def _pattern_with(*groups: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            ReceiptGrammar(**{_GRAMMAR_FIELD[groups]: value})  # type: ignore[arg-type]
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
+_GRAMMAR_FIELD = {("name", "amount"): "item", ("amount",): "total", ("number",): "loyalty"}
+
+
 @dataclass(frozen=True)
 class PosConfig:
     source: Literal["off", "serial", "simulated"] = doc(
@@ -87,6 +118,41 @@ class PosConfig:
     baudrate: int = doc(9600, "baud rate of all three ports (8N1)", _positive)
     display_width: int = doc(20, "characters per pole display row", _positive)
     max_backoff_s: float = doc(30.0, "longest wait between reconnect attempts after an unplug", _positive)
+    receipt_code_page: str = doc(
+        "cp437", "code page of receipt text until the POS selects another with ESC t (a Python codec name)", _codec
+    )
+    currency_symbols: list[str] = doc(
+        ["£", "€", "$"], "currency symbols an amount on a receipt may carry, before or after the number"
+    )
+    decimal_separator: Literal[".", ","] = doc(".", "decimal separator of receipt amounts ('.' or ',')")
+    receipt_item_pattern: str = doc(
+        DEFAULT_ITEM, "regex of an item line: groups name, amount ({amount}), optional qty and sku",
+        _pattern_with("name", "amount"),
+    )
+    receipt_total_pattern: str = doc(
+        DEFAULT_TOTAL, "regex of the total line: group amount ({amount})", _pattern_with("amount")
+    )
+    receipt_loyalty_pattern: str = doc(
+        DEFAULT_LOYALTY, "regex of the loyalty number line: group number", _pattern_with("number")
+    )
+    display_command_set: Literal["epson", "cd5220"] = doc(
+        "epson", "pole display commands: 'epson' (ESC/POS customer display, DM-D) or 'cd5220'"
+    )
+    display_code_page: str = doc(
+        "cp437", "character table selected on the display (epson: ESC t); text outside it is transliterated",
+        _display_code_page,
+    )
+    display_country: str = doc(
+        "usa", "national character set of the display (epson ESC R / cd5220 ESC f): usa, uk, germany, france",
+        _country,
+    )
+    display_idle_s: float = doc(120.0, "clear the pole display after this many seconds without a new offer", _positive)
+
+    def receipt_grammar(self) -> ReceiptGrammar:
+        return ReceiptGrammar(
+            item=self.receipt_item_pattern, total=self.receipt_total_pattern, loyalty=self.receipt_loyalty_pattern,
+            currency_symbols=tuple(self.currency_symbols), decimal_separator=self.decimal_separator,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

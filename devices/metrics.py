@@ -53,9 +53,18 @@ class DevicesCollector(Collector):
             garbage = CounterMetricFamily("edge_pos_garbage_bytes", "Bytes skipped between POS frames")
             garbage.add_metric([], stats.garbage_bytes)
             yield garbage
-            receipts = CounterMetricFamily("edge_pos_receipts", "Receipts read from the printer tap")
-            receipts.add_metric([], c.pos.receipt_decoder.stats.receipts)
+            receipt_stats = c.pos.receipt_decoder.stats
+            receipts = CounterMetricFamily(
+                "edge_pos_receipts", "Receipts read from the printer tap, by total check", labels=["check"]
+            )
+            for check, n in receipt_stats.checks.items():
+                receipts.add_metric([check], n)
             yield receipts
+            unknown = CounterMetricFamily(
+                "edge_pos_receipt_unknown_commands", "Unknown or malformed ESC/POS commands on the receipt line"
+            )
+            unknown.add_metric([], receipt_stats.unknown_commands)
+            yield unknown
         if c.camera is not None:
             frames = CounterMetricFamily("edge_camera_frames", "Camera frames analysed")
             frames.add_metric([], c.camera.frames)

@@ -4,6 +4,8 @@ from devices.ble.adapter import BleIngest
 from devices.ble.health import BeaconHealth, HealthChange
 from devices.ble.presence import PresenceSettings, PresenceTracker, ZoneChange
 from devices.ble.protocol import (
+    AdStructures,
+    BeaconFrames,
     EddystoneEid,
     EddystoneTlm,
     EddystoneUid,
@@ -18,8 +20,10 @@ from devices.ble.rotating import AppKeyStore, RotatingIdResolver, major_minor, r
 from devices.ble.scanner import Advertisement, Scanner, run_scanner
 
 __all__ = [
+    "AdStructures",
     "Advertisement",
     "AppKeyStore",
+    "BeaconFrames",
     "BeaconHealth",
     "BleIngest",
     "EddystoneEid",

@@ -16,7 +16,6 @@ from devices.ble.presence import PresenceTracker, ZoneChange
 from devices.ble.protocol import EddystoneTlm, IBeacon, parse_advertisement
 from devices.ble.rotating import RotatingIdResolver
 from devices.ble.scanner import Advertisement
-from devices.errors import ParseError
 from devices.events import iso, track
 from devices.outlet import EventOutlet
 from edge.bus import Source
@@ -57,24 +56,29 @@ class BleIngest:
         self.advertisements = 0
 
     def on_advertisement(self, adv: Advertisement) -> None:
+        """Every frame the advertisement carries counts: a store beacon sending iBeacon and
+        Eddystone-TLM together is heard once, with its TLM; a malformed part is counted and the
+        others are still used."""
         self.advertisements += 1
         now = self._clock()
-        try:
-            frame = parse_advertisement(adv.manufacturer_data, adv.service_data)
-        except ParseError as exc:
-            self.parse_errors[exc.reason] = self.parse_errors.get(exc.reason, 0) + 1
-            return
-        if frame is None:
-            return
-        if isinstance(frame, IBeacon) and frame.uuid == self.app_uuid:
-            token = self.resolver.resolve(frame.major, frame.minor, now)
-            if token is not None:
-                self._zone_change(self.presence.observe(token, self.zone_id, adv.rssi_dbm, now))
-            return
-        beacon_id = _beacon_id(adv.address)
-        change = self.health.heard(beacon_id, now, frame if isinstance(frame, EddystoneTlm) else None)
-        if change is not None:
-            self._health_change(change)
+        parsed = parse_advertisement(adv.manufacturer_data, adv.service_data)
+        for error in parsed.errors:
+            self.parse_errors[error.reason] = self.parse_errors.get(error.reason, 0) + 1
+        store_beacon = False
+        tlm: EddystoneTlm | None = None
+        for frame in parsed.frames:
+            if isinstance(frame, IBeacon) and frame.uuid == self.app_uuid:
+                token = self.resolver.resolve(frame.major, frame.minor, now)
+                if token is not None:
+                    self._zone_change(self.presence.observe(token, self.zone_id, adv.rssi_dbm, now))
+                continue
+            store_beacon = True
+            if isinstance(frame, EddystoneTlm):
+                tlm = frame
+        if store_beacon:
+            change = self.health.heard(_beacon_id(adv.address), now, tlm)
+            if change is not None:
+                self._health_change(change)
 
     def tick(self) -> None:
         """Exit timeouts, silent beacons; call about once a second."""

@@ -3,11 +3,12 @@
 Bytes in, frozen dataclasses out; the only error is :class:`devices.errors.ParseError`.
 
 * :func:`parse_ad_structures` — a raw advertising payload (length/type/data structures, Core
-  Spec Vol 3 Part C §11) into its manufacturer data and 16-bit service data.
+  Spec Vol 3 Part C §11; advert and scan response concatenated, zero padding) into its
+  manufacturer data, 16/32/128-bit service data and local name, skipping malformed structures.
 * :func:`parse_ibeacon` — Apple iBeacon manufacturer data (company 0x004C, type 0x02 0x15).
 * :func:`parse_eddystone` — Google Eddystone service data (UUID 0xFEAA): UID, URL, TLM, EID.
-* :func:`parse_advertisement` — what a scanner reports (the shapes bleak uses) into one beacon
-  frame, or ``None`` for advertisements that are neither.
+* :func:`parse_advertisement` — what a scanner reports (the shapes bleak uses) into every
+  beacon frame it carries, with the errors of the parts that were malformed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "EDDYSTONE_SERVICE_UUID",
     "AdStructures",
     "BeaconFrame",
+    "BeaconFrames",
     "EddystoneEid",
     "EddystoneTlm",
     "EddystoneUid",
@@ -40,6 +42,8 @@ EDDYSTONE_SERVICE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
 _BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
 
 _AD_SERVICE_DATA_16 = 0x16
+_AD_SERVICE_DATA_32 = 0x20
+_AD_SERVICE_DATA_128 = 0x21
 _AD_MANUFACTURER = 0xFF
 _AD_NAMES = (0x08, 0x09)  # shortened / complete local name
 
@@ -57,6 +61,7 @@ class AdStructures:
     manufacturer_data: Mapping[int, bytes]
     service_data: Mapping[str, bytes]  # keyed by 128-bit UUID string, as bleak does
     local_name: str | None
+    malformed: tuple[str, ...] = ()  # structures skipped, with their offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,33 +106,57 @@ def _int8(value: int) -> int:
     return value - 256 if value > 127 else value
 
 
+def _uuid_string(raw: bytes) -> str:
+    """A little-endian 16-, 32- or 128-bit UUID from an AD structure as bleak spells it."""
+    if len(raw) == 16:
+        return str(uuid.UUID(bytes=bytes(reversed(raw))))
+    return f"{int.from_bytes(raw, 'little'):08x}{_BASE_UUID_SUFFIX}"
+
+
+_SERVICE_DATA_UUID_BYTES = {_AD_SERVICE_DATA_16: 2, _AD_SERVICE_DATA_32: 4, _AD_SERVICE_DATA_128: 16}
+
+
 def parse_ad_structures(payload: bytes) -> AdStructures:
-    """Split a legacy advertising or scan-response payload (≤ 31 bytes each, concatenated)."""
+    """Split a legacy advertising payload — or an advert and its scan response concatenated, each
+    possibly zero-padded to 31 bytes — into its manufacturer data, service data and name.
+
+    Never raises: a structure that is malformed (its data too short for its type, type 0) is
+    skipped and named in ``malformed``, and the ones after it are still read; a length that runs
+    past the end stops the walk there (nothing after it can be framed). A zero length byte is
+    padding and skipped. The rules and the recorded cases are those of bluetooth-data-tools.
+    """
     manufacturer: dict[int, bytes] = {}
     service: dict[str, bytes] = {}
     name: str | None = None
+    malformed: list[str] = []
     offset = 0
     while offset < len(payload):
         length = payload[offset]
-        if length == 0:  # the rest is zero padding
-            break
+        if length == 0:  # padding: an advert zero-filled to 31 bytes, maybe a scan response after it
+            offset += 1
+            continue
         end = offset + 1 + length
         if end > len(payload):
-            raise ParseError("truncated", f"AD structure at offset {offset} runs past the end")
-        ad_type, data = payload[offset + 1], payload[offset + 2 : end]
+            malformed.append(f"truncated at offset {offset}")
+            break
+        ad_type, data = payload[offset + 1], bytes(payload[offset + 2 : end])
         if ad_type == _AD_MANUFACTURER:
             if len(data) < 2:
-                raise ParseError("truncated", f"manufacturer data at offset {offset} has no company id")
-            manufacturer[int.from_bytes(data[:2], "little")] = bytes(data[2:])
-        elif ad_type == _AD_SERVICE_DATA_16:
-            if len(data) < 2:
-                raise ParseError("truncated", f"service data at offset {offset} has no UUID")
-            uuid16 = int.from_bytes(data[:2], "little")
-            service[f"0000{uuid16:04x}{_BASE_UUID_SUFFIX}"] = bytes(data[2:])
+                malformed.append(f"manufacturer data at offset {offset} has no company id")
+            else:
+                manufacturer[int.from_bytes(data[:2], "little")] = data[2:]
+        elif ad_type in _SERVICE_DATA_UUID_BYTES:
+            size = _SERVICE_DATA_UUID_BYTES[ad_type]
+            if len(data) < size:
+                malformed.append(f"service data at offset {offset} has no complete UUID")
+            else:
+                service[_uuid_string(data[:size])] = data[size:]
         elif ad_type in _AD_NAMES:
-            name = data.decode("utf-8", errors="replace")
+            name = data.decode("utf-8", errors="replace") or name
+        elif ad_type == 0:
+            malformed.append(f"AD type 0 at offset {offset}")
         offset = end
-    return AdStructures(manufacturer, service, name)
+    return AdStructures(manufacturer, service, name, tuple(malformed))
 
 
 def parse_ibeacon(data: bytes) -> IBeacon:
@@ -199,18 +228,34 @@ def _parse_tlm(data: bytes) -> EddystoneTlm:
     )
 
 
-def parse_advertisement(
-    manufacturer_data: Mapping[int, bytes], service_data: Mapping[str, bytes]
-) -> BeaconFrame | None:
-    """The beacon frame in one advertisement, ``None`` if it carries neither kind.
+@dataclass(frozen=True, slots=True)
+class BeaconFrames:
+    """Every beacon frame one advertisement carries (an iBeacon and an Eddystone-TLM together,
+    as BlueCharm and Feasy beacons send them), and the errors of the parts that were wrong."""
 
-    Raises :class:`ParseError` when it claims to be a beacon (Apple 0x02 0x15 prefix, Eddystone
-    service data) but the bytes are wrong.
+    frames: tuple[BeaconFrame, ...] = ()
+    errors: tuple[ParseError, ...] = ()
+
+
+def parse_advertisement(manufacturer_data: Mapping[int, bytes], service_data: Mapping[str, bytes]) -> BeaconFrames:
+    """The beacon frames in one advertisement (what a scanner reports, the shapes bleak uses).
+
+    Never raises: a part that claims to be a beacon (Apple 0x02 0x15 prefix, Eddystone service
+    data) but has wrong bytes is reported in ``errors`` as :class:`ParseError`, and the other
+    parts are still read.
     """
+    frames: list[BeaconFrame] = []
+    errors: list[ParseError] = []
     apple = manufacturer_data.get(APPLE_COMPANY_ID)
     if apple is not None and apple[:2] == b"\x02\x15":
-        return parse_ibeacon(apple)
+        try:
+            frames.append(parse_ibeacon(apple))
+        except ParseError as exc:
+            errors.append(exc)
     eddystone = service_data.get(EDDYSTONE_SERVICE_UUID)
     if eddystone is not None:
-        return parse_eddystone(eddystone)
-    return None
+        try:
+            frames.append(parse_eddystone(eddystone))
+        except ParseError as exc:
+            errors.append(exc)
+    return BeaconFrames(tuple(frames), tuple(errors))

@@ -11,10 +11,10 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from devices.camera.audience import AudienceCounter
+from devices.camera.qr import QrReader
 from devices.camera.signin import TokenVerifier
 from devices.errors import TokenRejected
 from devices.events import track
@@ -46,7 +46,7 @@ class CameraPipeline:
         self._verifier = verifier
         self._counter = counter
         self._report_interval_s = report_interval_s
-        self._detector = cv2.QRCodeDetectorAruco() if verifier is not None else None
+        self._reader = QrReader() if verifier is not None else None
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix=f"camera:{device_id}")
         self._next_report: float | None = None
         self._last_text = ""
@@ -73,10 +73,9 @@ class CameraPipeline:
         self.frames += 1
         if self._counter is not None:
             self._counter.process(frame, now)
-        if self._detector is None:
+        if self._reader is None:
             return ""
-        text, _points, _ = self._detector.detectAndDecode(frame)
-        return text or ""
+        return self._reader.read(frame)
 
     def _sign_in(self, text: str, now: float) -> None:
         if text == self._last_text:  # the same code held up across frames: one sign-in

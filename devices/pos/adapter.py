@@ -3,7 +3,11 @@
 One :class:`PosTerminal` per till: it keeps the open basket (a visit id, lines, a loyalty card
 if one was scanned), turns basket records and tapped receipts into events, and asks decisioning
 for a pole-display offer after the basket changes — in its own loop, so a slow decision never
-holds up reading the port. Loyalty numbers go only into ``properties.identifiers`` (the
+holds up reading the port. The display is initialised whenever its port opens (so also after
+a replug), cleared when an order completes and after ``display_idle_s`` without a new offer.
+A tapped receipt whose total differs from the sum of its lines is booked with
+``properties.receiptCheck = "total_mismatch"`` (and ``linesTotal``), counted and logged, never
+silently. Loyalty numbers go only into ``properties.identifiers`` (the
 identity stage replaces them with a token before anything is stored); they are never logged.
 """
 
@@ -17,7 +21,7 @@ from typing import Any
 
 from devices.events import track
 from devices.outlet import EventOutlet
-from devices.pos.display import render_offer
+from devices.pos.display import PoleDisplay
 from devices.pos.link import SerialLink
 from devices.pos.protocol import (
     BasketRecord,
@@ -27,7 +31,7 @@ from devices.pos.protocol import (
     LoyaltyCard,
     OrderCompleted,
 )
-from devices.pos.receipt import Receipt, ReceiptDecoder
+from devices.pos.receipt import Receipt, ReceiptDecoder, ReceiptGrammar
 from edge.bus import Source
 from edge.component import Clock, DecideHandler
 
@@ -56,19 +60,27 @@ class PosTerminal:
         outlet: EventOutlet,
         clock: Clock,
         decide: DecideHandler | None = None,
-        display_width: int = 20,
+        display: PoleDisplay | None = None,
+        display_idle_s: float = 120.0,
         decide_timeout_s: float = 2.0,
+        receipt_grammar: ReceiptGrammar | None = None,
+        receipt_code_page: str = "cp437",
     ) -> None:
         self.source = Source(store_id, device_id, "pos", "serial")
         self._outlet = outlet
         self._clock = clock
         self._decide = decide
-        self._display_width = display_width
+        self.display = display or PoleDisplay()
+        self._display_idle_s = display_idle_s
+        self._display_probe_s = min(1.0, display_idle_s)
         self._decide_timeout_s = decide_timeout_s
         self._basket = _Basket()
         self._display_wanted = asyncio.Event()
+        self._offer_wanted = False
+        self._clear_wanted = False
+        self._showing: bytes | None = None  # the offer frame on the display now, if any
         self.basket_decoder = FrameDecoder()
-        self.receipt_decoder = ReceiptDecoder()
+        self.receipt_decoder = ReceiptDecoder(receipt_grammar, code_page=receipt_code_page)
         self.displayed: list[bytes] = []  # what went to the display, newest last (bounded)
 
     # -- basket protocol -------------------------------------------------------------------
@@ -90,12 +102,12 @@ class PosTerminal:
                 "cartId": basket.cart_id,
             }
             self._emit(track(name, now, properties, anonymous_id=basket.cart_id))
-            self._display_wanted.set()
+            self._want_offer()
         elif isinstance(record, LoyaltyCard):
             basket.loyalty_number = record.loyalty_number
             properties = {"method": "loyalty_card", "identifiers": {"loyaltyId": record.loyalty_number}, **context}
             self._emit(track("Customer Identified", now, properties, anonymous_id=basket.cart_id))
-            self._display_wanted.set()
+            self._want_offer()
         elif isinstance(record, OrderCompleted):
             products = [
                 {"sku": sku, "quantity": qty, "price": _money(unit)} for sku, (qty, unit) in basket.lines.items()
@@ -111,6 +123,7 @@ class PosTerminal:
                 properties["identifiers"] = {"loyaltyId": basket.loyalty_number}
             self._emit(track("Order Completed", now, properties, anonymous_id=basket.cart_id))
             self._basket = _Basket()
+            self._want_clear()
 
     def on_basket_bytes(self, chunk: bytes) -> None:
         for record in self.basket_decoder.feed(chunk):
@@ -128,12 +141,18 @@ class PosTerminal:
             if item.sku:
                 product["sku"] = item.sku
             products.append(product)
-        properties: dict[str, Any] = {"products": products, "source": "receipt"}
+        properties: dict[str, Any] = {"products": products, "source": "receipt", "receiptCheck": receipt.check}
         if receipt.total_cents is not None:
             properties["total"] = properties["revenue"] = _money(receipt.total_cents)
+        if receipt.check != "ok":
+            properties["linesTotal"] = _money(receipt.lines_total_cents)
+            log.warning("receipt tap: %s (printed total vs %d item lines)", receipt.check, len(receipt.items))
+        if receipt.unknown_commands:
+            properties["unknownCommands"] = receipt.unknown_commands
         if receipt.loyalty_number is not None:
             properties["identifiers"] = {"loyaltyId": receipt.loyalty_number}
         self._emit(track("Order Completed", self._clock(), properties))
+        self._want_clear()
 
     def on_receipt_bytes(self, chunk: bytes) -> None:
         for receipt in self.receipt_decoder.feed(chunk):
@@ -149,14 +168,49 @@ class PosTerminal:
             self.on_receipt_bytes(chunk)
 
     async def drive_display(self, link: SerialLink) -> None:
-        """After each basket change, fetch an offer and show it (latest basket wins)."""
+        """Initialise the display, then show an offer after each basket change (latest basket
+        wins) and clear it after an order or when idle. While nothing happens the port is probed
+        (a display sends nothing) so an unplug is noticed within a second; the reconnect loop then
+        reopens and re-initialises it and the offer of a basket still open is put back."""
+        loop = asyncio.get_running_loop()
+        await self._write_display(link, self.display.initialise())
+        if self._showing is not None:
+            await self._write_display(link, self._showing)
+        shown_at = loop.time()
         while True:
-            await self._display_wanted.wait()
+            try:
+                await asyncio.wait_for(self._display_wanted.wait(), self._display_probe_s)
+            except TimeoutError:
+                await link.read()  # raises DeviceUnavailable once the display is gone
+                if self._showing is None or loop.time() - shown_at < self._display_idle_s:
+                    continue
+                self._clear_wanted = True
             self._display_wanted.clear()
-            frame = await self.offer_frame()
-            if frame is not None:
-                await link.write(frame)
-                self.displayed = [*self.displayed[-9:], frame]
+            if self._clear_wanted:
+                self._clear_wanted = False
+                if self._showing is not None:
+                    self._showing = None
+                    await self._write_display(link, self.display.clear())
+            if self._offer_wanted:
+                self._offer_wanted = False
+                frame = await self.offer_frame()
+                if frame is not None and not self._clear_wanted:
+                    self._showing = frame
+                    shown_at = loop.time()
+                    await self._write_display(link, frame)
+
+    async def _write_display(self, link: SerialLink, frame: bytes) -> None:
+        await link.write(frame)
+        self.displayed = [*self.displayed[-9:], frame]
+
+    def _want_offer(self) -> None:
+        self._offer_wanted = True
+        self._display_wanted.set()
+
+    def _want_clear(self) -> None:
+        self._offer_wanted = False
+        self._clear_wanted = True
+        self._display_wanted.set()
 
     async def offer_frame(self) -> bytes | None:
         if self._decide is None:
@@ -176,7 +230,7 @@ class PosTerminal:
         offers = response.get("offers") or []
         if not offers or not isinstance(offers[0], dict) or not offers[0].get("title"):
             return None
-        return render_offer(str(offers[0]["title"]), width=self._display_width)
+        return self.display.offer(str(offers[0]["title"]))
 
     def _emit(self, event: dict[str, Any]) -> None:
         self._outlet.offer(self.source, event)

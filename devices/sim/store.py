@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from devices.ble.protocol import APPLE_COMPANY_ID
 from devices.ble.rotating import major_minor, window_index
 from devices.ble.scanner import Advertisement
-from devices.camera.protocol import encode_token
+from devices.camera.protocol import encode_compact_token
 from devices.errors import DeviceUnavailable
 from devices.mqtt_client import DeviceClient, DeviceIdentity
 from devices.pos.protocol import ItemAdded, LoyaltyCard, OrderCompleted, encode_frame
@@ -300,8 +300,7 @@ class StoreSimulation:
             return
         self._qr_nonce += 1
         now = int(devices.now())
-        nonce = base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("=")
-        token = encode_token(customer.app_id, now, now + 120, nonce, devices.simulated_qr_signer.sign)
+        token = encode_compact_token(customer.app_id, now, now + 120, devices.simulated_qr_signer.sign)
         await devices.camera.on_frame(Scene(self._qr_nonce).frame(1, token))
         self.report.camera_frames += 1
 

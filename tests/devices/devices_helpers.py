@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import select
+import tty
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devices.outlet import EventOutlet
+from devices.pos.adapter import PosTerminal
 from edge.bus import PublishResult, Source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -53,3 +58,51 @@ class RecordingPublisher:
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None:
         self.messages.append((topic, payload, retain))
+
+
+class Pty:
+    """A pty pair whose slave is reached through a stable symlink, like /dev/edge-pos0."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = -1
+        self.slave = -1
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tmp = self.link.with_suffix(".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(self.slave))
+        os.replace(tmp, self.link)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def read_available(self, timeout: float = 0.05) -> bytes:
+        out = b""
+        while select.select([self.master], [], [], timeout)[0]:
+            out += os.read(self.master, 4096)
+        return out
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def pos_terminal(bus: RecordingBus, decide: Any = None, **options: Any) -> tuple[PosTerminal, EventOutlet]:
+    outlet = EventOutlet(bus)
+    clock = iter(range(1_790_000_000, 1_800_000_000))
+    terminal = PosTerminal(
+        store_id="s1", device_id="pos-1", outlet=outlet, clock=lambda: float(next(clock)), decide=decide, **options
+    )
+    return terminal, outlet

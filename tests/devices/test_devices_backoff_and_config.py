@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-import devices
-from edge.backoff import backoff_delay
 from devices.ble.scanner import run_scanner
 from devices.config import CONFIG_SECTIONS
 from devices.errors import DeviceUnavailable
+from edge.backoff import backoff_delay
 from edge.config import parse_config, section_keys
 from edge.errors import ConfigError
 
@@ -56,6 +55,31 @@ def test_config_checks_name_the_key() -> None:
                      CONFIG_SECTIONS, {})  # fmt: skip
     keys = {key for key, _ in caught.value.errors}
     assert {"ble.app_uuid", "ble.zone_id", "presence"} <= keys
+
+
+def test_receipt_grammar_and_display_come_from_config() -> None:
+    layout = {
+        "decimal_separator": ",",
+        "currency_symbols": ["EUR", "€"],
+        "receipt_item_pattern": r"^(?P<qty>\d+)\s+(?P<sku>[A-Z0-9-]+)\s+(?P<name>.+?)\s+{amount}$",
+        "receipt_total_pattern": r"^SUMME\s+{amount}$",
+        "receipt_loyalty_pattern": r"^KUNDENKARTE\s+(?P<number>\d{6,20})$",
+        "display_command_set": "cd5220",
+        "display_country": "germany",
+    }
+    pos = parse_config({"pos": layout}, CONFIG_SECTIONS, {}).pos
+    lines = ["2 OAT-1L Hafermilch 1L EUR 3,98", "1 BAN-6 Bananen 1,49 €", "SUMME 5,47", "KUNDENKARTE 6012345678901234"]
+    receipt = pos.receipt_grammar().interpret(lines)
+    assert [(i.sku, i.name, i.quantity, i.amount_cents) for i in receipt.items] == [
+        ("OAT-1L", "Hafermilch 1L", 2, 398), ("BAN-6", "Bananen", 1, 149)]  # fmt: skip
+    assert (receipt.total_cents, receipt.loyalty_number, receipt.check) == (547, "6012345678901234", "ok")
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"pos": {"receipt_total_pattern": "^TOTAL (", "receipt_item_pattern": "^(?P<name>.+)$",
+                              "display_code_page": "utf-8", "display_country": "mars"}},
+                     CONFIG_SECTIONS, {})  # fmt: skip
+    keys = {key for key, _ in caught.value.errors}
+    assert {"pos.receipt_total_pattern", "pos.receipt_item_pattern", "pos.display_code_page",
+            "pos.display_country"} <= keys  # fmt: skip
 
 
 def test_public_api_matches_all() -> None:

@@ -12,7 +12,8 @@ from devices_helpers import FIXTURES, RecordingBus, fuzz_cases, fuzz_seed
 
 from devices.camera.adapter import CameraPipeline
 from devices.camera.audience import AudienceCounter
-from devices.camera.protocol import SignInToken, encode_token, parse_token
+from devices.camera.base45 import b45decode, b45encode
+from devices.camera.protocol import SignInToken, encode_compact_token, encode_token, parse_token
 from devices.camera.signin import NonceCache, TokenVerifier, load_public_key
 from devices.errors import ParseError, TokenRejected
 from devices.outlet import EventOutlet
@@ -203,3 +204,62 @@ def test_video_source_reads_a_file_and_reports_its_end(tmp_path: Path) -> None:
     with pytest.raises(DeviceUnavailable) as caught:
         asyncio.run(missing())
     assert "secret" not in str(caught.value)  # stream credentials never reach a message
+
+
+# RFC 9285 §4.3 examples
+@pytest.mark.parametrize(("raw", "text"), [(b"AB", "BB8"), (b"Hello!!", "%69 VD92EX0"), (b"base-45", "UJCLQE7W581"),
+                                           (b"ietf!", "QED8WEX0")])  # fmt: skip
+def test_base45_rfc_9285_examples(raw: bytes, text: str) -> None:
+    assert b45encode(raw) == text and b45decode(text) == raw
+
+
+@pytest.mark.parametrize("text", ["GGW", "ZZZ", "A", "a1", "::::"])
+def test_base45_refuses_what_rfc_9285_refuses(text: str) -> None:
+    with pytest.raises(ParseError):
+        b45decode(text)
+
+
+def test_compact_token_verify_accepts_once_and_refuses_forged_expired_long_lived() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    clock = [NOW]
+    verifier = TokenVerifier(key.public_key(), lambda: clock[0], max_lifetime_s=300)
+    uuid_id, text_id = "3f2b8c1e-9a4d-4e7f-b6c5-2d1e0f9a8b7c", "app-7f3e2a"
+    good = encode_compact_token(uuid_id, int(NOW), int(NOW) + 120, key.sign)
+    other = encode_compact_token(text_id, int(NOW), int(NOW) + 120, key.sign)
+    assert len(good) == 135 and len(other) == 127
+    assert verifier.verify(good).app_id == uuid_id and verifier.verify(other).app_id == text_id
+    forged = encode_compact_token(uuid_id, int(NOW) + 1, int(NOW) + 121, Ed25519PrivateKey.generate().sign)
+    cases = {
+        "replayed": good,
+        "bad_signature": forged,
+        "too_long_lived": encode_compact_token(uuid_id, int(NOW), int(NOW) + 3600, key.sign),
+        "expired": encode_compact_token(uuid_id, int(NOW) - 600, int(NOW) - 480, key.sign),
+        "malformed": good[:-3],
+    }
+    for reason, token in cases.items():
+        with pytest.raises(TokenRejected) as caught:
+            verifier.verify(token)
+        assert caught.value.reason == reason
+    assert "3f2b8c1e" not in repr(parse_token(good))
+
+
+def test_fuzz_compact_token_parser_only_raises_parse_error() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    seed = encode_compact_token("app-7f3e2a", 1_790_000_000, 1_790_000_120, key.sign)
+    rng = random.Random(fuzz_seed())
+    for _ in range(fuzz_cases(800)):
+        record = bytearray(b45decode(seed[4:]))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(record) + 1)
+            choice = rng.randrange(3)
+            if choice == 0 and record:
+                record[min(i, len(record) - 1)] = rng.randrange(256)
+            elif choice == 1:
+                del record[i : i + rng.randint(1, 8)]
+            else:
+                record[i:i] = rng.randbytes(rng.randint(1, 4))
+        for text in ("EQ2:" + b45encode(bytes(record)), "EQ2:" + seed[4 : rng.randrange(4, len(seed))]):
+            try:
+                parse_token(text)
+            except ParseError:
+                pass

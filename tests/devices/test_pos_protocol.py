@@ -3,9 +3,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from devices_helpers import FIXTURES, fuzz_cases, fuzz_seed, load_hex
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from devices_helpers import FIXTURES, fuzz_cases, fuzz_seed, load_hex
 
 from devices.errors import ParseError
 from devices.pos.display import render_offer, to_display_ascii, wrap
@@ -48,6 +48,8 @@ RECEIPT = Receipt(
     ),
     total_cents=776,
     loyalty_number="6012345678901234",
+    lines_total_cents=776,
+    check="ok",
 )
 
 
