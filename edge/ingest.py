@@ -48,6 +48,7 @@ class _Item:
     rejected: list[Rejection]
     on_done: Done | None
     indices: list[int] = field(default_factory=list)
+    refused_at: set[int] = field(default_factory=set)  # indices refused inside the commit
 
 
 _STOP = object()
@@ -122,7 +123,8 @@ class Ingestor:
                     post(event)
             except InvalidEvent as exc:
                 item.rejected.append(Rejection(index, exc.reason, exc.detail))
-                item.dead.append(DeadLetter(_label(source), exc.reason, exc.detail, _excerpt(raw, payload)))
+                item.dead.append(DeadLetter(_label(source), exc.reason, exc.detail,
+                                            _excerpt(raw, payload), _subjects(raw)))
                 continue
             item.events.append(event)
             item.indices.append(index)
@@ -237,18 +239,21 @@ class Ingestor:
         rejected_by: Counter[tuple[str, str]] = Counter()
         for item in batch:
             flags = result.inserted[offset : offset + len(item.events)]
+            if any(result.refused[offset : offset + len(item.events)]):
+                _add_refusals(item, result.refused[offset : offset + len(item.events)])
             offset += len(item.events)
             accepted = sum(flags)
             transport = item.source.transport
             accepted_by[transport] += accepted
-            duplicates_by[transport] += len(flags) - accepted
+            duplicates_by[transport] += len(flags) - accepted - len(item.refused_at)
             for rejection in item.rejected:
                 rejected_by[(transport, rejection.reason)] += 1
             if accepted == len(flags):
                 new.extend(item.events)
             else:
                 new.extend(e for e, f in zip(item.events, flags, strict=True) if f)
-            results.append(PublishResult(accepted=accepted, duplicates=len(flags) - accepted,
+            results.append(PublishResult(accepted=accepted,
+                                         duplicates=len(flags) - accepted - len(item.refused_at),
                                          rejected=tuple(item.rejected),
                                          message_ids=tuple(e.message_id for e in item.events)))  # fmt: skip
         # metrics first, so whoever is told "committed" already sees the counts
@@ -278,6 +283,20 @@ def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseE
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+def _add_refusals(item: _Item, refused: Sequence[str | None]) -> None:
+    """Events the journal's admission refused inside the commit become rejections."""
+    for index, reason in zip(item.indices, refused, strict=True):
+        if reason is not None:
+            item.refused_at.add(index)
+            item.rejected.append(Rejection(index, reason, "refused when committed"))
+
+
+def _subjects(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(v for k in ("userId", "anonymousId") if isinstance(v := raw.get(k), str) and v)
 
 
 def _label(source: Source) -> str:

@@ -19,8 +19,9 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from edge.bus import Source
+from edge.bus import PublishResult, Source
 from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
+from edge.decisioning.admission import CommitAdmission
 from edge.decisioning.attribution import Attribution
 from edge.decisioning.caps import CapLedger
 from edge.decisioning.consent import ConsentLedger
@@ -32,6 +33,7 @@ from edge.decisioning.profile import ProfileStore
 from edge.decisioning.uplift import CampaignUplift, uplift_report
 from edge.errors import InvalidEvent
 from edge.events import Event
+from edge.ids import uuid7
 
 __all__ = ["DEMO_OFFERS", "DecisioningComponent", "build"]
 
@@ -100,6 +102,12 @@ class DecisioningComponent:
             int(self.settings.attribution_window_hours * 3_600_000),
         )
         self._identity_stage = IdentityStage(self.identity, self.eraser.is_suppressed)
+        self.admission = CommitAdmission(
+            self.eraser, self.consent,
+            lambda user_id: self.profiles.drop(user_id, persist=False),  # the row: same commit
+            on_stale=self.consent_stale.inc,
+        )
+        self._undo_admission = ctx.journal.admit_with(self.admission)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._derived: asyncio.Queue[tuple[Source, list[dict[str, Any]]]] | None = None
         self._wake: asyncio.Event | None = None
@@ -120,6 +128,10 @@ class DecisioningComponent:
             " or gateway not running", registry=reg,
         )
         self.erasures = Counter("edge_erasures", "Customers erased", registry=reg)
+        self.consent_stale = Counter(
+            "edge_consent_stale", "Consent changes stored but not applied: a newer choice (by"
+            " event time) was already in force", registry=reg,
+        )
 
     # -- the seams -------------------------------------------------------------------------
     def routers(self) -> Sequence[Any]:
@@ -137,8 +149,7 @@ class DecisioningComponent:
         return [self.attribution.write]
 
     def listeners(self) -> Sequence[Listener]:
-        return [self.consent.listen, self.profiles.listen, self.attribution.listen,
-                self.eraser.listen]
+        return [self.profiles.listen, self.attribution.listen, self.eraser.listen]
 
     def decide_handler(self) -> DecideHandler:
         return self._decide_or_refuse
@@ -173,21 +184,38 @@ class DecisioningComponent:
 
     def apply_consent(
         self, user_id: str, preferences: Mapping[str, Any], source: str,
-        notice_version: str | None = None,
+        notice_version: str | None = None, *, message_id: str | None = None,
+        timestamp: str | None = None,
     ) -> dict[str, bool]:
-        """Record a consent change directly (the sync downlink); returns the new snapshot."""
-        if self.eraser.is_suppressed(user_id):
-            raise InvalidEvent("suppressed", "the customer was erased")
-        snapshot = self.consent.apply(user_id, preferences, source, notice_version,
-                                      int(self.ctx.clock() * 1000))
-        if not snapshot["personalization"]:
-            self.profiles.drop(user_id)
-        return snapshot
+        """Record a consent change (the sync downlink; any thread but the event loop's): it is
+        journaled as a ``Consent Updated`` event and applies by the same ordered rule as a
+        device's — a redelivered ``message_id`` never re-applies, an older ``timestamp`` never
+        overrides a newer choice. Returns the snapshot in force after the commit."""
+        properties: dict[str, Any] = {"categoryPreferences": dict(preferences), "consentSource": source}
+        if notice_version is not None:
+            properties["noticeVersion"] = notice_version
+        event: dict[str, Any] = {"type": "track", "event": "Consent Updated", "userId": user_id,
+                                 "messageId": message_id or uuid7(), "properties": properties}
+        if timestamp is not None:
+            event["timestamp"] = timestamp
+        result = self._commit_now(Source(self.store_id, "cdp-downlink", "gateway", "local"), [event])
+        if result.rejected:
+            raise InvalidEvent(result.rejected[0].reason, result.rejected[0].detail)
+        return self.consent.snapshot(user_id)
+
+    def _commit_now(self, source: Source, events: list[dict[str, Any]]) -> PublishResult:
+        """Publish through the bus from a thread that is not the event loop's; wait for the commit."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.ctx.bus.publish(source, events), loop)
+            return future.result(60)
+        return asyncio.run(self.ctx.bus.publish(source, events))
 
     def erase(self, user_id: str, request_id: str | None = None) -> int:
-        """Erase a person (token) everywhere; returns rows removed. Safe from any thread."""
-        removed = self.eraser.erase(user_id, request_id)
-        self._forget_cached([user_id])
+        """Erase a person (token) everywhere; returns rows removed. Safe from any thread. When
+        it returns the erasure and the suppression are in force, caches included."""
+        removed, person = self.eraser.erase_person(user_id, request_id)
+        self._forget_cached([user_id, *person.visits])
         self.erasures.inc()
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -209,9 +237,7 @@ class DecisioningComponent:
     def _post_stage(self, event: Event) -> None:
         if event.user_id is not None and self.eraser.is_suppressed(event.user_id):
             raise InvalidEvent("suppressed", "the customer was erased; event dropped")
-        self.consent.stage(event)
-        if event.name == "Consent Updated" and event.user_id and not event.consent.get("personalization"):
-            self.profiles.drop(event.user_id, persist=False)
+        self.consent.stage(event)  # validates; the change applies inside the commit
 
     def _forget_cached(self, user_ids: Sequence[str]) -> None:
         for user_id in user_ids:  # the rows are gone already: erasure deleted them

@@ -53,4 +53,20 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX redemptions_user ON redemptions (user_id)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("decisioning-0001-tables", _v1),)
+def _v2(db: sqlite_utils.Database) -> None:
+    # consent is an ordered log: updated_ms is the event time of the choice, message_id the
+    # Consent Updated event that made it (the tie-break, and what an export can show)
+    db.execute("ALTER TABLE consent ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
+    # linked visits (an erasure finds the anonymous events of visits the person identified in)
+    db.execute("CREATE INDEX events_anonymous ON events (anonymous_id)")
+    db.execute("CREATE INDEX exposures_ms ON exposures (ms)")
+    db.execute("CREATE INDEX redemptions_ms ON redemptions (ms)")
+    # whom a dead letter was about, as keyed digests only (see edge.journal.Admission.subject)
+    db.execute("ALTER TABLE dead_letters ADD COLUMN subject TEXT")
+    db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("decisioning-0001-tables", _v1),
+    Migration("decisioning-0002-ordered-consent", _v2),
+)

@@ -1,0 +1,67 @@
+"""The decisioning rule the journal runs inside every commit (:class:`edge.journal.Admission`).
+
+For each event of the group commit, in order, under the journal's lock and in its transaction:
+
+1. **Suppression**: an event whose ``userId`` or ``anonymousId`` is on the suppression list (an
+   erased person, a visit they identified in) is refused with reason ``suppressed`` — whatever
+   path it came by (HTTP, MQTT, serial, BLE, camera, the downlink, a component's own events);
+   its dead letter keeps only reason, time and size.
+2. **Consent**: a ``Consent Updated`` event stored for the first time (not a redelivery of a
+   stored messageId, not a second copy in the same commit) is applied by the ordered rule of
+   :class:`~edge.decisioning.consent.ConsentLedger`; a withdrawal of ``personalization`` deletes
+   the profile in the same transaction.
+3. **Stamp**: the event gets the consent snapshot in force at that point of the commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from edge.decisioning.consent import CONSENT_EVENT, ConsentLedger
+from edge.decisioning.erasure import Eraser
+from edge.events import Event
+
+__all__ = ["CommitAdmission"]
+
+
+class CommitAdmission:
+    def __init__(
+        self, eraser: Eraser, consent: ConsentLedger,
+        on_personalization_withdrawn: Callable[[str], None],
+        on_stale: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.eraser = eraser
+        self.consent = consent
+        self.on_personalization_withdrawn = on_personalization_withdrawn
+        self.on_stale = on_stale
+
+    def admit(self, conn: sqlite3.Connection, events: Sequence[Event]) -> list[str | None]:
+        reasons: list[str | None] = []
+        seen: set[str] = set()
+        stale_before = self.consent.stale
+        suppressed = self.eraser.is_suppressed
+        for event in events:
+            if suppressed(event.user_id) or suppressed(event.anonymous_id):
+                reasons.append("suppressed")
+                continue
+            fresh = False
+            if event.name == CONSENT_EVENT:
+                fresh = event.message_id not in seen and conn.execute(
+                    "SELECT 1 FROM events WHERE message_id = ?", (event.message_id,)
+                ).fetchone() is None
+                seen.add(event.message_id)
+            applied = self.consent.admit(conn, event, fresh)
+            if event.user_id and any(r.purpose == "personalization" and not r.granted for r in applied):
+                conn.execute("DELETE FROM profiles WHERE user_id = ?", (event.user_id,))
+                self.on_personalization_withdrawn(event.user_id)
+            reasons.append(None)
+        if self.consent.stale > stale_before:
+            self.on_stale(self.consent.stale - stale_before)
+        return reasons
+
+    def subject(self, subject_id: str) -> tuple[str, bool]:
+        return self.eraser.digest(subject_id), self.eraser.is_suppressed(subject_id)
+
+    def settle(self, committed: bool) -> None:
+        self.consent.settle(committed)
