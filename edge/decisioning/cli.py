@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge import control
 from edge.config import Config
 from edge.decisioning.erasure import Eraser
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
@@ -68,17 +69,28 @@ def offers_check(args: argparse.Namespace) -> int:
 
 
 def forget_customer(args: argparse.Namespace) -> int:
+    """Ask the running gateway (its control socket) so the erasure is in force there when this
+    returns; with no gateway running, erase in the journal file directly."""
     try:
         config = _config(args.config)
-        with _journal(config) as journal:
-            identity = Identity(load_key(_key_file(config)), config.identity.default_region)
-            token = _token(identity, args.identifier, args.kind)
-            removed = Eraser(journal, identity, time.time).erase(token, args.request_id)
+        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        token = _token(identity, args.identifier, args.kind)
+        try:
+            answer = control.request(control.socket_path(Path(config.store.state_dir)),
+                                     {"op": "forget", "userId": token, "requestId": args.request_id})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                removed = Eraser(journal, identity, time.time).erase(token, args.request_id)
+            where = "in the journal file (no gateway running); the gateway confirms it to the CDP at its next start"
+        else:
+            if "error" in answer:
+                raise EdgeError(f"the gateway refused: {answer['error']}: {answer.get('detail', '')}")
+            removed = int(answer["removed"])
+            where = "by the running gateway, in force now; it confirms it to the CDP"
     except (EdgeError, ValueError) as exc:
         print(f"edge forget: {exc}", file=sys.stderr)
         return 2
-    print(f"erased {token}: {removed} rows removed; suppressed from now on;"
-          " the running gateway confirms it to the CDP")
+    print(f"erased {token}: {removed} rows removed {where}; suppressed from now on")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from edge import control
 from edge.bus import PublishResult, Source
 from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
 from edge.decisioning.admission import CommitAdmission
@@ -308,6 +309,7 @@ class DecisioningComponent:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._publish_derived(self._derived))
                 group.create_task(self._housekeeping(self._wake))
+                group.create_task(self._serve_control())
         finally:
             self._loop = self._derived = self._wake = None
 
@@ -326,6 +328,24 @@ class DecisioningComponent:
                     log.warning("could not journal derived events: %s", type(result).__name__)
             for _ in items:
                 queue.task_done()
+
+    async def _serve_control(self) -> None:
+        """``edge forget`` / ``edge export`` ask this process (edge.control)."""
+        path = control.socket_path(self.ctx.state_dir)
+        try:
+            async with control.serve(path, {"forget": self._control_forget}):
+                await asyncio.Event().wait()
+        except OSError as exc:  # e.g. a state dir path too long for a Unix socket
+            log.warning("no control socket at %s (%s): edge forget will work on the file", path, exc)
+
+    async def _control_forget(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        user_id = message.get("userId")
+        request_id = message.get("requestId") or uuid7()
+        if not isinstance(user_id, str) or not isinstance(request_id, str) or len(request_id) > 100:
+            raise ValueError("forget needs userId (a ct_… token) and an optional requestId (≤ 100 chars)")
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(None, self.erase, user_id, request_id)
+        return {"userId": user_id, "requestId": request_id, "removed": removed}
 
     async def settled(self) -> None:
         """Return once every queued exposure and redemption has been journaled."""

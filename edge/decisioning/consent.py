@@ -7,7 +7,8 @@ the ``messageId`` of the ``Consent Updated`` event that made it. A change arrive
 :meth:`ConsentLedger.admit`, inside the journal commit that stores the event for the first time:
 
 * a duplicate (a QoS 1 or HTTP redelivery of a stored messageId) is never applied again;
-* per person and purpose the newest choice *by event time* wins (ties by messageId): an older
+* per person and purpose the newest choice *by event time* wins (equal times: the one stored
+  later — arrival order): an older
   change arriving late is stored in the journal, counted (:attr:`ConsentLedger.stale`), and does
   not override a newer one;
 * every event the commit stores is stamped with the snapshot in force at that point of the
@@ -67,8 +68,10 @@ class ConsentRecord:
             "messageId": self.message_id,
         }
 
-    def newer_than(self, other: ConsentRecord | None) -> bool:
-        return other is None or (self.updated_ms, self.message_id) > (other.updated_ms, other.message_id)
+    def supersedes(self, other: ConsentRecord | None) -> bool:
+        """A choice made at the same time or later replaces ``other`` (equal times: the one
+        stored later wins, so two changes within one millisecond keep their arrival order)."""
+        return other is None or self.updated_ms >= other.updated_ms
 
 
 class ConsentLedger:
@@ -136,7 +139,7 @@ class ConsentLedger:
     def _apply(self, conn: sqlite3.Connection, user_id: str, new: list[ConsentRecord]) -> list[ConsentRecord]:
         with self._lock:
             current = self._records.get(user_id, {})
-            applied = [r for r in new if r.newer_than(current.get(r.purpose))]
+            applied = [r for r in new if r.supersedes(current.get(r.purpose))]
             self.stale += len(new) - len(applied)
             if not applied:
                 return []

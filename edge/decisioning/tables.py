@@ -66,7 +66,30 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """``events.seq`` never reused: an erasure may delete the newest events, and SQLite would
+    then hand their seqs to the next events — which the outbox, whose cursor is past them,
+    would never send (the erasure confirmation first). AUTOINCREMENT keeps seqs increasing;
+    the table is rebuilt once, with every index other features created on it."""
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
+    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
+    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
+        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
+    db.execute("INSERT INTO events_v3 SELECT * FROM events")
+    db.execute("DROP TABLE events")
+    db.execute("ALTER TABLE events_v3 RENAME TO events")
+    for sql in indexes:
+        db.execute(sql)
+    high = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
+        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("decisioning-0001-tables", _v1),
     Migration("decisioning-0002-ordered-consent", _v2),
+    Migration("decisioning-0003-events-seq-never-reused", _v3),
 )

@@ -3,7 +3,7 @@ redeliveries of old grants, through the real ingestor, journal, decisioning comp
 sync outbox's selection, checked against a model written here from the rule itself:
 
 * a change counts once, when its messageId is stored for the first time;
-* per person and purpose the change with the newest event time wins (ties: the larger messageId);
+* per person and purpose the change with the newest event time wins (equal times: the later-stored);
 * an event about the person may leave the store only while that newest choice is a grant;
 * every first-stored change — withdrawals too — leaves as a bare consent record.
 
@@ -39,27 +39,28 @@ def iso(ms: int) -> str:
 
 @dataclass
 class Model:
-    """The rule, independently: the newest first-stored change by (event time, messageId)."""
+    """The rule, independently: first-stored changes only; the newest event time wins, equal
+    times go to the change stored later."""
 
-    changes: dict[str, tuple[int, bool]] = field(default_factory=dict)  # messageId -> (ms, granted)
+    seen: set[str] = field(default_factory=set)
+    current: tuple[int, str, bool] | None = None  # (event ms, messageId, granted)
     stale: int = 0
 
     def store(self, message_id: str, ms: int, granted: bool) -> None:
-        if message_id in self.changes:
+        if message_id in self.seen:
             return  # a redelivery never counts again
-        before = self.latest_key()
-        self.changes[message_id] = (ms, granted)
-        if before is not None and (ms, message_id) < before:
+        self.seen.add(message_id)
+        if self.current is None or ms >= self.current[0]:
+            self.current = (ms, message_id, granted)
+        else:
             self.stale += 1
 
-    def latest_key(self) -> tuple[int, str] | None:
-        if not self.changes:
-            return None
-        return max((ms, mid) for mid, (ms, _) in self.changes.items())
+    @property
+    def changes(self) -> set[str]:
+        return self.seen
 
     def allows(self) -> bool:
-        key = self.latest_key()
-        return key is not None and self.changes[key[1]][1]
+        return self.current is not None and self.current[2]
 
 
 def consent_event(message_id: str, token: str, ms: int, granted: bool) -> dict[str, Any]:
@@ -137,8 +138,8 @@ async def test_thousand_interleavings_obey_the_newest_choice(gateway: Gateway) -
         assert stored <= left_consent, "a consent change (grant or withdrawal) never left"
         row = gw.rows("SELECT granted, updated_ms, message_id FROM consent WHERE user_id = ?"
                       " AND purpose = 'cdp_sync'", token)
-        key = model.latest_key()
-        assert row == ([] if key is None else [(int(model.allows()), key[0], key[1])]), (seed, case)
+        now = model.current
+        assert row == ([] if now is None else [(int(now[2]), now[0], now[1])]), (seed, case)
     counted = decisioning.ctx.metrics.get_sample_value("edge_consent_stale_total")
     assert counted == stale_expected == decisioning.consent.stale
     assert stale_expected > 50  # the generator does produce late, older changes

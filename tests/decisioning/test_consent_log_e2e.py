@@ -75,7 +75,9 @@ def test_interleavings_over_http_and_mqtt_with_sync_running(tmp_path: Path) -> N
             certain = [c for start, ack, cs in log[token] if ack < at - MARGIN_S for c in cs]
             possible = [c for start, ack, cs in log[token] if start < at for c in cs]
             if not _latest(certain) and not _latest(possible):
-                leaks.append((token, body["messageId"], sent_at))
+                leaks.append((token, body["messageId"], sent_at, at,
+                              [(round(st, 3), round(ack, 3), cs) for st, ack, cs in log[token]],
+                              [b[2] for b in received if token in b[0]]))
         assert not leaks, f"events left while the newest choice was no (seed {seed}): {leaks[:5]}"
         # the ledger agrees with the model; every first-stored change left, as a bare record
         for token, model in models.items():
