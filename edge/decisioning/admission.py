@@ -9,7 +9,8 @@ For each event of the group commit, in order, under the journal's lock and in it
 2. **Consent**: a ``Consent Updated`` event stored for the first time (not a redelivery of a
    stored messageId, not a second copy in the same commit) is applied by the ordered rule of
    :class:`~edge.decisioning.consent.ConsentLedger`; a withdrawal of ``personalization`` deletes
-   the profile in the same transaction.
+   the profile row in the same transaction (and from memory right after the commit, before
+   anyone is told it is committed).
 3. **Stamp**: the event gets the consent snapshot in force at that point of the commit.
 """
 
@@ -35,6 +36,7 @@ class CommitAdmission:
         self.consent = consent
         self.on_personalization_withdrawn = on_personalization_withdrawn
         self.on_stale = on_stale
+        self._withdrawn: list[str] = []  # profiles to drop from memory once the commit is in
 
     def admit(self, conn: sqlite3.Connection, events: Sequence[Event]) -> list[str | None]:
         reasons: list[str | None] = []
@@ -54,7 +56,7 @@ class CommitAdmission:
             applied = self.consent.admit(conn, event, fresh)
             if event.user_id and any(r.purpose == "personalization" and not r.granted for r in applied):
                 conn.execute("DELETE FROM profiles WHERE user_id = ?", (event.user_id,))
-                self.on_personalization_withdrawn(event.user_id)
+                self._withdrawn.append(event.user_id)
             reasons.append(None)
         if self.consent.stale > stale_before:
             self.on_stale(self.consent.stale - stale_before)
@@ -64,4 +66,9 @@ class CommitAdmission:
         return self.eraser.digest(subject_id), self.eraser.is_suppressed(subject_id)
 
     def settle(self, committed: bool) -> None:
+        """After the transaction (the journal lock released: the profile store takes its own)."""
         self.consent.settle(committed)
+        withdrawn, self._withdrawn = self._withdrawn, []
+        if committed:
+            for user_id in withdrawn:
+                self.on_personalization_withdrawn(user_id)

@@ -1,4 +1,5 @@
-"""CLI commands: ``edge offers check``, ``edge forget``, ``edge report uplift``.
+"""CLI commands: ``edge offers check``, ``edge forget``, ``edge retention prune``,
+``edge report uplift``.
 
 Each handler is a few lines calling the library and returns the process exit code.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from edge import control
 from edge.config import Config
+from edge.decisioning import retention
 from edge.decisioning.erasure import Eraser
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
 from edge.decisioning.offers import OfferFileError, load_offers
@@ -42,6 +44,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     forget.add_argument("--request-id", help="the erasure request id to confirm to the CDP")
     forget.add_argument("--config", type=Path, help="gateway configuration file")
     forget.set_defaults(func=forget_customer)
+
+    keep = subparsers.add_parser("retention", help="retention of personal data (journal.retention_days)")
+    keep_commands = keep.add_subparsers(dest="retention_command", required=True)
+    prune = keep_commands.add_parser(
+        "prune", help="delete personal data older than journal.retention_days from every table now")
+    prune.add_argument("--config", type=Path, help="gateway configuration file")
+    prune.set_defaults(func=retention_prune)
 
     report = subparsers.add_parser("report", help="reports")
     reports = report.add_subparsers(dest="report_command", required=True)
@@ -76,7 +85,7 @@ def forget_customer(args: argparse.Namespace) -> int:
         identity = Identity(load_key(_key_file(config)), config.identity.default_region)
         token = _token(identity, args.identifier, args.kind)
         try:
-            answer = control.request(control.socket_path(Path(config.store.state_dir)),
+            answer = control.request(_socket(config),
                                      {"op": "forget", "userId": token, "requestId": args.request_id})
         except control.ControlUnavailable:
             with _journal(config) as journal:
@@ -91,6 +100,30 @@ def forget_customer(args: argparse.Namespace) -> int:
         print(f"edge forget: {exc}", file=sys.stderr)
         return 2
     print(f"erased {token}: {removed} rows removed {where}; suppressed from now on")
+    return 0
+
+
+def retention_prune(args: argparse.Namespace) -> int:
+    """Ask the running gateway to prune (so its caches follow); else prune the file."""
+    try:
+        config = _config(args.config)
+        days = config.journal.retention_days
+        try:
+            answer = control.request(_socket(config), {"op": "prune"})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                removed, _ = retention.prune(journal, retention.cutoff_ms(time.time(), days))
+        else:
+            if "error" in answer:
+                raise EdgeError(f"the gateway refused: {answer['error']}: {answer.get('detail', '')}")
+            removed = answer["removed"]
+    except EdgeError as exc:
+        print(f"edge retention prune: {exc}", file=sys.stderr)
+        return 2
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days * 86_400))
+    print(f"pruned personal data older than {days} days (before {cutoff}):")
+    for table, count in sorted(removed.items()):
+        print(f"  {table}: {count} rows")
     return 0
 
 
@@ -129,6 +162,10 @@ def _journal(config: Config) -> Journal:
     from edge.schema import open_journal
 
     return open_journal(config)
+
+
+def _socket(config: Config) -> Path:
+    return control.socket_path(Path(config.store.state_dir))  # where the running gateway listens
 
 
 def _key_file(config: Config) -> Path:

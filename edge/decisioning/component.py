@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from edge import control
 from edge.bus import PublishResult, Source
 from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
+from edge.decisioning import retention
 from edge.decisioning.admission import CommitAdmission
 from edge.decisioning.attribution import Attribution
 from edge.decisioning.caps import CapLedger
@@ -35,6 +36,7 @@ from edge.decisioning.uplift import CampaignUplift, uplift_report
 from edge.errors import InvalidEvent
 from edge.events import Event
 from edge.ids import uuid7
+from edge.settings import JournalConfig
 
 __all__ = ["DEMO_OFFERS", "DecisioningComponent", "build"]
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEMO_OFFERS = Path(__file__).with_name("demo_offers.toml")
 _DERIVED_BATCH = 256  # queued exposures/redemptions handed to the journal writer at once
+_PRUNE_EVERY_S = 3600.0  # retention runs at start and then hourly
 
 
 def build(ctx: GatewayContext, recommender: Callable[[], Recommending] | None = None) -> DecisioningComponent:
@@ -222,6 +225,17 @@ class DecisioningComponent:
             self._loop.call_soon_threadsafe(self._wake.set)
         return removed
 
+    def prune_personal_data(self) -> dict[str, int]:
+        """Retention: every personal table loses what is older than ``journal.retention_days``
+        (any thread but the event loop's); returns rows removed per table."""
+        cutoff = retention.cutoff_ms(self.ctx.clock(), self._retention_days())
+        removed, _trimmed = self.profiles.prune_with(
+            lambda: retention.prune(self.ctx.journal, cutoff, self._category_of))
+        self.consent.expire(cutoff)
+        if any(removed.values()):
+            log.info("retention: pruned %s", ", ".join(f"{t} {n}" for t, n in removed.items() if n))
+        return removed
+
     def add_erasure_hook(self, hook: Callable[[str], int]) -> Callable[[], None]:
         """Other components' erasure (presence state …): ``hook(token) -> rows removed`` runs on
         every erasure; returns the undo callable."""
@@ -333,7 +347,8 @@ class DecisioningComponent:
         """``edge forget`` / ``edge export`` ask this process (edge.control)."""
         path = control.socket_path(self.ctx.state_dir)
         try:
-            async with control.serve(path, {"forget": self._control_forget}):
+            handlers = {"forget": self._control_forget, "prune": self._control_prune}
+            async with control.serve(path, handlers):
                 await asyncio.Event().wait()
         except OSError as exc:  # e.g. a state dir path too long for a Unix socket
             log.warning("no control socket at %s (%s): edge forget will work on the file", path, exc)
@@ -347,6 +362,16 @@ class DecisioningComponent:
         removed = await loop.run_in_executor(None, self.erase, user_id, request_id)
         return {"userId": user_id, "requestId": request_id, "removed": removed}
 
+    async def _control_prune(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        removed = await asyncio.get_running_loop().run_in_executor(None, self.prune_personal_data)
+        return {"removed": removed, "retentionDays": self._retention_days()}
+
+    def _retention_days(self) -> int:
+        try:
+            return int(self.ctx.config.journal.retention_days)
+        except AttributeError:  # a configuration without the core sections (a component alone)
+            return int(JournalConfig().retention_days)
+
     async def settled(self) -> None:
         """Return once every queued exposure and redemption has been journaled."""
         if self._derived is not None:
@@ -354,7 +379,11 @@ class DecisioningComponent:
 
     async def _housekeeping(self, wake: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        pruned_at = -_PRUNE_EVERY_S
         while True:
+            if loop.time() - pruned_at >= _PRUNE_EVERY_S:
+                await loop.run_in_executor(None, self.prune_personal_data)
+                pruned_at = loop.time()
             await loop.run_in_executor(None, self.watcher.poll)
             if await loop.run_in_executor(None, self.eraser.refresh):
                 self._forget_suppressed()

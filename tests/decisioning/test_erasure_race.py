@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import stat
 import string
 import subprocess
 import sys
@@ -99,6 +100,8 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
             for thread in threads:
                 thread.start()
             time.sleep(0.3)
+            control_socket = store.state_dir / "control.sock"
+            assert stat.S_IMODE(control_socket.stat().st_mode) == 0o600 and control_socket.is_socket()
             forget = subprocess.run(
                 [str(EDGE), "forget", token, "--config", str(toml), "--request-id", "race-1"],
                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
