@@ -1,4 +1,4 @@
-"""CLI commands: ``edge offers check``, ``edge forget``, ``edge retention prune``,
+"""CLI commands: ``edge offers check``, ``edge forget``, ``edge export``, ``edge retention prune``,
 ``edge report uplift``.
 
 Each handler is a few lines calling the library and returns the process exit code.
@@ -17,6 +17,7 @@ from edge import control
 from edge.config import Config
 from edge.decisioning import retention
 from edge.decisioning.erasure import Eraser
+from edge.decisioning.export import export_person
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
 from edge.decisioning.offers import OfferFileError, load_offers
 from edge.decisioning.uplift import format_report, uplift_report
@@ -44,6 +45,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     forget.add_argument("--request-id", help="the erasure request id to confirm to the CDP")
     forget.add_argument("--config", type=Path, help="gateway configuration file")
     forget.set_defaults(func=forget_customer)
+
+    export = subparsers.add_parser(
+        "export", help="everything the store holds about a customer, as one JSON document")
+    export.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
+                        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
+    export.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")
+    export.add_argument("--config", type=Path, help="gateway configuration file")
+    export.set_defaults(func=export_customer)
 
     keep = subparsers.add_parser("retention", help="retention of personal data (journal.retention_days)")
     keep_commands = keep.add_subparsers(dest="retention_command", required=True)
@@ -100,6 +109,26 @@ def forget_customer(args: argparse.Namespace) -> int:
         print(f"edge forget: {exc}", file=sys.stderr)
         return 2
     print(f"erased {token}: {removed} rows removed {where}; suppressed from now on")
+    return 0
+
+
+def export_customer(args: argparse.Namespace) -> int:
+    """Ask the running gateway (one consistent snapshot of its state); else read the file."""
+    try:
+        config = _config(args.config)
+        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        token = _token(identity, args.identifier, args.kind)
+        try:
+            document = control.request(_socket(config), {"op": "export", "userId": token})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                document = export_person(journal, Eraser(journal, identity, time.time), token)
+        if "error" in document:
+            raise EdgeError(f"the gateway refused: {document['error']}: {document.get('detail', '')}")
+    except (EdgeError, ValueError) as exc:
+        print(f"edge export: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=1, ensure_ascii=False))
     return 0
 
 

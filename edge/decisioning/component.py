@@ -29,6 +29,7 @@ from edge.decisioning.caps import CapLedger
 from edge.decisioning.consent import ConsentLedger
 from edge.decisioning.engine import DecisionEngine, Recommending, local_time
 from edge.decisioning.erasure import Eraser
+from edge.decisioning.export import export_person
 from edge.decisioning.identity import Identity, IdentityStage, load_key
 from edge.decisioning.offers import OfferCatalog, OfferWatcher, load_offers
 from edge.decisioning.profile import ProfileStore
@@ -225,6 +226,11 @@ class DecisioningComponent:
             self._loop.call_soon_threadsafe(self._wake.set)
         return removed
 
+    def export(self, user_id: str) -> dict[str, Any]:
+        """Everything the store holds about a person (token), as one JSON document (any thread
+        but the event loop's)."""
+        return export_person(self.ctx.journal, self.eraser, user_id)
+
     def prune_personal_data(self) -> dict[str, int]:
         """Retention: every personal table loses what is older than ``journal.retention_days``
         (any thread but the event loop's); returns rows removed per table."""
@@ -347,7 +353,8 @@ class DecisioningComponent:
         """``edge forget`` / ``edge export`` ask this process (edge.control)."""
         path = control.socket_path(self.ctx.state_dir)
         try:
-            handlers = {"forget": self._control_forget, "prune": self._control_prune}
+            handlers = {"forget": self._control_forget, "prune": self._control_prune,
+                        "export": self._control_export}
             async with control.serve(path, handlers):
                 await asyncio.Event().wait()
         except OSError as exc:  # e.g. a state dir path too long for a Unix socket
@@ -361,6 +368,12 @@ class DecisioningComponent:
         loop = asyncio.get_running_loop()
         removed = await loop.run_in_executor(None, self.erase, user_id, request_id)
         return {"userId": user_id, "requestId": request_id, "removed": removed}
+
+    async def _control_export(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        user_id = message.get("userId")
+        if not isinstance(user_id, str):
+            raise ValueError("export needs userId (a ct_… token)")
+        return await asyncio.get_running_loop().run_in_executor(None, self.export, user_id)
 
     async def _control_prune(self, message: Mapping[str, Any]) -> dict[str, Any]:
         removed = await asyncio.get_running_loop().run_in_executor(None, self.prune_personal_data)
