@@ -19,11 +19,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from edge.decisioning.consent import CONSENT_EVENT, ConsentLedger
+from edge.decisioning.consent import CONSENT_EVENT, PERSONLESS, PURPOSES, ConsentLedger
 from edge.decisioning.erasure import Eraser
 from edge.events import Event
 
 __all__ = ["CommitAdmission"]
+
+_ANONYMOUS = dict.fromkeys(PURPOSES, False)
 
 
 class CommitAdmission:
@@ -41,22 +43,31 @@ class CommitAdmission:
     def admit(self, conn: sqlite3.Connection, events: Sequence[Event]) -> list[str | None]:
         reasons: list[str | None] = []
         seen: set[str] = set()
+        snapshots: dict[str, dict[str, bool]] = {}  # per commit; dropped when a change applies
         stale_before = self.consent.stale
         suppressed = self.eraser.is_suppressed
         for event in events:
-            if suppressed(event.user_id) or suppressed(event.anonymous_id):
+            user_id = event.user_id
+            if suppressed(user_id) or suppressed(event.anonymous_id):
                 reasons.append("suppressed")
                 continue
-            fresh = False
-            if event.name == CONSENT_EVENT:
+            if event.name == CONSENT_EVENT and user_id is not None:
                 fresh = event.message_id not in seen and conn.execute(
                     "SELECT 1 FROM events WHERE message_id = ?", (event.message_id,)
                 ).fetchone() is None
                 seen.add(event.message_id)
-            applied = self.consent.admit(conn, event, fresh)
-            if event.user_id and any(r.purpose == "personalization" and not r.granted for r in applied):
-                conn.execute("DELETE FROM profiles WHERE user_id = ?", (event.user_id,))
-                self._withdrawn.append(event.user_id)
+                applied = self.consent.apply_event(conn, event) if fresh else []
+                if applied:
+                    snapshots.pop(user_id, None)
+                if any(r.purpose == "personalization" and not r.granted for r in applied):
+                    conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+                    self._withdrawn.append(user_id)
+            if user_id is None:
+                # events about no one are not personal; a visit's events carry no consent
+                prefs = dict(PERSONLESS) if event.anonymous_id is None else dict(_ANONYMOUS)
+            else:
+                prefs = snapshots.get(user_id) or snapshots.setdefault(user_id, self.consent.snapshot(user_id))
+            self.consent.stamp(event, prefs)
             reasons.append(None)
         if self.consent.stale > stale_before:
             self.on_stale(self.consent.stale - stale_before)

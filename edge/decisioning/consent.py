@@ -119,22 +119,21 @@ class ConsentLedger:
         return dict(self._records.get(user_id, {}))
 
     # -- the commit (called by the decisioning admission, inside the transaction) ----------
-    def admit(self, conn: sqlite3.Connection, event: Event, fresh: bool) -> list[ConsentRecord]:
-        """Apply ``event`` if it is a first-time-stored consent change, then stamp it.
+    def apply_event(self, conn: sqlite3.Connection, event: Event) -> list[ConsentRecord]:
+        """Apply a ``Consent Updated`` event stored for the first time, by the ordered rule;
+        returns the records it changed (none for a stale change)."""
+        if event.name != CONSENT_EVENT or event.user_id is None:
+            return []
+        return self._apply(conn, event.user_id, self._from_event(event))
 
-        Returns the records it changed (none for duplicates and stale changes)."""
-        applied: list[ConsentRecord] = []
-        if fresh and event.name == CONSENT_EVENT and event.user_id is not None:
-            applied = self._apply(conn, event.user_id, self._from_event(event))
+    @staticmethod
+    def stamp(event: Event, preferences: dict[str, bool]) -> None:
+        """Set ``context.consent.categoryPreferences`` (a device's own claim is overwritten)."""
         context = event.body["context"]
         consent = context.get("consent")
         if not isinstance(consent, dict):
             consent = context["consent"] = {}
-        if event.user_id is None and event.anonymous_id is None:
-            consent["categoryPreferences"] = dict(PERSONLESS)
-        else:
-            consent["categoryPreferences"] = self.snapshot(event.user_id)
-        return applied
+        consent["categoryPreferences"] = preferences
 
     def _apply(self, conn: sqlite3.Connection, user_id: str, new: list[ConsentRecord]) -> list[ConsentRecord]:
         with self._lock:

@@ -46,7 +46,7 @@ class Eraser:
         self._lock = threading.Lock()
         self._digests: frozenset[str] = frozenset()
         self._hooks: list[Callable[[str], int]] = []
-        self.digest = functools.lru_cache(maxsize=4096)(self._digest)
+        self.digest = functools.lru_cache(maxsize=16_384)(self._digest)  # hot: every commit
         self.refresh()
 
     def add_hook(self, hook: Callable[[str], int]) -> Callable[[], None]:
