@@ -102,7 +102,12 @@ class Admission(Protocol):
         ...
 
     def settle(self, committed: bool) -> None:
-        """After the transaction: committed, or rolled back (undo in-memory changes)."""
+        """After the transaction, still under the journal lock: committed, or rolled back
+        (undo the in-memory changes ``admit`` made)."""
+        ...
+
+    def after_commit(self) -> None:
+        """After a successful commit, the journal lock released (take other locks here)."""
         ...
 
 
@@ -326,34 +331,37 @@ class Journal:
         raises is rolled back alone, logged and counted in ``CommitResult.writer_failures``."""
         now = _now_ms()
         admission = self._admission
-        try:
-            with self.transaction() as conn:
-                refused: Sequence[str | None] = ()
-                if admission is not None and events:
-                    refused = tuple(admission.admit(conn, events))
-                kept = events if not any(refused) else [
-                    e for e, reason in zip(events, refused, strict=True) if reason is None
-                ]
-                inserted = self._insert_events(conn, kept)
-                if kept is not events:
-                    flags = iter(inserted)
-                    inserted = tuple(reason is None and next(flags) for reason in refused)
-                    dead_letters = [*dead_letters, *(
-                        DeadLetter("journal", reason, "", e.encoded().encode())
-                        for e, reason in zip(events, refused, strict=True) if reason is not None
-                    )]  # fmt: skip
-                if dead_letters:
-                    self._insert_dead(conn, dead_letters, now)
-                failures = 0
-                if writers and any(inserted):
-                    new = [e for e, fresh in zip(events, inserted, strict=True) if fresh]
-                    failures = sum(not _run_writer(conn, writer, new) for writer in writers)
-        except BaseException:
+        with self._lock:  # settle() sees this commit's outcome before any other commit starts
+            try:
+                with self.transaction() as conn:
+                    refused: Sequence[str | None] = ()
+                    if admission is not None and events:
+                        refused = tuple(admission.admit(conn, events))
+                    kept = events if not any(refused) else [
+                        e for e, reason in zip(events, refused, strict=True) if reason is None
+                    ]
+                    inserted = self._insert_events(conn, kept)
+                    if kept is not events:
+                        flags = iter(inserted)
+                        inserted = tuple(reason is None and next(flags) for reason in refused)
+                        dead_letters = [*dead_letters, *(
+                            DeadLetter("journal", reason, "", e.encoded().encode())
+                            for e, reason in zip(events, refused, strict=True) if reason is not None
+                        )]  # fmt: skip
+                    if dead_letters:
+                        self._insert_dead(conn, dead_letters, now)
+                    failures = 0
+                    if writers and any(inserted):
+                        new = [e for e, fresh in zip(events, inserted, strict=True) if fresh]
+                        failures = sum(not _run_writer(conn, writer, new) for writer in writers)
+            except BaseException:
+                if admission is not None:
+                    admission.settle(False)
+                raise
             if admission is not None:
-                admission.settle(False)
-            raise
+                admission.settle(True)
         if admission is not None:
-            admission.settle(True)
+            admission.after_commit()
         return CommitResult(inserted, len(dead_letters), failures, tuple(refused))
 
     @staticmethod

@@ -77,9 +77,14 @@ class CommitAdmission:
         return self.eraser.digest(subject_id), self.eraser.is_suppressed(subject_id)
 
     def settle(self, committed: bool) -> None:
-        """After the transaction (the journal lock released: the profile store takes its own)."""
         self.consent.settle(committed)
+        if not committed:
+            self._withdrawn.clear()
+
+    def after_commit(self) -> None:
+        """Profiles withdrawn by the commit leave memory here: the journal lock is released,
+        so the profile store's lock is never taken under it (its readers take them the other
+        way round). Still before anyone is told the events are committed."""
         withdrawn, self._withdrawn = self._withdrawn, []
-        if committed:
-            for user_id in withdrawn:
-                self.on_personalization_withdrawn(user_id)
+        for user_id in withdrawn:
+            self.on_personalization_withdrawn(user_id)
