@@ -62,7 +62,7 @@ def run(batch: list[Event], group: int, admission: str, suppressed: int) -> floa
                     conn.executemany("INSERT INTO suppressions VALUES (?, 0)",
                                      [(eraser.digest(f"ct_{10**6 + i:032x}"),) for i in range(suppressed)])
                 eraser.refresh()
-            ledger = ConsentLedger(journal, eraser.is_suppressed)
+            ledger = ConsentLedger(journal)
             journal.admit_with(CommitAdmission(eraser, ledger, lambda user_id: None))
         started = time.process_time()  # CPU time: the machine is shared, the wall clock noisy
         for k in range(0, len(batch), group):

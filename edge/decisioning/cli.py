@@ -210,5 +210,5 @@ def still_allowed_offline(journal: Journal, config: Config) -> Callable[[str], b
 
     identity = Identity(load_key(_key_file(config)), config.identity.default_region)
     eraser = Eraser(journal, identity, time.time)
-    ledger = ConsentLedger(journal, eraser.is_suppressed)
+    ledger = ConsentLedger(journal)
     return lambda user_id: ledger.allows(user_id, "cdp_sync") and not eraser.is_suppressed(user_id)

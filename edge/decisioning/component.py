@@ -76,8 +76,7 @@ class DecisioningComponent:
         key_file = cfg.identity.key_file or ctx.state_dir / "identity.key"
         self.identity = Identity(load_key(Path(key_file)), cfg.identity.default_region)
         self.eraser = Eraser(ctx.journal, self.identity, ctx.clock)
-        self.consent = ConsentLedger(ctx.journal, self.eraser.is_suppressed,
-                                     cfg.consent.default_notice_version)
+        self.consent = ConsentLedger(ctx.journal, cfg.consent.default_notice_version)
         self.recommender = recommender
         self.profiles = ProfileStore(
             ctx.journal, self._category_of,

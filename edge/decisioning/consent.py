@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,12 +77,8 @@ class ConsentRecord:
 class ConsentLedger:
     """Thread-safe; reads from memory, which the commit keeps equal to the ``consent`` table."""
 
-    def __init__(
-        self, journal: Journal, is_suppressed: Callable[[str], bool] = lambda user_id: False,
-        default_notice_version: str = "unknown",
-    ) -> None:
+    def __init__(self, journal: Journal, default_notice_version: str = "unknown") -> None:
         self.journal = journal
-        self.is_suppressed = is_suppressed
         self.default_notice_version = default_notice_version
         self.stale = 0  # changes stored but not applied: a newer choice was already in force
         self._lock = threading.Lock()
