@@ -16,6 +16,7 @@ from pathlib import Path
 from edge import control
 from edge.config import Config
 from edge.decisioning import retention
+from edge.decisioning.consent import ConsentLedger
 from edge.decisioning.erasure import Eraser
 from edge.decisioning.export import export_person
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
@@ -205,10 +206,21 @@ def _key_file(config: Config) -> Path:
 
 def still_allowed_offline(journal: Journal, config: Config) -> Callable[[str], bool]:
     """The consent-and-erasure check ``edge sync drain`` applies outside the gateway process:
-    the same ledger and suppression list the running gateway uses, read from the journal."""
+    the same ledger and suppression list the running gateway uses, read from the journal. Its
+    ``is_erased`` lets the outbox send consent records (withdrawals too) of persons not erased."""
     from edge.decisioning.consent import ConsentLedger
 
     identity = Identity(load_key(_key_file(config)), config.identity.default_region)
-    eraser = Eraser(journal, identity, time.time)
-    ledger = ConsentLedger(journal)
-    return lambda user_id: ledger.allows(user_id, "cdp_sync") and not eraser.is_suppressed(user_id)
+    return _OfflineConsent(ConsentLedger(journal), Eraser(journal, identity, time.time))
+
+
+class _OfflineConsent:
+    def __init__(self, ledger: ConsentLedger, eraser: Eraser) -> None:
+        self.ledger = ledger
+        self.eraser = eraser
+
+    def __call__(self, user_id: str) -> bool:
+        return self.ledger.allows(user_id, "cdp_sync") and not self.eraser.is_suppressed(user_id)
+
+    def is_erased(self, user_id: str) -> bool:
+        return self.eraser.is_suppressed(user_id)

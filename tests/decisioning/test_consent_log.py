@@ -207,3 +207,27 @@ async def test_downlink_consent_merges_by_the_same_rule(gateway: Gateway) -> Non
     assert await asyncio.to_thread(apply, newer) == "applied"
     assert gw.component.allows(token, "cdp_sync")
 
+
+
+@pytest.mark.anyio
+async def test_offline_drain_check_sends_withdrawals_but_nothing_of_the_erased(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``edge sync drain`` without the gateway: the outbox built on ``still_allowed_offline``."""
+    from edge.decisioning import cli
+
+    gw = gateway
+    kept = gw.component.identity.token("loyaltyId", "31")
+    erased = gw.component.identity.token("loyaltyId", "32")
+    for token in (kept, erased):
+        await gw.publish(gw.source(), [consent_event(f"w-{token}", token, T0_MS, False),
+                                       {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}}])
+    records = gw.journal.read_after("offline", after=0)
+    gw.component.erase(erased, "offline-1")
+    config = gw.component.ctx.config
+    monkeypatch.setattr(cli, "_key_file", lambda config: gw.state_dir / "identity.key")
+    check = cli.still_allowed_offline(gw.journal, config)
+    outbox = Outbox(gw.journal, SyncConfig(), check, SyncMetrics(CollectorRegistry()))
+    outbound, _, skipped = outbox.select(records, set())
+    assert [json.loads(e.body)["messageId"] for e in outbound] == [f"w-{kept}"]
+    assert skipped["erased"] == 1 and skipped["no_consent"] == 2
