@@ -18,6 +18,7 @@ bench: bootstrap-test
 	.venv/bin/python bench/decide.py
 	.venv/bin/python bench/devices.py
 	.venv/bin/python bench/sync.py --events 200000
+	.venv/bin/python bench/admission.py
 
 bootstrap-demo:
 	@bash .ci/bootstrap demo

@@ -53,6 +53,7 @@ class _Item:
     rejected: list[Rejection]
     on_done: Done | None
     indices: list[int] = field(default_factory=list)
+    refused_at: set[int] = field(default_factory=set)  # indices refused inside the commit
 
 
 _STOP = object()
@@ -149,7 +150,7 @@ class Ingestor:
         excerpt = self.guard.excerpt(raw)
         # size and sha256 are of the message it came in (what the device can look up), else of the excerpt
         whole = payload if payload is not None else excerpt.encode("utf-8")
-        item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, excerpt))
+        item.dead.append(DeadLetter(_label(item.source), reason, detail, whole, excerpt, _subjects(raw)))
 
     def prepare_payload(self, source: Source, payload: bytes, shape: Shape | None = None) -> _Item:
         """Bytes from MQTT/HTTP → an item; an undecodable payload becomes one dead letter.
@@ -277,18 +278,21 @@ class Ingestor:
         rejected_by: Counter[tuple[str, str]] = Counter()
         for item in batch:
             flags = result.inserted[offset : offset + len(item.events)]
+            if any(result.refused[offset : offset + len(item.events)]):
+                _add_refusals(item, result.refused[offset : offset + len(item.events)])
             offset += len(item.events)
             accepted = sum(flags)
             transport = item.source.transport
             accepted_by[transport] += accepted
-            duplicates_by[transport] += len(flags) - accepted
+            duplicates_by[transport] += len(flags) - accepted - len(item.refused_at)
             for rejection in item.rejected:
                 rejected_by[(transport, rejection.reason)] += 1
             if accepted == len(flags):
                 new.extend(item.events)
             else:
                 new.extend(e for e, f in zip(item.events, flags, strict=True) if f)
-            results.append(PublishResult(accepted=accepted, duplicates=len(flags) - accepted,
+            results.append(PublishResult(accepted=accepted,
+                                         duplicates=len(flags) - accepted - len(item.refused_at),
                                          rejected=tuple(item.rejected),
                                          message_ids=tuple(e.message_id for e in item.events)))  # fmt: skip
         # metrics first, so whoever is told "committed" already sees the counts
@@ -318,6 +322,7 @@ class Ingestor:
         then it is the journal, not an event, and nothing is acknowledged."""
         entries = [(item, event) for item in batch for event in item.events]
         inserted: dict[int, bool] = {}
+        refusals: dict[int, str | None] = {}
         poison: list[tuple[_Item, Event, BaseException]] = []
         failures = 0
 
@@ -338,6 +343,8 @@ class Ingestor:
             failures += result.writer_failures
             for (_, event), fresh in zip(chunk, result.inserted, strict=True):
                 inserted[id(event)] = fresh
+            for (_, event), reason in zip(chunk, result.refused, strict=False):
+                refusals[id(event)] = reason
 
         middle = max(1, len(entries) // 2)
         for chunk in (entries[:middle], entries[middle:]):
@@ -351,7 +358,7 @@ class Ingestor:
             detail = f"the journal could not store this event ({type(exc).__name__}); it was set aside"
             item.rejected.append(Rejection(index, "commit_failed", detail))
             letter = DeadLetter(_label(item.source), "commit_failed", detail, event.message_id.encode("utf-8", "replace"),
-                                self.guard.excerpt(event.body))  # fmt: skip
+                                self.guard.excerpt(event.body), _subjects(event.body))  # fmt: skip
             item.dead.append(letter)
             dead.append(letter)
         self.metrics.isolated.inc(len(poison))
@@ -363,7 +370,8 @@ class Ingestor:
                 raise  # the journal itself is failing
             self.journal.commit([], [_storable(d) for d in dead])
         flags = tuple(inserted[id(e)] for item in batch for e in item.events)
-        return CommitResult(flags, len(dead), failures)
+        refused = tuple(refusals.get(id(e)) for item in batch for e in item.events)
+        return CommitResult(flags, len(dead), failures, refused if any(refused) else ())
 
 
 def _storable(letter: DeadLetter) -> DeadLetter:
@@ -373,7 +381,8 @@ def _storable(letter: DeadLetter) -> DeadLetter:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     excerpt = None if letter.excerpt is None else safe(letter.excerpt)
-    return DeadLetter(safe(letter.source), safe(letter.reason), safe(letter.detail), letter.payload, excerpt)
+    return DeadLetter(safe(letter.source), safe(letter.reason), safe(letter.detail), letter.payload, excerpt,
+                      tuple(safe(s) for s in letter.subjects))
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -389,6 +398,20 @@ def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseE
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+def _add_refusals(item: _Item, refused: Sequence[str | None]) -> None:
+    """Events the journal's admission refused inside the commit become rejections."""
+    for index, reason in zip(item.indices, refused, strict=True):
+        if reason is not None:
+            item.refused_at.add(index)
+            item.rejected.append(Rejection(index, reason, "refused when committed"))
+
+
+def _subjects(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(v for k in ("userId", "anonymousId") if isinstance(v := raw.get(k), str) and v)
 
 
 def _label(source: Source) -> str:

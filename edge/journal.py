@@ -5,7 +5,12 @@
 * ``messageId`` is UNIQUE: a redelivered event is stored once (``commit`` reports duplicates).
 * Group commit: :meth:`Journal.commit` writes a whole batch in one transaction; the ingest
   writer hands it whatever queued up while the previous commit was flushing.
-* A bounded dead-letter table keeps what was refused, with the reason and a scrubbed excerpt.
+* A bounded dead-letter table keeps what was refused, with the reason and a scrubbed excerpt —
+  or only reason, time and size when it was about a suppressed (erased) person.
+* An :class:`Admission` (the decisioning feature's suppression and consent rule) runs *inside*
+  every commit's transaction, before the insert: whatever path an event took, it is refused
+  there once its person is suppressed, and a consent change applies only when its event is
+  stored for the first time.
 * A cursor/confirm API for outbox sinks: :meth:`read_after` returns events past a sink's
   cursor, :meth:`confirm` moves the cursor only forward, only after the sink confirmed.
 * Schema changes are recorded migrations (sqlite-utils for schema work; the hot path uses the
@@ -29,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import sqlite_utils
 
@@ -38,6 +43,7 @@ from edge.events import Event
 from edge.redact import scrub, scrub_bytes
 
 __all__ = [
+    "Admission",
     "CommitResult",
     "DeadLetter",
     "Journal",
@@ -63,13 +69,17 @@ class DeadLetter:
     detail: str
     payload: bytes  # only its size and sha256 are kept
     excerpt: str | None = None  # already guarded (edge.guard); None: scrubbed from the payload
+    #: the userId/anonymousId the refused input named, if any: kept only as keyed digests, so
+    #: an erasure can find (and empty) the person's dead letters
+    subjects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class CommitResult:
-    inserted: tuple[bool, ...]  # per event: True if new, False if a duplicate messageId
+    inserted: tuple[bool, ...]  # per event: True if new, False if a duplicate or refused
     dead_lettered: int
     writer_failures: int = 0
+    refused: tuple[str | None, ...] = ()  # per event: the admission's refusal reason, or None
 
     @property
     def accepted(self) -> int:
@@ -77,7 +87,29 @@ class CommitResult:
 
     @property
     def duplicates(self) -> int:
-        return len(self.inserted) - self.accepted
+        return len(self.inserted) - self.accepted - sum(r is not None for r in self.refused)
+
+
+class Admission(Protocol):
+    """Runs inside :meth:`Journal.commit`'s transaction, under the journal lock."""
+
+    def admit(self, conn: sqlite3.Connection, events: Sequence[Event]) -> Sequence[str | None]:
+        """Per event: None to store it, or the reason it is refused. May change ``event.body``
+        (before the row is built) and write rows on ``conn``."""
+        ...
+
+    def subject(self, subject_id: str) -> tuple[str, bool]:
+        """A dead letter's subject (userId/anonymousId) → (keyed digest, suppressed?)."""
+        ...
+
+    def settle(self, committed: bool) -> None:
+        """After the transaction, still under the journal lock: committed, or rolled back
+        (undo the in-memory changes ``admit`` made)."""
+        ...
+
+    def after_commit(self) -> None:
+        """After a successful commit, the journal lock released (take other locks here)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -168,6 +200,7 @@ class Journal:
     ) -> None:
         self.path = Path(path)
         self.dead_letter_max = dead_letter_max
+        self._admission: Admission | None = None
         self._lock = threading.RLock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -251,6 +284,16 @@ class Journal:
                 raise
             self._conn.execute("COMMIT")
 
+    def admit_with(self, admission: Admission) -> Callable[[], None]:
+        """Run ``admission`` inside every commit from now on; returns its undo callable."""
+        self._admission = admission
+
+        def undo() -> None:
+            if self._admission is admission:
+                self._admission = None
+
+        return undo
+
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         db = sqlite_utils.Database(self._conn)
         with self._lock:
@@ -288,47 +331,83 @@ class Journal:
         crash cannot leave one without the other. Each runs in its own savepoint: one that
         raises is rolled back alone, logged and counted in ``CommitResult.writer_failures``."""
         now = _now_ms()
-        with self.transaction() as conn:
-            before = conn.total_changes
-            last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            conn.executemany(INSERT_EVENT, [event.row() for event in events])
-            if conn.total_changes - before == len(events):
-                inserted = (True,) * len(events)
-            else:  # some were duplicates: the rows past last_seq are the new ones
-                new_ids = {r[0] for r in conn.execute("SELECT message_id FROM events WHERE seq > ?", (last_seq,))}
-                flags = []
-                for event in events:
-                    flags.append(event.message_id in new_ids)
-                    new_ids.discard(event.message_id)  # a second copy in the same batch is a duplicate
-                inserted = tuple(flags)
-            if dead_letters:
-                self._insert_dead(conn, dead_letters, now)
-            failures = 0
-            if writers and any(inserted):
-                new = [e for e, fresh in zip(events, inserted, strict=True) if fresh]
-                failures = sum(not _run_writer(conn, writer, new) for writer in writers)
-        return CommitResult(inserted, len(dead_letters), failures)
+        admission = self._admission
+        with self._lock:  # settle() sees this commit's outcome before any other commit starts
+            try:
+                with self.transaction() as conn:
+                    refused: Sequence[str | None] = ()
+                    if admission is not None and events:
+                        refused = tuple(admission.admit(conn, events))
+                    kept = events if not any(refused) else [
+                        e for e, reason in zip(events, refused, strict=True) if reason is None
+                    ]
+                    inserted = self._insert_events(conn, kept)
+                    if kept is not events:
+                        flags = iter(inserted)
+                        inserted = tuple(reason is None and next(flags) for reason in refused)
+                        dead_letters = [*dead_letters, *(
+                            DeadLetter("journal", reason, "", e.encoded().encode())
+                            for e, reason in zip(events, refused, strict=True) if reason is not None
+                        )]  # fmt: skip
+                    if dead_letters:
+                        self._insert_dead(conn, dead_letters, now)
+                    failures = 0
+                    if writers and any(inserted):
+                        new = [e for e, fresh in zip(events, inserted, strict=True) if fresh]
+                        failures = sum(not _run_writer(conn, writer, new) for writer in writers)
+            except BaseException:
+                if admission is not None:
+                    admission.settle(False)
+                raise
+            if admission is not None:
+                admission.settle(True)
+        if admission is not None:
+            admission.after_commit()
+        return CommitResult(inserted, len(dead_letters), failures, tuple(refused))
+
+    @staticmethod
+    def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> tuple[bool, ...]:
+        before = conn.total_changes
+        last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        conn.executemany(INSERT_EVENT, [event.row() for event in events])
+        if conn.total_changes - before == len(events):
+            return (True,) * len(events)
+        # some were duplicates: the rows past last_seq are the new ones
+        new_ids = {r[0] for r in conn.execute("SELECT message_id FROM events WHERE seq > ?", (last_seq,))}
+        flags = []
+        for event in events:
+            flags.append(event.message_id in new_ids)
+            new_ids.discard(event.message_id)  # a second copy in the same batch is a duplicate
+        return tuple(flags)
 
     def _insert_dead(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter], now: int) -> None:
+        rows = [self._dead_row(d, now) for d in letters]
+        if self._admission is None:  # no feature keeps subjects (nor their dead_letters column)
+            rows = [row[:-1] for row in rows]
         conn.executemany(
-            "INSERT INTO dead_letters (received_ms, source, reason, detail, size, sha256, excerpt)"
-            " VALUES (?,?,?,?,?,?,?)",
-            [
-                (
-                    now,
-                    scrub(d.source)[:200],
-                    d.reason,
-                    scrub(d.detail)[:500],
-                    len(d.payload),
-                    hashlib.sha256(d.payload).hexdigest(),
-                    scrub(d.excerpt)[:512] if d.excerpt is not None else scrub_bytes(d.payload),
-                )
-                for d in letters
-            ],
+            "INSERT INTO dead_letters (received_ms, source, reason, detail, size, sha256, excerpt"
+            + (", subject) VALUES (?,?,?,?,?,?,?,?)" if self._admission else ") VALUES (?,?,?,?,?,?,?)"),
+            rows,
         )
         conn.execute(
             "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
             (self.dead_letter_max,),
+        )
+
+    def _dead_row(self, d: DeadLetter, now: int) -> tuple[Any, ...]:
+        subjects = [self._admission.subject(s) for s in d.subjects] if self._admission else []
+        if d.reason == "suppressed" or any(suppressed for _, suppressed in subjects):
+            # about an erased person: only that something was refused, when, and how big
+            return (now, "", d.reason, "", len(d.payload), "", "", None)
+        return (
+            now,
+            scrub(d.source)[:200],
+            d.reason,
+            scrub(d.detail)[:500],
+            len(d.payload),
+            hashlib.sha256(d.payload).hexdigest(),
+            scrub(d.excerpt)[:512] if d.excerpt is not None else scrub_bytes(d.payload),
+            " ".join(digest for digest, _ in subjects) or None,
         )
 
     # -- the outbox seam -------------------------------------------------------------------

@@ -51,7 +51,9 @@ class JournalConfig:
         "full", "SQLite synchronous mode. `full` survives power cuts; `normal` only process crashes."
     )
     dead_letter_max: int = doc(10_000, "Rows kept in the dead-letter table (oldest go first).", _positive)
-    retention_days: int = doc(395, "Days an event is kept in the journal before it is pruned.", _positive)
+    retention_days: int = doc(
+        395, "Days personal data is kept (events and every personal table: consent, profiles,"
+        " exposures, redemptions, app keys, dead letters) before it is pruned.", _positive)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class SyncComponent(ComponentBase):
         downlink_handlers: DownlinkHandlers | None,
         *,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        is_erased: Callable[[str], bool] | None = None,
     ) -> None:
         self.ctx = ctx
         self.store_id = store_id_of(ctx)
@@ -59,7 +60,8 @@ class SyncComponent(ComponentBase):
         self.nats: NatsSinkConfig = ctx.config.section("sync_nats")
         self.downlink_config: DownlinkConfig = ctx.config.section("downlink")
         self.metrics = SyncMetrics(ctx.metrics)
-        self.outbox = Outbox(ctx.journal, self.config, still_allowed, self.metrics)
+        self.outbox = Outbox(ctx.journal, self.config, still_allowed, self.metrics,
+                             is_erased=is_erased)
         self._http_transport = http_transport
         self.downlink = (
             Downlink(ctx.journal, self.downlink_config, downlink_handlers, self.store_id,
@@ -158,7 +160,9 @@ def build(
         still_allowed = _still_allowed_from(decisioning)
     if downlink_handlers is None and decisioning is not None:
         downlink_handlers = _handlers_from(decisioning, ctx.components.get("model"))
-    return SyncComponent(ctx, still_allowed, downlink_handlers, http_transport=http_transport)
+    is_erased = getattr(decisioning, "is_suppressed", None)
+    return SyncComponent(ctx, still_allowed, downlink_handlers, http_transport=http_transport,
+                         is_erased=is_erased)
 
 
 def _still_allowed_from(decisioning: Any) -> StillAllowed:
@@ -182,6 +186,9 @@ def _handlers_from(decisioning: Any, model: Any) -> DownlinkHandlers:
     offers = OffersFile(decisioning.offers_path)
     return DownlinkHandlers(
         apply_consent=lambda user_id, prefs, src: decisioning.apply_consent(user_id, prefs, src),
+        record_consent=lambda change: decisioning.apply_consent(
+            change.user_id, change.preferences, change.source,
+            message_id=f"cdp-consent-{change.id}", timestamp=change.timestamp),
         erase=lambda user_id, request_id: decisioning.erase(user_id, request_id),
         install_offers=offers.install,
         swap_model=model.swap if model is not None else _no_model_runtime,

@@ -4,7 +4,9 @@ A JetStream durable pull consumer ``store-{storeId}`` on ``cdp.downlink.{storeId
 ``CDP_DOWNLINK`` over ``cdp.downlink.>``), both created by the centre (:mod:`sync.backbone`);
 the store only binds to it. Handlers are injected (:class:`DownlinkHandlers`):
 
-* consent → ``apply_consent(user_id, prefs, source)``;
+* consent → ``record_consent(change)`` when given (the decisioning component journals it as a
+  ``Consent Updated`` event with messageId ``cdp-consent-{id}`` and the change's timestamp, so it
+  merges by the same ordered rule as a device's), else ``apply_consent(user_id, prefs, source)``;
 * erasure → ``erase(user_id, request_id)``: the decisioning component puts the person on the
   suppression list before anything else is queued, erases journal, profile and presence, and
   journals the ``Customer Erased`` confirmation (only the ``requestId``) that the outbox sends;
@@ -69,6 +71,8 @@ class DownlinkHandlers:
     swap_model: Callable[[Path], object]
     #: the version of the installed offer catalog; a model built for another one is refused
     catalog_version: Callable[[], str | None] = field(default=lambda: None)
+    #: consent through the store's ordered log (messageId and event time); preferred when set
+    record_consent: Callable[[ConsentChange], object] | None = None
 
 
 class OffersFile:
@@ -156,7 +160,10 @@ class Downlink:
 
     def _apply(self, message: DownlinkMessage) -> None:
         if isinstance(message, ConsentChange):
-            self.handlers.apply_consent(message.user_id, message.preferences, message.source)
+            if self.handlers.record_consent is not None:
+                self.handlers.record_consent(message)
+            else:
+                self.handlers.apply_consent(message.user_id, message.preferences, message.source)
         elif isinstance(message, ErasureRequest):
             self.handlers.erase(message.user_id, message.request_id)
         elif isinstance(message, OfferCatalog):

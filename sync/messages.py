@@ -3,7 +3,7 @@
 Each message is one JSON object with a ``kind``::
 
     {"kind": "consent", "id": "…", "userId": "ct_…", "categoryPreferences": {"cdp_sync": false},
-     "source": "cdp"}
+     "source": "cdp", "timestamp": "2026-12-01T18:00:00Z"}   (timestamp optional)
     {"kind": "erasure", "requestId": "…", "userId": "ct_…"}
     {"kind": "offers", "id": "…", "catalog": "…the offers file (TOML text), written as is…"}
     {"kind": "model", "id": "…", "manifest": "<base64>", "signature": "<base64>",
@@ -49,6 +49,9 @@ class ConsentChange:
     user_id: str
     preferences: Mapping[str, bool]
     source: str
+    #: when the person made the choice (ISO-8601): the store applies the newest choice by this
+    #: time, so a late or redelivered older change never overrides a newer one
+    timestamp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,10 @@ def parse_downlink(payload: bytes, max_bytes: int = 8 * 1024 * 1024) -> Downlink
         source = data.get("source", "cdp")
         if not isinstance(source, str) or len(source) > 40:
             raise DownlinkRefused("wrong_type", "source must be a short string")
-        return ConsentChange(_id(data, "id"), _token(data), dict(prefs), source)
+        timestamp = data.get("timestamp")
+        if timestamp is not None and (not isinstance(timestamp, str) or len(timestamp) > 64):
+            raise DownlinkRefused("wrong_type", "timestamp must be an ISO-8601 string")
+        return ConsentChange(_id(data, "id"), _token(data), dict(prefs), source, timestamp)
     if kind == "erasure":
         return ErasureRequest(_id(data, "requestId"), _token(data))
     if kind == "offers":
@@ -125,6 +131,8 @@ def encode_downlink(message: DownlinkMessage) -> bytes:
         body = {"kind": "consent", "id": message.id, "userId": message.user_id,
                 "categoryPreferences": dict(message.preferences),
                 "source": message.source}  # fmt: skip
+        if message.timestamp is not None:
+            body["timestamp"] = message.timestamp
     elif isinstance(message, ErasureRequest):
         body = {"kind": "erasure", "requestId": message.request_id, "userId": message.user_id}
     elif isinstance(message, OfferCatalog):

@@ -27,7 +27,7 @@ from sync import tables
 from sync.config import SyncConfig
 from sync.errors import SinkAuthError, StreamMismatch, TransientSinkError
 from sync.metrics import SyncMetrics
-from sync.policy import eligible
+from sync.policy import CONSENT_EVENT, consent_record, eligible
 from sync.sink import OutboundEvent, Rejected, SendResult, Sink
 
 __all__ = ["BatchOutcome", "Outbox", "StillAllowed"]
@@ -63,10 +63,16 @@ class Outbox:
         *,
         sleep: Callable[[float], object] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        is_erased: Callable[[str], bool] | None = None,
     ) -> None:
         self.journal = journal
         self.config = config
         self.still_allowed = still_allowed
+        #: consent records leave unless the person was erased (without a check for that — given
+        #: here or as ``still_allowed.is_erased`` — only while still_allowed holds)
+        self.is_erased: Callable[[str], bool] = (
+            is_erased or getattr(still_allowed, "is_erased", None) or (lambda u: not still_allowed(u))
+        )
         self.metrics = metrics
         self._sleep = sleep
         self._rng = rng
@@ -98,9 +104,15 @@ class Outbox:
         """Split a batch into (to send, too large, {skip reason: count}) by the policy."""
         outbound: list[OutboundEvent] = []
         too_large: list[Rejected] = []
-        skipped = {"no_consent": 0, "withdrawn": 0}
+        skipped = {"no_consent": 0, "withdrawn": 0, "erased": 0}
         live: dict[str, bool] = {}
         for r in records:
+            if r.event == CONSENT_EVENT and r.user_id is not None:  # withdrawals leave too
+                if self.is_erased(r.user_id):
+                    skipped["erased"] += 1
+                else:
+                    outbound.append(OutboundEvent(r.seq, r.message_id, consent_record(r.body)))
+                continue
             allowed_now = True
             if r.user_id is not None and r.sync_allowed:
                 if r.user_id not in live:

@@ -8,19 +8,25 @@ Eligibility (DESIGN.md, Privacy): an event is sent when
 * it is about a visit (no ``userId`` but an ``anonymousId``): the snapshot allowed ``cdp_sync``
   (an anonymous visit id is still personal data under GDPR, so it needs the same consent);
 * it is about no one (neither ``userId`` nor ``anonymousId``: audience counts, device status,
-  gateway reports such as ``Sync Drops Reported``): always — it carries no personal data.
+  gateway reports such as ``Sync Drops Reported``): always — it carries no personal data;
+* it is a consent change (``Consent Updated`` with a ``userId``): always, grant or withdrawal,
+  unless the person was erased — the centre must learn that the person said no — and only as
+  :func:`consent_record`: the choice, its source, notice version and time, nothing else.
 
 Value ranking for quota drops: a lower tier is dropped first, oldest first within a tier.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 __all__ = [
+    "CONSENT_EVENT",
     "DEFAULT_TIER",
     "DROP_TIERS",
     "NEVER_DROPPED",
+    "consent_record",
     "eligible",
     "tier_of",
 ]
@@ -70,3 +76,19 @@ def eligible(
     if has_anonymous_id:
         return sync_allowed
     return True
+
+
+CONSENT_EVENT = "Consent Updated"
+_RECORD_FIELDS = ("messageId", "type", "event", "userId", "timestamp", "receivedAt", "storeId",
+                  "channel")
+_RECORD_PROPERTIES = ("categoryPreferences", "consentSource", "noticeVersion")
+
+
+def consent_record(body: str) -> str:
+    """A journaled ``Consent Updated`` envelope cut down to the consent record itself: who (the
+    token), what they chose, where and when — no anonymousId, context or other properties."""
+    data = json.loads(body)
+    record = {k: data[k] for k in _RECORD_FIELDS if k in data}
+    props = data.get("properties", {})
+    record["properties"] = {k: props[k] for k in _RECORD_PROPERTIES if k in props}
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

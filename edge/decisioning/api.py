@@ -7,6 +7,7 @@
 | ``GET /v1/consent/{userId}`` | kiosk, tablet, ops |
 | ``DELETE /v1/customers/{userId}`` | ops |
 | ``GET /v1/customers/{userId}/profile`` | tablet |
+| ``GET /v1/customers/{userId}/export`` | ops |
 | ``GET /v1/reports/uplift`` | ops |
 
 A refused request answers 422 ``{"error": reason, "detail": …}``; details never echo values.
@@ -139,6 +140,18 @@ def router(component: DecisioningComponent) -> APIRouter:
                 {"error": "not_found", "detail": "no consented profile for this customer"}, 404
             )
         return found.as_json()
+
+    @api.get("/v1/customers/{user_id}/export")
+    async def export(user_id: str, principal: Principal = Depends(require("ops"))) -> Any:
+        """Right of access: everything the store holds about the person, as one JSON document —
+        ``{userId, visits, suppressed, exportedAt, tables: {table: [row, …]}}``; each row as
+        stored, with ``_rowid``, JSON columns parsed and binary ones in base64."""
+        try:
+            _token(user_id)
+        except InvalidEvent as exc:
+            return _refused(exc)
+        loop = asyncio.get_running_loop()
+        return JSONResponse(await loop.run_in_executor(None, component.export, user_id))
 
     @api.get("/v1/reports/uplift")
     async def report(principal: Principal = Depends(require("ops"))) -> Any:

@@ -1,4 +1,5 @@
-"""CLI commands: ``edge offers check``, ``edge forget``, ``edge report uplift``.
+"""CLI commands: ``edge offers check``, ``edge forget``, ``edge export``, ``edge retention prune``,
+``edge report uplift``.
 
 Each handler is a few lines calling the library and returns the process exit code.
 """
@@ -12,8 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge import control
 from edge.config import Config
+from edge.decisioning import retention
+from edge.decisioning.consent import ConsentLedger
 from edge.decisioning.erasure import Eraser
+from edge.decisioning.export import export_person
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
 from edge.decisioning.offers import OfferFileError, load_offers
 from edge.decisioning.uplift import format_report, uplift_report
@@ -42,6 +47,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     forget.add_argument("--config", type=Path, help="gateway configuration file")
     forget.set_defaults(func=forget_customer)
 
+    export = subparsers.add_parser(
+        "export", help="everything the store holds about a customer, as one JSON document")
+    export.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
+                        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
+    export.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")
+    export.add_argument("--config", type=Path, help="gateway configuration file")
+    export.set_defaults(func=export_customer)
+
+    keep = subparsers.add_parser("retention", help="retention of personal data (journal.retention_days)")
+    keep_commands = keep.add_subparsers(dest="retention_command", required=True)
+    prune = keep_commands.add_parser(
+        "prune", help="delete personal data older than journal.retention_days from every table now")
+    prune.add_argument("--config", type=Path, help="gateway configuration file")
+    prune.set_defaults(func=retention_prune)
+
     report = subparsers.add_parser("report", help="reports")
     reports = report.add_subparsers(dest="report_command", required=True)
     uplift = reports.add_parser("uplift", help="per campaign: treatment vs holdout, uplift, 95 %% CI")
@@ -68,17 +88,72 @@ def offers_check(args: argparse.Namespace) -> int:
 
 
 def forget_customer(args: argparse.Namespace) -> int:
+    """Ask the running gateway (its control socket) so the erasure is in force there when this
+    returns; with no gateway running, erase in the journal file directly."""
     try:
         config = _config(args.config)
-        with _journal(config) as journal:
-            identity = Identity(load_key(_key_file(config)), config.identity.default_region)
-            token = _token(identity, args.identifier, args.kind)
-            removed = Eraser(journal, identity, time.time).erase(token, args.request_id)
+        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        token = _token(identity, args.identifier, args.kind)
+        try:
+            answer = control.request(_socket(config),
+                                     {"op": "forget", "userId": token, "requestId": args.request_id})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                removed = Eraser(journal, identity, time.time).erase(token, args.request_id)
+            where = "in the journal file (no gateway running); the gateway confirms it to the CDP at its next start"
+        else:
+            if "error" in answer:
+                raise EdgeError(f"the gateway refused: {answer['error']}: {answer.get('detail', '')}")
+            removed = int(answer["removed"])
+            where = "by the running gateway, in force now; it confirms it to the CDP"
     except (EdgeError, ValueError) as exc:
         print(f"edge forget: {exc}", file=sys.stderr)
         return 2
-    print(f"erased {token}: {removed} rows removed; suppressed from now on;"
-          " the running gateway confirms it to the CDP")
+    print(f"erased {token}: {removed} rows removed {where}; suppressed from now on")
+    return 0
+
+
+def export_customer(args: argparse.Namespace) -> int:
+    """Ask the running gateway (one consistent snapshot of its state); else read the file."""
+    try:
+        config = _config(args.config)
+        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        token = _token(identity, args.identifier, args.kind)
+        try:
+            document = control.request(_socket(config), {"op": "export", "userId": token})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                document = export_person(journal, Eraser(journal, identity, time.time), token)
+        if "error" in document:
+            raise EdgeError(f"the gateway refused: {document['error']}: {document.get('detail', '')}")
+    except (EdgeError, ValueError) as exc:
+        print(f"edge export: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=1, ensure_ascii=False))
+    return 0
+
+
+def retention_prune(args: argparse.Namespace) -> int:
+    """Ask the running gateway to prune (so its caches follow); else prune the file."""
+    try:
+        config = _config(args.config)
+        days = config.journal.retention_days
+        try:
+            answer = control.request(_socket(config), {"op": "prune"})
+        except control.ControlUnavailable:
+            with _journal(config) as journal:
+                removed, _ = retention.prune(journal, retention.cutoff_ms(time.time(), days))
+        else:
+            if "error" in answer:
+                raise EdgeError(f"the gateway refused: {answer['error']}: {answer.get('detail', '')}")
+            removed = answer["removed"]
+    except EdgeError as exc:
+        print(f"edge retention prune: {exc}", file=sys.stderr)
+        return 2
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days * 86_400))
+    print(f"pruned personal data older than {days} days (before {cutoff}):")
+    for table, count in sorted(removed.items()):
+        print(f"  {table}: {count} rows")
     return 0
 
 
@@ -119,6 +194,10 @@ def _journal(config: Config) -> Journal:
     return open_journal(config)
 
 
+def _socket(config: Config) -> Path:
+    return control.socket_path(Path(config.store.state_dir))  # where the running gateway listens
+
+
 def _key_file(config: Config) -> Path:
     if config.identity.key_file:
         return Path(config.identity.key_file)
@@ -127,10 +206,21 @@ def _key_file(config: Config) -> Path:
 
 def still_allowed_offline(journal: Journal, config: Config) -> Callable[[str], bool]:
     """The consent-and-erasure check ``edge sync drain`` applies outside the gateway process:
-    the same ledger and suppression list the running gateway uses, read from the journal."""
+    the same ledger and suppression list the running gateway uses, read from the journal. Its
+    ``is_erased`` lets the outbox send consent records (withdrawals too) of persons not erased."""
     from edge.decisioning.consent import ConsentLedger
 
     identity = Identity(load_key(_key_file(config)), config.identity.default_region)
-    eraser = Eraser(journal, identity, time.time)
-    ledger = ConsentLedger(journal, eraser.is_suppressed)
-    return lambda user_id: ledger.allows(user_id, "cdp_sync") and not eraser.is_suppressed(user_id)
+    return _OfflineConsent(ConsentLedger(journal), Eraser(journal, identity, time.time))
+
+
+class _OfflineConsent:
+    def __init__(self, ledger: ConsentLedger, eraser: Eraser) -> None:
+        self.ledger = ledger
+        self.eraser = eraser
+
+    def __call__(self, user_id: str) -> bool:
+        return self.ledger.allows(user_id, "cdp_sync") and not self.eraser.is_suppressed(user_id)
+
+    def is_erased(self, user_id: str) -> bool:
+        return self.eraser.is_suppressed(user_id)

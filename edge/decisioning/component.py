@@ -19,19 +19,25 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from edge.bus import Source
+from edge import control
+from edge.bus import PublishResult, Source
 from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
+from edge.decisioning import retention
+from edge.decisioning.admission import CommitAdmission
 from edge.decisioning.attribution import Attribution
 from edge.decisioning.caps import CapLedger
 from edge.decisioning.consent import ConsentLedger
 from edge.decisioning.engine import DecisionEngine, Recommending, local_time
 from edge.decisioning.erasure import Eraser
+from edge.decisioning.export import export_person
 from edge.decisioning.identity import Identity, IdentityStage, load_key
 from edge.decisioning.offers import OfferCatalog, OfferWatcher, load_offers
 from edge.decisioning.profile import ProfileStore
 from edge.decisioning.uplift import CampaignUplift, uplift_report
 from edge.errors import InvalidEvent
 from edge.events import Event
+from edge.ids import uuid7
+from edge.settings import JournalConfig
 
 __all__ = ["DEMO_OFFERS", "DecisioningComponent", "build"]
 
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEMO_OFFERS = Path(__file__).with_name("demo_offers.toml")
 _DERIVED_BATCH = 256  # queued exposures/redemptions handed to the journal writer at once
+_PRUNE_EVERY_S = 3600.0  # retention runs at start and then hourly
 
 
 def build(ctx: GatewayContext, recommender: Callable[[], Recommending] | None = None) -> DecisioningComponent:
@@ -69,8 +76,7 @@ class DecisioningComponent:
         key_file = cfg.identity.key_file or ctx.state_dir / "identity.key"
         self.identity = Identity(load_key(Path(key_file)), cfg.identity.default_region)
         self.eraser = Eraser(ctx.journal, self.identity, ctx.clock)
-        self.consent = ConsentLedger(ctx.journal, self.eraser.is_suppressed,
-                                     cfg.consent.default_notice_version)
+        self.consent = ConsentLedger(ctx.journal, cfg.consent.default_notice_version)
         self.recommender = recommender
         self.profiles = ProfileStore(
             ctx.journal, self._category_of,
@@ -100,6 +106,12 @@ class DecisioningComponent:
             int(self.settings.attribution_window_hours * 3_600_000),
         )
         self._identity_stage = IdentityStage(self.identity, self.eraser.is_suppressed)
+        self.admission = CommitAdmission(
+            self.eraser, self.consent,
+            lambda user_id: self.profiles.drop(user_id, persist=False),  # the row: same commit
+            on_stale=self.consent_stale.inc,
+        )
+        self._undo_admission = ctx.journal.admit_with(self.admission)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._derived: asyncio.Queue[tuple[Source, list[dict[str, Any]]]] | None = None
         self._wake: asyncio.Event | None = None
@@ -120,6 +132,10 @@ class DecisioningComponent:
             " or gateway not running", registry=reg,
         )
         self.erasures = Counter("edge_erasures", "Customers erased", registry=reg)
+        self.consent_stale = Counter(
+            "edge_consent_stale", "Consent changes stored but not applied: a newer choice (by"
+            " event time) was already in force", registry=reg,
+        )
 
     # -- the seams -------------------------------------------------------------------------
     def routers(self) -> Sequence[Any]:
@@ -137,8 +153,7 @@ class DecisioningComponent:
         return [self.attribution.write]
 
     def listeners(self) -> Sequence[Listener]:
-        return [self.consent.listen, self.profiles.listen, self.attribution.listen,
-                self.eraser.listen]
+        return [self.profiles.listen, self.attribution.listen, self.eraser.listen]
 
     def decide_handler(self) -> DecideHandler:
         return self._decide_or_refuse
@@ -173,24 +188,57 @@ class DecisioningComponent:
 
     def apply_consent(
         self, user_id: str, preferences: Mapping[str, Any], source: str,
-        notice_version: str | None = None,
+        notice_version: str | None = None, *, message_id: str | None = None,
+        timestamp: str | None = None,
     ) -> dict[str, bool]:
-        """Record a consent change directly (the sync downlink); returns the new snapshot."""
-        if self.eraser.is_suppressed(user_id):
-            raise InvalidEvent("suppressed", "the customer was erased")
-        snapshot = self.consent.apply(user_id, preferences, source, notice_version,
-                                      int(self.ctx.clock() * 1000))
-        if not snapshot["personalization"]:
-            self.profiles.drop(user_id)
-        return snapshot
+        """Record a consent change (the sync downlink; any thread but the event loop's): it is
+        journaled as a ``Consent Updated`` event and applies by the same ordered rule as a
+        device's — a redelivered ``message_id`` never re-applies, an older ``timestamp`` never
+        overrides a newer choice. Returns the snapshot in force after the commit."""
+        properties: dict[str, Any] = {"categoryPreferences": dict(preferences), "consentSource": source}
+        if notice_version is not None:
+            properties["noticeVersion"] = notice_version
+        event: dict[str, Any] = {"type": "track", "event": "Consent Updated", "userId": user_id,
+                                 "messageId": message_id or uuid7(), "properties": properties}
+        if timestamp is not None:
+            event["timestamp"] = timestamp
+        result = self._commit_now(Source(self.store_id, "cdp-downlink", "gateway", "local"), [event])
+        if result.rejected:
+            raise InvalidEvent(result.rejected[0].reason, result.rejected[0].detail)
+        return self.consent.snapshot(user_id)
+
+    def _commit_now(self, source: Source, events: list[dict[str, Any]]) -> PublishResult:
+        """Publish through the bus from a thread that is not the event loop's; wait for the commit."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.ctx.bus.publish(source, events), loop)
+            return future.result(60)
+        return asyncio.run(self.ctx.bus.publish(source, events))
 
     def erase(self, user_id: str, request_id: str | None = None) -> int:
-        """Erase a person (token) everywhere; returns rows removed. Safe from any thread."""
-        removed = self.eraser.erase(user_id, request_id)
-        self._forget_cached([user_id])
+        """Erase a person (token) everywhere; returns rows removed. Safe from any thread. When
+        it returns the erasure and the suppression are in force, caches included."""
+        removed, person = self.eraser.erase_person(user_id, request_id)
+        self._forget_cached([user_id, *person.visits])
         self.erasures.inc()
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+        return removed
+
+    def export(self, user_id: str) -> dict[str, Any]:
+        """Everything the store holds about a person (token), as one JSON document (any thread
+        but the event loop's)."""
+        return export_person(self.ctx.journal, self.eraser, user_id)
+
+    def prune_personal_data(self) -> dict[str, int]:
+        """Retention: every personal table loses what is older than ``journal.retention_days``
+        (any thread but the event loop's); returns rows removed per table."""
+        cutoff = retention.cutoff_ms(self.ctx.clock(), self._retention_days())
+        removed, _trimmed = self.profiles.prune_with(
+            lambda: retention.prune(self.ctx.journal, cutoff, self._category_of))
+        self.consent.expire(cutoff)
+        if any(removed.values()):
+            log.info("retention: pruned %s", ", ".join(f"{t} {n}" for t, n in removed.items() if n))
         return removed
 
     def add_erasure_hook(self, hook: Callable[[str], int]) -> Callable[[], None]:
@@ -209,9 +257,7 @@ class DecisioningComponent:
     def _post_stage(self, event: Event) -> None:
         if event.user_id is not None and self.eraser.is_suppressed(event.user_id):
             raise InvalidEvent("suppressed", "the customer was erased; event dropped")
-        self.consent.stage(event)
-        if event.name == "Consent Updated" and event.user_id and not event.consent.get("personalization"):
-            self.profiles.drop(event.user_id, persist=False)
+        self.consent.stage(event)  # validates; the change applies inside the commit
 
     def _forget_cached(self, user_ids: Sequence[str]) -> None:
         for user_id in user_ids:  # the rows are gone already: erasure deleted them
@@ -282,6 +328,7 @@ class DecisioningComponent:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._publish_derived(self._derived))
                 group.create_task(self._housekeeping(self._wake))
+                group.create_task(self._serve_control())
         finally:
             self._loop = self._derived = self._wake = None
 
@@ -301,6 +348,42 @@ class DecisioningComponent:
             for _ in items:
                 queue.task_done()
 
+    async def _serve_control(self) -> None:
+        """``edge forget`` / ``edge export`` ask this process (edge.control)."""
+        path = control.socket_path(self.ctx.state_dir)
+        try:
+            handlers = {"forget": self._control_forget, "prune": self._control_prune,
+                        "export": self._control_export}
+            async with control.serve(path, handlers):
+                await asyncio.Event().wait()
+        except OSError as exc:  # e.g. a state dir path too long for a Unix socket
+            log.warning("no control socket at %s (%s): edge forget will work on the file", path, exc)
+
+    async def _control_forget(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        user_id = message.get("userId")
+        request_id = message.get("requestId") or uuid7()
+        if not isinstance(user_id, str) or not isinstance(request_id, str) or len(request_id) > 100:
+            raise ValueError("forget needs userId (a ct_… token) and an optional requestId (≤ 100 chars)")
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(None, self.erase, user_id, request_id)
+        return {"userId": user_id, "requestId": request_id, "removed": removed}
+
+    async def _control_export(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        user_id = message.get("userId")
+        if not isinstance(user_id, str):
+            raise ValueError("export needs userId (a ct_… token)")
+        return await asyncio.get_running_loop().run_in_executor(None, self.export, user_id)
+
+    async def _control_prune(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        removed = await asyncio.get_running_loop().run_in_executor(None, self.prune_personal_data)
+        return {"removed": removed, "retentionDays": self._retention_days()}
+
+    def _retention_days(self) -> int:
+        try:
+            return int(self.ctx.config.journal.retention_days)
+        except AttributeError:  # a configuration without the core sections (a component alone)
+            return int(JournalConfig().retention_days)
+
     async def settled(self) -> None:
         """Return once every queued exposure and redemption has been journaled."""
         if self._derived is not None:
@@ -308,7 +391,11 @@ class DecisioningComponent:
 
     async def _housekeeping(self, wake: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        pruned_at = -_PRUNE_EVERY_S
         while True:
+            if loop.time() - pruned_at >= _PRUNE_EVERY_S:
+                await loop.run_in_executor(None, self.prune_personal_data)
+                pruned_at = loop.time()
             await loop.run_in_executor(None, self.watcher.poll)
             if await loop.run_in_executor(None, self.eraser.refresh):
                 self._forget_suppressed()

@@ -1,27 +1,40 @@
-"""The consent ledger: per person, per purpose, default deny.
+"""The consent ledger: per person, per purpose, default deny — an ordered log of choices.
 
 Each purpose's record keeps whether it is granted, the source of the choice (kiosk, app, cdp,
-associate), the notice version shown and when it was made. A change arrives as a
-``Consent Updated`` event (from a device, from ``POST /v1/consent`` or from the CDP downlink);
-:meth:`ConsentLedger.stage` — an ingest post-stage — applies it *before* stamping, so every
-journaled event carries the snapshot in force when it arrived, the change itself included.
+associate), the notice version shown, when the choice was made (the event's ``timestamp``) and
+the ``messageId`` of the ``Consent Updated`` event that made it. A change arrives as that event
+(from a device, from ``POST /v1/consent`` or from the CDP downlink) and is applied by
+:meth:`ConsentLedger.admit`, inside the journal commit that stores the event for the first time:
+
+* a duplicate (a QoS 1 or HTTP redelivery of a stored messageId) is never applied again;
+* per person and purpose the newest choice *by event time* wins (equal times: the one stored
+  later — arrival order): an older
+  change arriving late is stored in the journal, counted (:attr:`ConsentLedger.stale`), and does
+  not override a newer one;
+* every event the commit stores is stamped with the snapshot in force at that point of the
+  commit (its own change included), so the table, the memory and the stamps never disagree.
+
+The ingest post-stage :meth:`ConsentLedger.stage` only validates a change (naming what is wrong)
+and records the source it implies.
 """
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from edge.errors import InvalidEvent
 from edge.events import Event
 from edge.journal import Journal
 
-__all__ = ["PERSONLESS", "PURPOSES", "SOURCES", "ConsentLedger", "ConsentRecord"]
+__all__ = ["CONSENT_EVENT", "PERSONLESS", "PURPOSES", "SOURCES", "ConsentLedger", "ConsentRecord",
+           "event_time_ms"]
 
+CONSENT_EVENT = "Consent Updated"
 PURPOSES = ("personalization", "analytics", "cdp_sync")
 SOURCES = ("kiosk", "app", "cdp", "associate")
 #: Events about no one (neither userId nor anonymousId: audience counts, device status, erasure
@@ -29,6 +42,12 @@ SOURCES = ("kiosk", "app", "cdp", "associate")
 PERSONLESS = {"personalization": False, "analytics": True, "cdp_sync": True}
 #: The consent source a device's channel implies when the event does not name one.
 _SOURCE_BY_CHANNEL = {"kiosk": "kiosk", "tablet": "associate", "ops": "cdp", "gateway": "cdp"}
+_UPSERT = (
+    "INSERT INTO consent (user_id, purpose, granted, source, notice_version, updated_ms,"
+    " message_id) VALUES (?,?,?,?,?,?,?) ON CONFLICT(user_id, purpose) DO UPDATE SET"
+    " granted=excluded.granted, source=excluded.source, notice_version=excluded.notice_version,"
+    " updated_ms=excluded.updated_ms, message_id=excluded.message_id"
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,8 @@ class ConsentRecord:
     granted: bool
     source: str
     notice_version: str
-    updated_ms: int
+    updated_ms: int  # when the choice was made (event time)
+    message_id: str = ""  # the Consent Updated event that made it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,46 +65,34 @@ class ConsentRecord:
             "source": self.source,
             "noticeVersion": self.notice_version,
             "updatedMs": self.updated_ms,
+            "messageId": self.message_id,
         }
+
+    def supersedes(self, other: ConsentRecord | None) -> bool:
+        """A choice made at the same time or later replaces ``other`` (equal times: the one
+        stored later wins, so two changes within one millisecond keep their arrival order)."""
+        return other is None or self.updated_ms >= other.updated_ms
 
 
 class ConsentLedger:
-    """Thread-safe; reads from memory.
+    """Thread-safe; reads from memory, which the commit keeps equal to the ``consent`` table."""
 
-    A change from a ``Consent Updated`` event takes effect in memory in the ingest post-stage
-    (so the event itself is stamped with it) and reaches the ``consent`` table from the journal
-    listener, in the writer thread — no SQLite commit on the caller's thread, which may be the
-    event loop. The journaled events are the source of truth: at start, changes journaled after
-    the table's newest record (a crash between the commit and the listener) are replayed.
-    """
-
-    def __init__(
-        self, journal: Journal, is_suppressed: Callable[[str], bool] = lambda user_id: False,
-        default_notice_version: str = "unknown",
-    ) -> None:
+    def __init__(self, journal: Journal, default_notice_version: str = "unknown") -> None:
         self.journal = journal
-        self.is_suppressed = is_suppressed
         self.default_notice_version = default_notice_version
+        self.stale = 0  # changes stored but not applied: a newer choice was already in force
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, ConsentRecord]] = {}
+        self._undo: list[tuple[str, dict[str, ConsentRecord] | None]] = []
         with journal.connection() as conn:
             rows = conn.execute(
-                "SELECT user_id, purpose, granted, source, notice_version, updated_ms FROM consent"
+                "SELECT user_id, purpose, granted, source, notice_version, updated_ms, message_id"
+                " FROM consent"
             ).fetchall()
-            newest = max((r[5] for r in rows), default=0)
-            missed = conn.execute(
-                "SELECT user_id, body FROM events WHERE event = 'Consent Updated'"
-                " AND received_ms >= ? AND user_id IS NOT NULL ORDER BY seq",
-                (newest,),
-            ).fetchall()
-        for user_id, purpose, granted, source, notice, updated in rows:
+        for user_id, purpose, granted, source, notice, updated, message_id in rows:
             self._records.setdefault(user_id, {})[purpose] = ConsentRecord(
-                purpose, bool(granted), source, notice, updated
+                purpose, bool(granted), source, notice, updated, message_id
             )
-        replayed = [self._from_body(user_id, json.loads(body)) for user_id, body in missed]
-        for user_id, records in replayed:
-            self._merge(user_id, records)
-        self._persist([(u, r) for u, rs in replayed for r in rs])
 
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self, user_id: str | None) -> dict[str, bool]:
@@ -106,101 +114,95 @@ class ConsentLedger:
     def records(self, user_id: str) -> dict[str, ConsentRecord]:
         return dict(self._records.get(user_id, {}))
 
-    # -- writing ---------------------------------------------------------------------------
-    def apply(
-        self,
-        user_id: str,
-        preferences: Mapping[str, Any],
-        source: str,
-        notice_version: str | None,
-        at_ms: int,
-        *,
-        persist: bool = True,
-    ) -> dict[str, bool]:
-        """Record a choice; purposes not named keep their state. Returns the new snapshot.
+    # -- the commit (called by the decisioning admission, inside the transaction) ----------
+    def apply_event(self, conn: sqlite3.Connection, event: Event) -> list[ConsentRecord]:
+        """Apply a ``Consent Updated`` event stored for the first time, by the ordered rule;
+        returns the records it changed (none for a stale change)."""
+        if event.name != CONSENT_EVENT or event.user_id is None:
+            return []
+        return self._apply(conn, event.user_id, self._from_event(event))
 
-        ``persist=False`` changes memory only (the ingest post-stage: the listener persists)."""
-        changes = validate_preferences(preferences)
-        if source not in SOURCES:
-            raise InvalidEvent("bad_consent", f"consent source must be one of {', '.join(SOURCES)}")
-        notice = notice_version or self.default_notice_version
-        new = [ConsentRecord(p, g, source, notice, at_ms) for p, g in changes.items()]
-        self._merge(user_id, new)
-        if persist:
-            self._persist([(user_id, r) for r in new])
-        return self.snapshot(user_id)
+    @staticmethod
+    def stamp(event: Event, preferences: dict[str, bool]) -> None:
+        """Set ``context.consent.categoryPreferences`` (a device's own claim is overwritten)."""
+        context = event.body["context"]
+        consent = context.get("consent")
+        if not isinstance(consent, dict):
+            consent = context["consent"] = {}
+        consent["categoryPreferences"] = preferences
 
-    def _merge(self, user_id: str, new: list[ConsentRecord]) -> None:
+    def _apply(self, conn: sqlite3.Connection, user_id: str, new: list[ConsentRecord]) -> list[ConsentRecord]:
         with self._lock:
-            records = dict(self._records.get(user_id, {}))
-            records.update({r.purpose: r for r in new})
-            self._records[user_id] = records
+            current = self._records.get(user_id, {})
+            applied = [r for r in new if r.supersedes(current.get(r.purpose))]
+            self.stale += len(new) - len(applied)
+            if not applied:
+                return []
+            self._undo.append((user_id, current if user_id in self._records else None))
+            self._records[user_id] = {**current, **{r.purpose: r for r in applied}}
+        conn.executemany(_UPSERT, [
+            (user_id, r.purpose, int(r.granted), r.source, r.notice_version, r.updated_ms, r.message_id)
+            for r in applied
+        ])  # fmt: skip
+        return applied
 
-    def _persist(self, rows: list[tuple[str, ConsentRecord]]) -> None:
-        if not rows:
-            return
-        with self.journal.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO consent (user_id, purpose, granted, source, notice_version,"
-                " updated_ms) VALUES (?,?,?,?,?,?) ON CONFLICT(user_id, purpose) DO UPDATE SET"
-                " granted=excluded.granted, source=excluded.source,"
-                " notice_version=excluded.notice_version, updated_ms=excluded.updated_ms"
-                " WHERE excluded.updated_ms >= consent.updated_ms",
-                [(u, r.purpose, int(r.granted), r.source, r.notice_version, r.updated_ms)
-                 for u, r in rows],
-            )
+    def settle(self, committed: bool) -> None:
+        """After the commit: keep the changes, or (rolled back) restore memory to the table."""
+        with self._lock:
+            undo, self._undo = self._undo, []
+            if committed:
+                return
+            for user_id, before in reversed(undo):
+                if before is None:
+                    self._records.pop(user_id, None)
+                else:
+                    self._records[user_id] = before
 
-    def _from_body(self, user_id: str, body: Mapping[str, Any]) -> tuple[str, list[ConsentRecord]]:
-        """The records a journaled ``Consent Updated`` event made (it was valid when stored)."""
-        props = body.get("properties", {})
-        source = props.get("consentSource") or _SOURCE_BY_CHANNEL.get(body.get("channel", ""), "cdp")
+    def _from_event(self, event: Event) -> list[ConsentRecord]:
+        props = event.body.get("properties", {})
+        source = props.get("consentSource") or _SOURCE_BY_CHANNEL.get(event.source.channel, "cdp")
         notice = props.get("noticeVersion") or self.default_notice_version
-        at_ms = _received_ms(body)
-        return user_id, [
-            ConsentRecord(p, g, source, notice, at_ms)
+        at_ms = event_time_ms(event)
+        return [
+            ConsentRecord(p, g, source, notice, at_ms, event.message_id)
             for p, g in props.get("categoryPreferences", {}).items()
             if p in PURPOSES and isinstance(g, bool)
         ]
-
-    def listen(self, events: Sequence[Event]) -> None:
-        """Journal listener: persist the consent changes just committed."""
-        rows = []
-        for event in events:
-            if event.name == "Consent Updated" and event.user_id and not self.is_suppressed(event.user_id):
-                user_id, records = self._from_body(event.user_id, event.body)
-                rows += [(user_id, r) for r in records]
-        self._persist(rows)
 
     def forget(self, user_id: str) -> None:
         """Erasure: drop the person's records (the caller deletes the rows in its transaction)."""
         with self._lock:
             self._records.pop(user_id, None)
 
+    def expire(self, older_than_ms: int) -> None:
+        """Retention: drop records made before ``older_than_ms`` (the rows are pruned)."""
+        with self._lock:
+            for user_id, records in list(self._records.items()):
+                kept = {p: r for p, r in records.items() if r.updated_ms >= older_than_ms}
+                if kept:
+                    self._records[user_id] = kept
+                else:
+                    del self._records[user_id]
+
     # -- the ingest post-stage -------------------------------------------------------------
     def stage(self, event: Event) -> None:
-        """Apply a ``Consent Updated`` event, then stamp the snapshot on every event."""
-        if event.name == "Consent Updated":
-            if event.user_id is None:
-                raise InvalidEvent("missing_field", "Consent Updated needs a userId or identifiers")
-            props = event.body["properties"]
-            source = props.get("consentSource") or _SOURCE_BY_CHANNEL.get(event.source.channel)
-            if source is None:
-                raise InvalidEvent(
-                    "bad_consent", "properties.consentSource is required from this channel"
-                )
-            notice = props.get("noticeVersion")
-            if notice is not None and not isinstance(notice, str):
-                raise InvalidEvent("bad_consent", "properties.noticeVersion must be a string")
-            self.apply(event.user_id, props["categoryPreferences"], source, notice,
-                       event.received_ms, persist=False)
-        context = event.body["context"]
-        consent = context.get("consent")
-        if not isinstance(consent, dict):
-            consent = context["consent"] = {}
-        if event.user_id is None and event.anonymous_id is None:
-            consent["categoryPreferences"] = dict(PERSONLESS)
-        else:
-            consent["categoryPreferences"] = self.snapshot(event.user_id)
+        """Validate a ``Consent Updated`` event and record the source it implies; the change
+        itself is applied when (and only if) the journal stores the event for the first time."""
+        if event.name != CONSENT_EVENT:
+            return
+        if event.user_id is None:
+            raise InvalidEvent("missing_field", "Consent Updated needs a userId or identifiers")
+        props = event.body["properties"]
+        validate_preferences(props["categoryPreferences"])
+        source = props.get("consentSource") or _SOURCE_BY_CHANNEL.get(event.source.channel)
+        if source is None:
+            raise InvalidEvent("bad_consent", "properties.consentSource is required from this channel")
+        if source not in SOURCES:
+            raise InvalidEvent("bad_consent", f"consentSource must be one of {', '.join(SOURCES)}")
+        props["consentSource"] = source
+        notice = props.get("noticeVersion")
+        if notice is not None and not isinstance(notice, str):
+            raise InvalidEvent("bad_consent", "properties.noticeVersion must be a string")
 
 
 def validate_preferences(preferences: Mapping[str, Any]) -> dict[str, bool]:
@@ -218,8 +220,12 @@ def validate_preferences(preferences: Mapping[str, Any]) -> dict[str, bool]:
     return out
 
 
-def _received_ms(body: Mapping[str, Any]) -> int:
+def event_time_ms(event: Event) -> int:
+    """When the event happened (its ``timestamp``, the device clock), in ms; validated on ingest."""
     try:
-        return int(datetime.fromisoformat(str(body["receivedAt"]).replace("Z", "+00:00")).timestamp() * 1000)
-    except (KeyError, ValueError):
-        return 0
+        parsed = datetime.fromisoformat(event.timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return event.received_ms
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

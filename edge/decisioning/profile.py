@@ -17,12 +17,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.events import Event
 from edge.journal import Journal
 
 __all__ = ["Profile", "ProfileStore"]
+
+T = TypeVar("T")
 
 #: The gateway's own events say nothing about what the person did.
 _DERIVED = frozenset({"Offer Exposed", "Offer Redeemed", "Customer Erased"})
@@ -152,14 +154,14 @@ class ProfileStore:
                  json.dumps(p.purchases, separators=(",", ":")))
                 for p in changed.values()
             ]
-        if rows or withdrawn:
-            with self.journal.transaction() as conn:
-                conn.executemany("DELETE FROM profiles WHERE user_id = ?", [(u,) for u in withdrawn])
-                conn.executemany(
-                    "INSERT OR REPLACE INTO profiles (user_id, updated_ms, visits, last_seen_ms,"
-                    " last_visit_ms, items, categories, purchases) VALUES (?,?,?,?,?,?,?,?)",
-                    rows,
-                )
+            if rows or withdrawn:  # under the lock: retention (prune_with) cannot interleave
+                with self.journal.transaction() as conn:
+                    conn.executemany("DELETE FROM profiles WHERE user_id = ?", [(u,) for u in withdrawn])
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO profiles (user_id, updated_ms, visits, last_seen_ms,"
+                        " last_visit_ms, items, categories, purchases) VALUES (?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
 
     def _apply(self, profile: Profile, event: Event) -> None:
         at = event.received_ms
@@ -189,6 +191,14 @@ class ProfileStore:
         if len(profile.items) > self.max_items:
             keep = sorted(profile.items.items(), key=lambda kv: -kv[1][0])[: self.max_items]
             profile.items = dict(keep)
+
+    def prune_with(self, prune: Callable[[], T]) -> T:
+        """Run ``prune`` (retention, on the table) with no listener write in between, then
+        forget the cache so no pruned purchase is written back from memory."""
+        with self._lock:
+            result = prune()
+            self._profiles.clear()
+        return result
 
     def drop(self, user_id: str, *, persist: bool = True) -> None:
         """Delete the profile (withdrawal, erasure). ``persist=False`` drops it from memory only

@@ -53,4 +53,43 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX redemptions_user ON redemptions (user_id)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("decisioning-0001-tables", _v1),)
+def _v2(db: sqlite_utils.Database) -> None:
+    # consent is an ordered log: updated_ms is the event time of the choice, message_id the
+    # Consent Updated event that made it (the tie-break, and what an export can show)
+    db.execute("ALTER TABLE consent ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
+    # linked visits (an erasure finds the anonymous events of visits the person identified in)
+    db.execute("CREATE INDEX events_anonymous ON events (anonymous_id)")
+    db.execute("CREATE INDEX exposures_ms ON exposures (ms)")
+    db.execute("CREATE INDEX redemptions_ms ON redemptions (ms)")
+    # whom a dead letter was about, as keyed digests only (see edge.journal.Admission.subject)
+    db.execute("ALTER TABLE dead_letters ADD COLUMN subject TEXT")
+    db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """``events.seq`` never reused: an erasure may delete the newest events, and SQLite would
+    then hand their seqs to the next events — which the outbox, whose cursor is past them,
+    would never send (the erasure confirmation first). AUTOINCREMENT keeps seqs increasing;
+    the table is rebuilt once, with every index other features created on it."""
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
+    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
+    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
+        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
+    db.execute("INSERT INTO events_v3 SELECT * FROM events")
+    db.execute("DROP TABLE events")
+    db.execute("ALTER TABLE events_v3 RENAME TO events")
+    for sql in indexes:
+        db.execute(sql)
+    high = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
+        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("decisioning-0001-tables", _v1),
+    Migration("decisioning-0002-ordered-consent", _v2),
+    Migration("decisioning-0003-events-seq-never-reused", _v3),
+)

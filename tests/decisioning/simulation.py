@@ -17,7 +17,7 @@ import csv
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,7 @@ experiment = {{ id = "{EXPERIMENT}", holdout = {holdout}, unit = "visit" }}
     async def month() -> None:
         kiosk, pos = gw.source("kiosk", "kiosk-1"), gw.source("pos", "pos-1", "serial")
         for visit in visits:
-            when = datetime.fromisoformat(visit["timestamp"]).replace(tzinfo=timezone.utc)
+            when = datetime.fromisoformat(visit["timestamp"]).replace(tzinfo=UTC)
             gw.clock.now = when.timestamp()
             loyalty = visit["customer_id"][1:]
             answer = await gw.component.decide(kiosk, {

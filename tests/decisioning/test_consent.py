@@ -101,17 +101,17 @@ async def test_device_cannot_forge_its_consent_snapshot(gateway: Gateway) -> Non
 
 
 @pytest.mark.anyio
-async def test_ledger_survives_a_crash_between_commit_and_listener(gateway: Gateway) -> None:
+async def test_consent_row_commits_with_its_event_and_reloads(gateway: Gateway) -> None:
     from edge.decisioning.consent import ConsentLedger
 
     token = gateway.component.identity.token("appId", "dave-app")
-    await gateway.publish(gateway.source("tablet", "tablet-1"), [{
-        "event": "Consent Updated", "userId": token, "properties": {
-            "categoryPreferences": {"analytics": True}, "noticeVersion": "n7"}}])
-    with gateway.journal.transaction() as conn:  # as if the listener never ran
-        conn.execute("DELETE FROM consent")
+    result = await gateway.publish(gateway.source("tablet", "tablet-1"), [{
+        "event": "Consent Updated", "userId": token, "timestamp": "2026-01-05T07:59:00Z",
+        "properties": {"categoryPreferences": {"analytics": True}, "noticeVersion": "n7"}}])
+    # no listener in between: the row was written by the commit that stored the event
+    rows = gateway.rows("SELECT purpose, granted, source, notice_version, updated_ms, message_id"
+                        " FROM consent WHERE user_id = ?", token)
+    assert rows == [("analytics", 1, "associate", "n7", 1_767_599_940_000, result.message_ids[0])]
     ledger = ConsentLedger(gateway.journal)
     assert ledger.allows(token, "analytics") and not ledger.allows(token, "cdp_sync")
-    record = ledger.records(token)["analytics"]
-    assert (record.source, record.notice_version) == ("associate", "n7")
-    assert gateway.rows("SELECT COUNT(*) FROM consent") == [(1,)]
+    assert ledger.records(token) == gateway.component.consent.records(token)

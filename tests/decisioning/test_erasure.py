@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+
+from edge.errors import InvalidEvent
 
 from .conftest import RAW_EMAIL, RAW_LOYALTY, RAW_NEEDLES, Gateway, running, scan_for, settle
 
@@ -95,6 +98,7 @@ async def test_erase_by_cli_process_is_picked_up(gateway: Gateway, capsys: pytes
     monkeypatch.setattr(cli, "_config", lambda path: gw.component.ctx.config)
     monkeypatch.setattr(cli, "_journal", lambda config: other)
     monkeypatch.setattr(cli, "_key_file", lambda config: gw.state_dir / "identity.key")
+    monkeypatch.setattr(cli, "_socket", lambda config: gw.state_dir / "control.sock")
     parser = _parser()
     args = parser.parse_args(["forget", RAW_EMAIL, "--request-id", "cli-1"])
     assert args.func(args) == 0
@@ -116,3 +120,33 @@ def _parser():  # type: ignore[no-untyped-def]
     parser = argparse.ArgumentParser(prog="edge")
     add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
+
+
+@pytest.mark.anyio
+async def test_nothing_about_an_erased_person_is_stored_whatever_the_path(gateway: Gateway) -> None:
+    """The check is inside the journal commit: every transport, the downlink, a direct commit."""
+    from edge.events import parse_event
+
+    gw = gateway
+    async with running(gw):
+        token = await _a_busy_customer(gw)
+        visit = "visit-of-the-erased"
+        await gw.publish(gw.source(), [{"event": "Customer Identified", "userId": token, "anonymousId": visit}])
+        gw.component.erase(token, "req-paths")
+        for transport in ("http", "mqtt", "serial", "ble", "camera", "local"):
+            result = await gw.publish(gw.source(transport=transport), [
+                {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
+                {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001"}}])
+            assert result.accepted == 0 and {r.reason for r in result.rejected} == {"suppressed"}, transport
+        with pytest.raises(InvalidEvent, match="suppressed"):
+            await asyncio.to_thread(gw.component.apply_consent, token, {"cdp_sync": True}, "cdp")
+        # a component that commits on its own, past every ingest stage, is refused as well
+        late = parse_event({"event": "Zone Entered", "userId": token, "properties": {"zoneId": "z"}},
+                           gw.source(transport="ble"), 1_767_600_000_000)
+        outcome = gw.journal.commit([late])
+        assert outcome.inserted == (False,) and outcome.refused == ("suppressed",) and outcome.duplicates == 0
+        letters = gw.rows("SELECT source, detail, sha256, excerpt, size FROM dead_letters WHERE reason = 'suppressed'")
+        assert letters and all(r[:4] == ("", "", "", "") and r[4] > 0 for r in letters)
+        assert gw.rows("SELECT COUNT(*) FROM events WHERE user_id = ? OR anonymous_id = ?", token, visit) == [(0,)]
+        export = gw.component.export(token)
+        assert export["suppressed"] is True and not any(export["tables"].values())
