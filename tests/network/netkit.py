@@ -125,3 +125,22 @@ def wait_for(predicate: Any, timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def tls_refusal(host: str, port: int, context: ssl.SSLContext) -> str:
+    """Open a real TLS connection and say why it was refused ('' if it was not)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                tls.settimeout(3)
+                if tls.recv(1) == b"":  # TLS 1.3: the server checks the client certificate after the handshake
+                    return "closed by the server"
+    except ssl.SSLError as exc:
+        return str(exc)
+    except TimeoutError:
+        return ""
+    except OSError as exc:
+        return str(exc)
+    return ""
