@@ -57,11 +57,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from edge.listeners import check
+
     try:
-        schema.load(args.path)
+        errors, warnings = check(schema.load(args.path))
     except EdgeError as exc:
-        for key, message in getattr(exc, "errors", [("<file>", str(exc))]):
-            print(f"{key}: {message}", file=sys.stderr)
+        errors, warnings = getattr(exc, "errors", [("<file>", str(exc))]), []
+    for key, message in warnings:
+        print(f"warning: {key}: {message}", file=sys.stderr)
+    for key, message in errors:
+        print(f"{key}: {message}", file=sys.stderr)
+    if errors:
         return 1
     print(f"{args.path}: ok")
     return 0

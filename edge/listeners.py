@@ -106,10 +106,8 @@ class Listener:
 
 
 def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    """Only the box itself: 127.0.0.1, ::1 (other 127/8 addresses may be bound to a LAN-facing role)."""
+    return host in ("127.0.0.1", "::1", "localhost")
 
 
 def check(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
