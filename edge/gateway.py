@@ -118,7 +118,7 @@ class Gateway:
                 signal_broker(self.state_dir, signal.SIGUSR1)  # saved now: a crash cannot forget the session
             else:
                 self.broker_address = _parse_url(cfg.mqtt.url)
-                await asyncio.to_thread(network.prepare, self.broker_address[1])
+                await asyncio.to_thread(lambda: network.prepare(self.broker_address[1], broker_running=True))
             self.device_broker_address = network.listener("plaintext") or network.listener("mqtts") or self.broker_address
             ingestor = Ingestor(journal, metrics, queue_max=cfg.ingest.queue_max,
                                 max_batch=cfg.ingest.max_batch, linger_ms=cfg.ingest.linger_ms,

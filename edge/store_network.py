@@ -114,11 +114,14 @@ class StoreNetwork:
         self._renewals = Counter("edge_tls_server_cert_renewals", "Server certificates issued by renewal",
                                  registry=metrics)  # fmt: skip
 
-    def prepare(self, gateway_port: int) -> list[Listener]:
-        """PKI on first start (or renewal if due), then the broker's listeners (ports resolved)."""
+    def prepare(self, gateway_port: int, *, broker_running: bool = False) -> list[Listener]:
+        """PKI on first start (or renewal if due: a running broker re-reads it), then the broker's listeners."""
         if self.pki is not None:
             state = self.pki.ensure()
             self._set_expiry(state.not_after)
+            if state.renewed and broker_running:
+                self._renewals.inc()
+                signal_broker(self.state_dir, signal.SIGHUP)
         self.listeners = plan_listeners(self.config.broker, gateway_port)
         return self.listeners
 
