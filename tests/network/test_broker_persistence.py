@@ -171,7 +171,7 @@ def test_broker_sigkill_with_a_backlog(tmp_path, capsys):
             acked[trial] = []
             killed = threading.Event()
 
-            def on_publish(_c, _u, mid, reason, _p, trial=trial, mids=mids, kill_at=kill_at):
+            def on_publish(_c, _u, mid, reason, _p, trial=trial, mids=mids, kill_at=kill_at, killed=killed):
                 if not reason.is_failure and mid in mids:
                     acked[trial].append(mids[mid])
                 if len(acked[trial]) >= kill_at and not killed.is_set():
