@@ -124,6 +124,11 @@ def check(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
             warnings.append((key, message + " (allowed by broker.allow_plaintext_lan)"))
         else:
             errors.append((key, message + "; use TLS, or set broker.allow_plaintext_lan = true to allow it"))
+    if config.mqtt.mode == "external":
+        host = config.mqtt.url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]/")
+        if not is_loopback(host):
+            errors.append(("mqtt.url", f"the gateway connects to the broker only on its own plain listener on "
+                                       f"127.0.0.1, not {host}: run the broker on this box (edge-mosquitto.service)"))  # fmt: skip
     if bool(tls.ca_cert) != bool(tls.ca_key):
         errors.append(("tls.ca_cert", "set both tls.ca_cert and tls.ca_key, or neither"))
     if bool(tls.server_cert) != bool(tls.server_key):

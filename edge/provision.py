@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 def provision(config: Config, kind: str, device_id: str, *, client_cert: bool = False) -> dict[str, Any]:
     state_dir = Path(config.store.state_dir)
     pki = make_pki(config)
-    pki.ensure()
+    if not pki.ca_path.exists():  # before the first start; later the gateway alone renews (and reloads) it
+        pki.ensure()
     with schema.open_journal(config) as journal:
         registry = DeviceRegistry(journal)
         creds = registry.add(kind, device_id)

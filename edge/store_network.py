@@ -105,6 +105,7 @@ class StoreNetwork:
         self.pki: StorePki | None = make_pki(config, clock) if self.tls_needed else None
         self.listeners: list[Listener] = []
         self.http_ssl: ssl.SSLContext | None = None
+        self._http_serial = 0
         self._not_after = Gauge("edge_tls_server_cert_not_after_seconds",
                                 "Unix time the server certificate ends", registry=metrics)  # fmt: skip
         self._remaining = Gauge("edge_tls_server_cert_expiry_seconds", "Seconds until the server certificate ends",
@@ -144,6 +145,7 @@ class StoreNetwork:
     def uvicorn_ssl(self) -> dict[str, Any]:
         if not self.config.tls.http or self.pki is None:
             return {}
+        self._http_serial = self.pki.server_state().serial
         return {"ssl_certfile": str(self.pki.server_cert_path), "ssl_keyfile": str(self.pki.server_key_path)}
 
     def bridge_context(self) -> ssl.SSLContext:
@@ -164,14 +166,14 @@ class StoreNetwork:
             return False
         state = self.pki.ensure_server()
         self._set_expiry(state.not_after)
-        if not state.renewed:
-            return False
-        self._renewals.inc()
-        signal_broker(self.state_dir, signal.SIGHUP)
-        if self.http_ssl is not None:
+        if state.renewed:
+            self._renewals.inc()
+            signal_broker(self.state_dir, signal.SIGHUP)
+            log.info("renewed the server certificate; it ends at %s", _iso(state.not_after))
+        if self.http_ssl is not None and state.serial != self._http_serial:  # also when `edge broker conf` renewed it
             self.http_ssl.load_cert_chain(str(self.pki.server_cert_path), str(self.pki.server_key_path))
-        log.info("renewed the server certificate; it ends at %s", _iso(state.not_after))
-        return True
+            self._http_serial = state.serial
+        return state.renewed
 
     async def renew_forever(self) -> None:
         while True:

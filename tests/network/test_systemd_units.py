@@ -89,6 +89,10 @@ def test_config_check_refuses_plaintext_on_the_lan_unless_allowed(tmp_path, caps
         path.write_text(base + extra + section + "allow_plaintext_lan = true\n")
         assert main(["config", "check", str(path)]) == 0
         assert "warning:" in capsys.readouterr().err
+    path = tmp_path / "remote-broker.toml"
+    path.write_text(base + '[mqtt]\nmode = "external"\nurl = "mqtt://127.0.0.2:1883"\n')
+    assert main(["config", "check", str(path)]) == 1
+    assert "mqtt.url: the gateway connects to the broker only on its own plain listener" in capsys.readouterr().err
     path = tmp_path / "loopback.toml"
     path.write_text(base + '[broker]\nplaintext_hosts = ["127.0.0.1"]\n')
     assert main(["config", "check", str(path)]) == 0
