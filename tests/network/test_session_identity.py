@@ -86,3 +86,18 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
         assert f"as {gateway_id}" in log and "as k1" in log  # the kiosk ran under its own id
         assert f"Client {gateway_id} already connected" not in log
         assert LAN in kiosk["urls"]["mqtts"]
+
+
+def test_a_device_cannot_take_another_devices_session(tmp_path):
+    config = tls_config(tmp_path / "state")
+    with running_gateway(config):
+        kiosk = provision(config, "kiosk", "k1")
+        pos = provision(config, "pos", "p1")
+        with session(pos) as victim:
+            thief = Session(kiosk, client_id="p1")
+            assert not thief.start().is_failure
+            assert victim.publish(pos["topics"]["events"], b'{"messageId": "still-mine", "event": "Cart Viewed"}') == 0
+            thief.stop()
+            assert victim.connected.is_set() and victim.disconnects == []
+        with schema.open_journal(config) as journal:
+            wait_for(lambda: journal.get("still-mine") is not None)
