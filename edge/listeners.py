@@ -54,7 +54,7 @@ class BrokerConfig:
         "identifiers then cross the store network readable. Reported as a warning.",
     )  # fmt: skip
     autosave_changes: int = doc(
-        1000, "Broker persistence: save after this many changes (queued messages, retained, subscriptions) — the most "
+        10_000, "Broker persistence: save after this many changes (queued messages, retained, subscriptions) — the most "
         "acknowledged messages a broker SIGKILL can lose for devices without receipts.", _positive,
     )  # fmt: skip
     memory_limit_mb: int = doc(256, "Broker heap limit; beyond it new publishes are refused, never silently dropped.",

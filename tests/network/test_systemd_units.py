@@ -67,7 +67,7 @@ def test_shipped_config_gives_tls_devices_and_a_loopback_gateway(tmp_path, capsy
         assert "certfile" in body and "keyfile" in body and "use_username_as_clientid true" in body
     assert "require_certificate true" in table[("8884", "0.0.0.0")] and "crlfile" in table[("8884", "0.0.0.0")]
     assert "use_identity_as_username true" in table[("8884", "0.0.0.0")]
-    for line in ("autosave_on_changes true", "autosave_interval 1000", "memory_limit", "max_queued_messages",
+    for line in ("autosave_on_changes true", "autosave_interval 10000", "memory_limit", "max_queued_messages",
                  "max_inflight_messages 1000", "persistence true"):
         assert line in conf
     key = tmp_path / "state" / "pki" / "server.key"
