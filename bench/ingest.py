@@ -11,6 +11,9 @@
 2. Live latency: events published at a fixed rate; publish → visible-in-journal latency, p50/p99,
    by polling the journal from this (unpinned) process every millisecond.
 3. Gateway RSS (VmRSS / VmHWM).
+
+``--tls`` runs the store-network benchmark instead (``bench/ingest_tls.py``): device → journal
+over MQTT/TLS vs plaintext in the same run, and a 400-device TLS reconnect storm.
 """
 
 from __future__ import annotations
@@ -112,7 +115,13 @@ def main() -> None:
     parser.add_argument("--core", default="0")
     parser.add_argument("--bare-subscriber", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--subscribe-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tls", action="store_true", help="TLS vs plaintext ingest and a TLS reconnect storm")
     args = parser.parse_args()
+    if args.tls:
+        from bench.ingest_tls import run as run_tls
+
+        run_tls(min(args.events, 20_000), args.core)
+        return
     if args.bare_subscriber:
         port, user, password, n = args.bare_subscriber
         bare_subscriber(int(port), user, password, int(n), args.subscribe_only)

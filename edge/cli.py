@@ -57,11 +57,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from edge.listeners import check
+
     try:
-        schema.load(args.path)
+        errors, warnings = check(schema.load(args.path))
     except EdgeError as exc:
-        for key, message in getattr(exc, "errors", [("<file>", str(exc))]):
-            print(f"{key}: {message}", file=sys.stderr)
+        errors, warnings = getattr(exc, "errors", [("<file>", str(exc))]), []
+    for key, message in warnings:
+        print(f"warning: {key}: {message}", file=sys.stderr)
+    for key, message in errors:
+        print(f"{key}: {message}", file=sys.stderr)
+    if errors:
         return 1
     print(f"{args.path}: ok")
     return 0
@@ -83,20 +89,12 @@ def render_config_reference(rows: Sequence[tuple[str, str, Any, str]]) -> str:
 
 
 def cmd_devices_add(args: argparse.Namespace) -> int:
-    from edge.broker import reload_broker, sync_broker_files
-    from edge.registry import DeviceRegistry
+    from edge.provision import provision
 
-    config = load_config_arg(args.config)
-    with schema.open_journal(config) as journal:
-        creds = DeviceRegistry(journal).add(args.kind, args.id)
-        sync_broker_files(DeviceRegistry(journal), config.store.id, config.store.state_dir)
-    reload_broker(config.store.state_dir)
-    root = f"retail/v1/{config.store.id}/{creds.kind}/{creds.device_id}"
-    print(json.dumps({"device_id": creds.device_id, "kind": creds.kind, "mqtt_username": creds.mqtt_username,
-                      "mqtt_password": creds.mqtt_password, "http_token": creds.http_token,
-                      "topics": {"events": f"{root}/events", "status": f"{root}/status",
-                                 "decide": f"{root}/decide", "offers": f"{root}/offers"}}, indent=2))  # fmt: skip
-    print("Store these credentials on the device now: they are not shown again.", file=sys.stderr)
+    bundle = provision(load_config_arg(args.config), args.kind, args.id, client_cert=args.client_cert)
+    print(json.dumps(bundle, indent=2))
+    print("This provisioning bundle holds the device's secrets: install it on the device now; it is not shown again.",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -112,26 +110,52 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
 
 
 def cmd_devices_remove(args: argparse.Namespace) -> int:
-    from edge.broker import reload_broker, sync_broker_files
-    from edge.registry import DeviceRegistry
+    from edge.provision import revoke
 
-    config = load_config_arg(args.config)
-    with schema.open_journal(config) as journal:
-        DeviceRegistry(journal).remove(args.id)
-        sync_broker_files(DeviceRegistry(journal), config.store.id, config.store.state_dir)
-    reload_broker(config.store.state_dir)
-    print(f"removed {args.id}; its MQTT and HTTP credentials no longer work")
+    done = revoke(load_config_arg(args.config), args.id)
+    print(f"removed {args.id}: password and token revoked, {done['certificates_revoked']} certificate(s) on the CRL, "
+          f"broker {'reloaded' if done['broker_reloaded'] else 'not running (applies at its start)'}, "
+          f"live session {'ended' if done['session_ended'] else 'none reachable'}")  # fmt: skip
     return 0
 
 
 def cmd_broker_conf(args: argparse.Namespace) -> int:
+    import time
+
+    from prometheus_client import CollectorRegistry
+
     from edge.broker import mosquitto_conf, sync_broker_files
     from edge.registry import DeviceRegistry
+    from edge.store_network import StoreNetwork
 
     config = load_config_arg(args.config)
     with schema.open_journal(config) as journal:
         sync_broker_files(DeviceRegistry(journal), config.store.id, config.store.state_dir)
-    print(mosquitto_conf(config.store.state_dir, args.host, args.port, config.mqtt.max_queued_messages, args.user))
+    network = StoreNetwork(config, CollectorRegistry(), time.time)
+    listeners = network.prepare(args.port)
+    network.record(config.http.port)
+    print(mosquitto_conf(config.store.state_dir, "127.0.0.1", args.port, config.mqtt.max_queued_messages, args.user,
+                         listeners=listeners, broker=config.broker, pki=network.pki), end="")  # fmt: skip
+    return 0
+
+
+def cmd_broker_prime(args: argparse.Namespace) -> int:
+    import signal
+
+    from edge.broker import broker_dir, gateway_password, signal_broker, wait_for_port
+    from edge.sessions import prime_gateway_session
+
+    config = load_config_arg(args.config)
+    state_dir = config.store.state_dir
+    if args.pid:
+        (broker_dir(state_dir) / "mosquitto.pid").write_text(f"{args.pid}\n")
+    wait_for_port("127.0.0.1", args.port, 30.0)
+    created = prime_gateway_session("127.0.0.1", args.port, gateway_password(state_dir),
+                                    config.mqtt.client_id or f"edge-gateway-{config.store.id}", config.store.id,
+                                    config.mqtt.session_expiry_s)  # fmt: skip
+    if created:
+        signal_broker(state_dir, signal.SIGUSR1)
+    print("created the gateway's persistent session" if created else "the gateway's persistent session exists")
     return 0
 
 
@@ -186,26 +210,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config_reference)
 
     devices = sub.add_parser("devices", help="the device registry").add_subparsers(dest="devices_command", required=True)
-    p = devices.add_parser("add", help="register a device; prints its MQTT and HTTP credentials once")
+    p = devices.add_parser("add", help="register a device; prints its provisioning bundle (JSON: URLs, credentials, "
+                           "CA certificate) once")  # fmt: skip
     p.add_argument("--kind", required=True, choices=sorted({"kiosk", "display", "tablet", "pos", "ops"}))
     p.add_argument("--id", required=True)
+    p.add_argument("--client-cert", action="store_true",
+                   help="also issue a client certificate for mutual TLS (CN = the device id)")  # fmt: skip
     _config_option(p)
     p.set_defaults(func=cmd_devices_add)
     p = devices.add_parser("list", help="list registered devices")
     _config_option(p)
     p.set_defaults(func=cmd_devices_list)
-    p = devices.add_parser("remove", help="remove a device and revoke its credentials")
+    p = devices.add_parser("remove", help="remove a device and revoke at once its password, token, certificates "
+                           "(CRL) and live sessions")  # fmt: skip
     p.add_argument("--id", required=True)
     _config_option(p)
     p.set_defaults(func=cmd_devices_remove)
 
     broker = sub.add_parser("broker", help="broker files").add_subparsers(dest="broker_command", required=True)
-    p = broker.add_parser("conf", help="write password/ACL files and print a mosquitto.conf for them")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
+    p = broker.add_parser("conf", help="write password/ACL files and the store PKI, print a mosquitto.conf: the "
+                          "gateway's plain listener on 127.0.0.1, the device TLS listeners on broker.interfaces")  # fmt: skip
+    p.add_argument("--port", type=int, default=1883, help="port of the gateway's own listener on 127.0.0.1")
     p.add_argument("--user", help="account the broker runs as (default: the current one)")
     _config_option(p)
     p.set_defaults(func=cmd_broker_conf)
+    p = broker.add_parser("prime", help="create the gateway's persistent session before any device connects "
+                          "(systemd ExecStartPost), so first-boot events are queued")  # fmt: skip
+    p.add_argument("--port", type=int, default=1883, help="port of the gateway's own listener on 127.0.0.1")
+    p.add_argument("--pid", type=int, help="the broker's PID, recorded for reloads (systemd: $MAINPID)")
+    _config_option(p)
+    p.set_defaults(func=cmd_broker_prime)
 
     journal = sub.add_parser("journal", help="journal tools").add_subparsers(dest="journal_command", required=True)
     p = journal.add_parser("stats", help="event counts, dead letters, sink cursors")

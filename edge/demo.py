@@ -49,6 +49,9 @@ def demo_config(state_dir: Path, http_port: int, extra: dict[str, dict[str, Any]
         "store": {"id": "demo-store", "state_dir": str(state_dir.resolve())},
         "mqtt": {"mode": "managed", "managed_port": free_port()},
         "http": {"host": "127.0.0.1", "port": _port_or_free(http_port)},
+        # everything on 127.0.0.1: plain loopback links (a store box uses TLS: systemd/gateway.toml)
+        "broker": {"interfaces": [], "plaintext_hosts": ["127.0.0.1"], "plaintext_port": free_port()},
+        "tls": {"http": False},
     }
     for section, values in (extra or {}).items():
         raw.setdefault(section, {}).update(values)
@@ -73,7 +76,7 @@ def register_fleet(config: Config) -> list[dict[str, str]]:
 
 def write_fleet_file(path: Path, gateway: Gateway, fleet: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    host, port = gateway.broker_address
+    host, port = gateway.device_broker_address
     doc = {"store_id": gateway.config.store.id, "broker": {"host": host, "port": port},
            "http": gateway.http_url, "devices": fleet}  # fmt: skip
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -92,7 +95,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         return runner.result() or 1
     fleet_file = Path(config.store.state_dir) / "demo" / "fleet.json"
     write_fleet_file(fleet_file, gateway, fleet)
-    host, port = gateway.broker_address
+    host, port = gateway.device_broker_address
     print(f"""
 Edge gateway demo is running (store {config.store.id!r}).
   HTTP API      {gateway.http_url}          (OpenAPI: {gateway.http_url}/docs)

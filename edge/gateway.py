@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 
-from edge.broker import ManagedBroker, gateway_password, sync_broker_files
+from edge.broker import ManagedBroker, gateway_password, signal_broker, sync_broker_files
 from edge.component import Component, GatewayContext
 from edge.config import Config
 from edge.guard import IdentifierGuard
@@ -38,7 +38,10 @@ from edge.mqtt import MqttLink
 from edge.notify import notify, watchdog_interval
 from edge.registry import GATEWAY_USER, DeviceRegistry
 from edge.schema import open_journal
+from edge.sessions import prime_gateway_session
+from edge.store_network import StoreNetwork
 from edge.stream import StreamHub
+from edge.wsbridge import bridge_router
 
 __all__ = ["Gateway", "version"]
 
@@ -77,7 +80,9 @@ class Gateway:
         self.components: dict[str, Component] = {}
         self.ready = asyncio.Event()
         self.http_url = ""
-        self.broker_address: tuple[str, int] = ("", 0)
+        self.broker_address: tuple[str, int] = ("", 0)  # the gateway's own listener
+        self.device_broker_address: tuple[str, int] = ("", 0)  # plaintext device listener if any, else MQTT/TLS
+        self.network: StoreNetwork | None = None
         self._stop: asyncio.Event | None = None
         self.context: GatewayContext | None = None
         self._app: Any = None
@@ -98,21 +103,30 @@ class Gateway:
         password = gateway_password(self.state_dir)
         sync_broker_files(registry, cfg.store.id, self.state_dir)
         broker: ManagedBroker | None = None
+        metrics = IngestMetrics()
+        network = self.network = StoreNetwork(cfg, metrics.registry, self.clock)
+        client_id = cfg.mqtt.client_id or f"edge-gateway-{cfg.store.id}"
         try:
             if cfg.mqtt.mode == "managed":
+                listeners = await asyncio.to_thread(network.prepare, cfg.mqtt.managed_port)
                 broker = ManagedBroker(self.state_dir, cfg.mqtt.managed_port, cfg.mqtt.mosquitto_binary,
-                                       cfg.mqtt.max_queued_messages)  # fmt: skip
+                                       cfg.mqtt.max_queued_messages, listeners=listeners, broker=cfg.broker,
+                                       pki=network.pki)  # fmt: skip
                 await asyncio.to_thread(broker.start)
                 self.broker_address = (broker.host, broker.port)
+                await asyncio.to_thread(prime_gateway_session, broker.host, broker.port, password, client_id,
+                                        cfg.store.id, cfg.mqtt.session_expiry_s)  # fmt: skip
+                signal_broker(self.state_dir, signal.SIGUSR1)  # saved now: a crash cannot forget the session
             else:
                 self.broker_address = _parse_url(cfg.mqtt.url)
-            metrics = IngestMetrics()
+                await asyncio.to_thread(lambda: network.prepare(self.broker_address[1], broker_running=True))
+            self.device_broker_address = network.listener("plaintext") or network.listener("mqtts") or self.broker_address
             ingestor = Ingestor(journal, metrics, queue_max=cfg.ingest.queue_max,
                                 max_batch=cfg.ingest.max_batch, linger_ms=cfg.ingest.linger_ms,
                                 clock=self.clock, guard=_guard(cfg, metrics))  # fmt: skip
             link = MqttLink(
                 host=self.broker_address[0], port=self.broker_address[1],
-                client_id=cfg.mqtt.client_id or f"edge-gateway-{cfg.store.id}",
+                client_id=client_id,
                 username=GATEWAY_USER, password=password, store_id=cfg.store.id,
                 ingestor=ingestor, registry=registry, session_expiry_s=cfg.mqtt.session_expiry_s,
                 receive_maximum=cfg.mqtt.receive_maximum, keepalive_s=cfg.mqtt.keepalive_s,
@@ -138,10 +152,13 @@ class Gateway:
                 readiness.update(component.readiness())
             ingestor.start()
             link.start(loop)
+            routers = [hub.router(), *(r for c in self.components.values() for r in c.routers())]
+            if network.pki is not None and cfg.tls.http and (mqtts := network.listener("mqtts")):
+                routers.append(bridge_router(*mqtts, network.bridge_context()))
             app = create_app(
                 store_id=cfg.store.id, registry=registry, ingestor=ingestor,
-                metrics=metrics.registry, readiness=readiness,
-                routers=[hub.router(), *(r for c in self.components.values() for r in c.routers())],
+                metrics=metrics.registry, readiness=readiness, warnings={"tls_expiry": network.expiry_warning},
+                routers=routers,
                 max_body_bytes=cfg.http.max_body_bytes, version=version(),
             )  # fmt: skip
             self._app = app
@@ -149,8 +166,13 @@ class Gateway:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((cfg.http.host, cfg.http.port))
             port = sock.getsockname()[1]
-            self.http_url = f"http://{cfg.http.host}:{port}"
-            server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+            self.http_url = f"{'https' if network.uvicorn_ssl() else 'http'}://{cfg.http.host}:{port}"
+            network.record(port)
+            server_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                           **network.uvicorn_ssl())  # fmt: skip
+            server_config.load()
+            network.http_ssl = server_config.ssl  # renewal loads the new chain into this very context
+            server = _Server(server_config)
             freeze_long_lived()  # the model, catalog, offers and tables are loaded: see edge.heap
             try:
                 async with asyncio.TaskGroup() as tasks:
@@ -158,6 +180,7 @@ class Gateway:
                     workers = [tasks.create_task(self._supervise(c)) for c in self.components.values()]
                     workers.append(tasks.create_task(self._housekeeping(journal)))
                     workers.append(tasks.create_task(self._watchdog(ingestor)))
+                    workers.append(tasks.create_task(network.renew_forever()))
                     while not server.started and not serving.done():
                         await asyncio.sleep(0.01)
                     self.ready.set()

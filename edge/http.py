@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edge import openapi, segment
 from edge.auth import Principal, require
 from edge.bus import Source
+from edge.docs import mount_docs
 from edge.errors import AuthError
 from edge.ingest import Busy, Ingestor
 from edge.registry import DeviceRegistry
@@ -41,6 +42,7 @@ def create_app(
     ingestor: Ingestor,
     metrics: CollectorRegistry,
     readiness: Mapping[str, Callable[[], bool]],
+    warnings: Mapping[str, Callable[[], str | None]] | None = None,
     routers: Sequence[APIRouter] = (),
     max_body_bytes: int = 512_000,
     version: str = "",
@@ -49,7 +51,10 @@ def create_app(
         title="Edge gateway",
         version=version,
         description="In-store personalization gateway: events, decisions, consent, sync.",
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_docs(app)
     app.state.registry = registry
 
     @app.exception_handler(AuthError)
@@ -92,7 +97,8 @@ def create_app(
         """Readiness: broker connected, journal writable, model loaded (where enabled)."""
         checks = {name: bool(check()) for name, check in readiness.items()}
         ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+        warned = {name: text for name, warn in (warnings or {}).items() if (text := warn()) is not None}
+        return JSONResponse({"ready": ok, "checks": checks, "warnings": warned}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])
     async def prometheus(_who: Principal = Depends(require("ops"))) -> Response:

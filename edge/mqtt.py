@@ -5,7 +5,14 @@
   commit (the ack callback runs in the journal writer, in arrival order).
 * One subscription, ``retail/v1/{store}/#`` with MQTT 5 *no local*, so anything a device sends
   reaches the gateway and an unknown topic is refused with a reason instead of vanishing.
-  Retain handling 1: retained messages are not replayed on every reconnect.
+  Retain handling 2 (retained copies are never replayed) with *retain as published*, so a live
+  retained publish is seen as such: one on ``…/events`` or ``…/decide`` is journaled like any
+  event and cleared from the broker at once (an empty retained publish), and counted in
+  ``edge_mqtt_retained_cleared_total`` — the broker never keeps event payloads.
+* End-to-end receipts: a publish on ``…/events`` carrying the MQTT 5 user property
+  ``receipt=1`` (the project's device client sets it) is answered, after its commit, on the
+  device's own ``…/receipts`` with ``{"committed": [messageIds], "rejected": [{"messageId",
+  "reason"}]}``; the client re-sends until then, so even a broker crash loses nothing.
 * Retained gateway status with a Last Will.
 * ``…/decide`` requests are answered on the MQTT 5 response topic with the correlation data.
 
@@ -28,19 +35,26 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from edge.bus import Source
+from edge.bus import PublishResult, Source
 from edge.component import DecideHandler
 from edge.errors import InvalidEvent
 from edge.ingest import Ingestor
 from edge.registry import DeviceRegistry
 
-__all__ = ["MqttLink", "Route", "route"]
+__all__ = ["MqttLink", "Route", "gateway_subscription", "route"]
 
 log = logging.getLogger(__name__)
 
 LEAVES = frozenset({"events", "status", "decide"})
+RECEIPT_PROPERTY = ("receipt", "1")
+
+
+def gateway_subscription(store_id: str) -> tuple[str, SubscribeOptions]:
+    """The gateway's one subscription (also made by :func:`edge.sessions.prime_gateway_session`)."""
+    options = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True, retainHandling=2)
+    return f"retail/v1/{store_id}/#", options
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,11 @@ class MqttLink:
         self._connected_gauge = Gauge(
             "edge_mqtt_connected", "1 while the gateway is connected to the broker", registry=metrics
         )
+        self._retained_cleared = Counter(
+            "edge_mqtt_retained_cleared", "Retained publishes on event/decide topics cleared from the broker",
+            ["leaf"], registry=metrics,
+        )  # fmt: skip
+        self._receipts = Counter("edge_mqtt_receipts", "Commit receipts sent to devices", registry=metrics)
         client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -163,8 +182,8 @@ class MqttLink:
         if self._failing:
             log.warning("broker connection recovered")
         self._failing = False
-        options = SubscribeOptions(qos=1, noLocal=True, retainHandling=1)
-        client.subscribe(self.root + "#", options=options)
+        topic, options = gateway_subscription(self.store_id)
+        client.subscribe(topic, options=options)
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         self.connected.set()
         self._connected_gauge.set(1)
@@ -193,14 +212,19 @@ class MqttLink:
             self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
             return
         source = Source(self.store_id, where.device_id, where.kind, "mqtt")
+        if msg.retain and where.leaf != "status":  # never kept: the payload may carry identifiers
+            self.client.publish(msg.topic, b"", qos=1, retain=True)
+            self._retained_cleared.labels(where.leaf).inc()
         if self.devices.kind(where.device_id) != where.kind:
             self.ingestor.reject(source, "unknown_device", "no registered device of that kind and id",
                                  payload, ack)  # fmt: skip
             return
         if where.leaf == "events":
+            if _wants_receipt(msg):
+                ack = self._with_receipt(ack, f"{self.root}{where.kind}/{where.device_id}/receipts", payload)
             self.ingestor.enqueue(self.ingestor.prepare_payload(source, payload), ack)
         elif where.leaf == "status":
-            if msg.retain:  # a replay of the broker's retained copy, already journaled live
+            if not payload:  # a device clearing its retained status
                 self.ingestor.passthrough(ack)
                 return
             status = _status_text(payload)
@@ -209,6 +233,20 @@ class MqttLink:
         else:
             self._decide(source, msg)
             self.ingestor.passthrough(ack)
+
+    def _with_receipt(self, ack: Callable[[Any], None], topic: str, payload: bytes) -> Callable[[Any], None]:
+        def ack_and_receipt(result: Any) -> None:
+            ack(result)
+            if isinstance(result, PublishResult):
+                rejected = [{"messageId": mid, "reason": r.reason}
+                            for r, mid in zip(result.rejected, _ids_at(payload, [r.index for r in result.rejected]),
+                                              strict=True)]  # fmt: skip
+                body = json.dumps({"committed": list(result.message_ids), "rejected": rejected},
+                                  separators=(",", ":"))  # fmt: skip
+                self.client.publish(topic, body, qos=1)
+                self._receipts.inc()
+
+        return ack_and_receipt
 
     def _decide(self, source: Source, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
@@ -248,6 +286,28 @@ def _acker(client: mqtt.Client, mid: int, qos: int) -> Callable[[Any], None]:
             client.ack(mid, qos)
 
     return ack
+
+
+def _wants_receipt(msg: mqtt.MQTTMessage) -> bool:
+    props = getattr(msg, "properties", None)
+    return RECEIPT_PROPERTY in (getattr(props, "UserProperty", None) or [])
+
+
+def _ids_at(payload: bytes, indices: list[int]) -> list[str | None]:
+    """The messageIds at ``indices`` of a JSON event or array (only when something was rejected)."""
+    if not indices:
+        return []
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return [None for _ in indices]
+    items = data if isinstance(data, list) else [data]
+    found: list[str | None] = []
+    for i in indices:
+        item = items[i] if 0 <= i < len(items) else None
+        mid = item.get("messageId") if isinstance(item, dict) else None
+        found.append(mid if isinstance(mid, str) else None)
+    return found
 
 
 def _status_text(payload: bytes) -> str:

@@ -102,7 +102,7 @@ class DeviceRegistry:
             raise RegistryError(
                 f"unknown kind {kind!r}: use one of {', '.join(sorted(REGISTERED_KINDS))}"
             )
-        if not _ID.match(device_id) or device_id == GATEWAY_USER:
+        if not _ID.match(device_id) or device_id.startswith(GATEWAY_USER):  # the gateway's user and client ids
             raise RegistryError(
                 f"device id {device_id!r} is invalid: 1–63 of a-z, 0-9, '-', '_', starting alphanumeric"
             )
@@ -161,6 +161,7 @@ def acl_lines(store_id: str, devices: Iterable[tuple[str, str]]) -> list[str]:
             f"topic write {base}/decide",
             f"topic read {base}/offers",
             f"topic read {base}/responses/#",
+            f"topic read {base}/receipts",
             f"topic read {root}/gateway/status",
             f"topic read {root}/zones/+/presence",
             "",
@@ -171,14 +172,19 @@ def acl_lines(store_id: str, devices: Iterable[tuple[str, str]]) -> list[str]:
 def write_mosquitto_files(
     registry: DeviceRegistry, store_id: str, gateway_password: str, directory: Path
 ) -> tuple[Path, Path]:
-    """Write ``passwd`` and ``acl`` atomically (0600); returns their paths."""
+    """Write the password files and ``acl`` atomically (0600); returns the paths of ``passwd`` and ``acl``.
+
+    ``passwd-gateway`` (only the gateway) serves the gateway's loopback listener,
+    ``passwd-devices`` (only devices) the device listeners, ``passwd`` (both) a shared test rig."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = registry.mqtt_hashes()
-    passwd = [f"{GATEWAY_USER}:{mosquitto_hash(gateway_password)}"]
-    passwd += [f"{device_id}:{digest}" for device_id, _kind, digest in rows]
+    gateway = [f"{GATEWAY_USER}:{mosquitto_hash(gateway_password)}"]
+    devices = [f"{device_id}:{digest}" for device_id, _kind, digest in rows]
     acl = acl_lines(store_id, [(device_id, kind) for device_id, kind, _ in rows])
     paths = (directory / "passwd", directory / "acl")
-    for path, lines in zip(paths, (passwd, acl), strict=True):
+    files = {paths[0]: gateway + devices, paths[1]: acl, directory / "passwd-gateway": gateway,
+             directory / "passwd-devices": devices or ["# no devices registered"]}  # fmt: skip
+    for path, lines in files.items():
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

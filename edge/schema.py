@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge import registry, settings
+from edge import listeners, registry, settings
 from edge.config import Config, load_config
 from edge.journal import Journal, Migration
 from edge.settings import FEATURES
@@ -32,7 +32,7 @@ def _features() -> list[Any]:
 
 
 def config_schema() -> dict[str, type]:
-    schema = dict(settings.CONFIG_SECTIONS)
+    schema = dict(settings.CONFIG_SECTIONS) | listeners.CONFIG_SECTIONS
     for feature in _features():
         for name, section in getattr(feature, "CONFIG_SECTIONS", {}).items():
             if name in schema:

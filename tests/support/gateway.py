@@ -27,6 +27,10 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
         "store": {"id": "s1", "state_dir": str(state_dir)},
         "mqtt": {"mode": "managed", "managed_port": 0},
         "http": {"host": "127.0.0.1", "port": 0},
+        # loopback only: a plaintext device listener on 127.0.0.1 and plain HTTP (tests of the store
+        # network's TLS links configure broker.interfaces and tls.http themselves)
+        "broker": {"interfaces": [], "plaintext_hosts": ["127.0.0.1"], "plaintext_port": 0},
+        "tls": {"http": False},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
@@ -51,7 +55,8 @@ class GatewayHandle:
 
     @property
     def broker(self) -> tuple[str, int]:
-        return self.gateway.broker_address
+        """Where devices connect (the plaintext loopback device listener in these tests)."""
+        return self.gateway.device_broker_address
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
