@@ -10,6 +10,7 @@ letters; the sets a store is likely to meet are listed.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from functools import cache
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "code_page_number",
     "decoding_table",
     "is_single_byte_codec",
+    "text_decoder",
 ]
 
 #: ESC t n → Python codec.
@@ -57,6 +59,14 @@ def code_page_number(codec: str) -> int | None:
         if codecs.lookup(name).name == wanted:
             return number
     return None
+
+
+@cache
+def text_decoder(codec: str | None, country: str = "usa") -> Callable[[bytes], str]:
+    """bytes → text as printed in ``codec`` under ``country``'s national set (U+FFFD where unknown)."""
+    table = decoding_table(codec, country)
+    latin1_to_printed = {b: table[b] for b in range(256) if table[b] != chr(b)}
+    return lambda raw: raw.decode("latin-1").translate(latin1_to_printed)
 
 
 @cache

@@ -52,12 +52,14 @@ class DisplaySettings:
 class PoleDisplay:
     settings: DisplaySettings = DisplaySettings()
     _bytes_of: dict[str, int] = field(init=False, repr=False, compare=False)
+    _all_ascii: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         code_page = self.settings.code_page if self.settings.command_set == "epson" else None
         table = decoding_table(code_page, self.settings.country)
         usable = [b for b in range(0x20, 0x100) if b != 0x7F and table[b] != "\ufffd"]
         object.__setattr__(self, "_bytes_of", {table[b]: b for b in reversed(usable)})
+        object.__setattr__(self, "_all_ascii", all(chr(b) in self._bytes_of for b in range(0x20, 0x7F)))
 
     def initialise(self) -> bytes:
         s = self.settings
@@ -71,6 +73,8 @@ class PoleDisplay:
 
     def fit(self, text: str) -> str:
         """``text`` with only characters this display can show."""
+        if text.isascii() and text.isprintable() and self._all_ascii:
+            return text
         out = []
         for ch in text:
             if ch in self._bytes_of:

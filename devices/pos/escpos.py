@@ -7,18 +7,19 @@ it — fixed parameters, a NUL-terminated list, or length-prefixed data (``GS ( 
 as text. Sources: Epson *ESC/POS Command Reference* (TM series), the CD5220/DLE real-time
 commands where noted. Data of any length is skipped as it streams past, without buffering it.
 
-:class:`CommandScanner` turns bytes into :class:`Token` s: printable bytes, known commands with
+:class:`CommandScanner` turns bytes into :class:`Token` s: runs of text bytes, known commands with
 their parameter bytes, and ``UNKNOWN`` / ``MALFORMED`` commands (only the prefix and command
 byte are known, so whatever follows is suspect: the receipt tap drops it up to the line end).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Action", "Command", "CommandScanner", "Token", "TokenKind", "command_table"]
+__all__ = ["Action", "Command", "CommandScanner", "Token", "TokenKind"]
 
 ESC, GS, FS, DLE = 0x1B, 0x1D, 0x1C, 0x10
 NUL = 0x00
@@ -188,16 +189,11 @@ _FS = _table({
 })  # fmt: skip
 _DLE = _table({"04": fixed(1), "05": fixed(1), "14": _dle_dc4})
 _TABLES = {ESC: _ESC, GS: _GS, FS: _FS, DLE: _DLE}
-
-
-def command_table() -> dict[str, list[str]]:
-    """Every command the scanner knows, by prefix (for the docs test and the README)."""
-    names = {ESC: "ESC", GS: "GS", FS: "FS", DLE: "DLE"}
-    return {names[p]: sorted(c.name for c in table.values()) for p, table in _TABLES.items()}
+_PREFIX = re.compile(rb"[\x10\x1b\x1c\x1d]")
 
 
 class TokenKind(Enum):
-    BYTE = "byte"  # a printable or control byte outside any command
+    TEXT = "text"  # a run of bytes outside any command (printable or control); ``data`` holds them
     COMMAND = "command"  # a known command; ``data`` is its parameter bytes (not its bulk data)
     UNKNOWN = "unknown"  # ESC/GS/FS + a byte the table does not know
     MALFORMED = "malformed"  # a known command whose parameters make no sense
@@ -206,9 +202,9 @@ class TokenKind(Enum):
 @dataclass(frozen=True, slots=True)
 class Token:
     kind: TokenKind
-    value: int = 0  # the byte (BYTE) or the prefix (other kinds)
+    value: int = 0  # the prefix byte (commands)
     command: Command | None = None
-    data: bytes = b""  # prefix, command byte and parameters, at most _HEADER bytes
+    data: bytes = b""  # the text run, or prefix, command byte and parameters (at most _HEADER bytes)
 
 
 class CommandScanner:
@@ -242,18 +238,20 @@ class CommandScanner:
                 self._skip = _u16(data, i) * _u16(data, i + 2) * 8
                 i += 4
                 continue
-            byte = data[i]
-            table = _TABLES.get(byte)
-            if table is None:
-                yield Token(TokenKind.BYTE, byte)
-                i += 1
+            match = _PREFIX.search(data, i)
+            j = match.start() if match else n
+            if j > i:
+                yield Token(TokenKind.TEXT, data=bytes(data[i:j]))
+                i = j
                 continue
+            byte = data[i]
+            table = _TABLES[byte]
             if i + 1 >= n:
                 break
             command = table.get(data[i + 1])
             if command is None:
                 if byte == DLE:  # a bare DLE is a control byte, not a command prefix
-                    yield Token(TokenKind.BYTE, byte)
+                    yield Token(TokenKind.TEXT, data=bytes([byte]))
                     i += 1
                     continue
                 yield Token(TokenKind.UNKNOWN, byte, None, bytes(data[i : i + 2]))

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from devices.errors import ParseError
-from devices.pos.charsets import CODE_PAGES, EPSON_COUNTRY_CODES, decoding_table
+from devices.pos.charsets import CODE_PAGES, EPSON_COUNTRY_CODES, text_decoder
 from devices.pos.escpos import Action, CommandScanner, TokenKind
 
 __all__ = ["Receipt", "ReceiptDecoder", "ReceiptGrammar", "ReceiptItem", "ReceiptStats", "parse_receipt"]
@@ -35,6 +35,7 @@ LF, CR, HT, FF = 0x0A, 0x0D, 0x09, 0x0C
 MAX_LINE = 200
 MAX_LINES = 400
 _COUNTRY_BY_CODE = {code: name for name, code in EPSON_COUNTRY_CODES.items()}
+_CONTROL = re.compile(rb"([\x00-\x1f\x7f])")
 
 DEFAULT_ITEM = (
     r"^\s*(?:(?P<qty>\d{1,4})\s*[xX]\s+)?(?P<name>\S.*?)"
@@ -153,6 +154,7 @@ class ReceiptDecoder:
         self._scanner = CommandScanner()
         self._strict = strict
         self._line: list[str] = []
+        self._line_length = 0
         self._lines: list[str] = []
         self._suspect = False  # an unknown command came earlier on this line
         self._unknown_in_receipt = 0
@@ -162,7 +164,7 @@ class ReceiptDecoder:
     def _reset_charset(self) -> None:
         self._code_page: str | None = self._default_code_page
         self._country = "usa"
-        self._table = decoding_table(self._code_page, self._country)
+        self._decode = text_decoder(self._code_page, self._country)
 
     @property
     def mid_command(self) -> bool:
@@ -172,8 +174,8 @@ class ReceiptDecoder:
     def feed(self, chunk: bytes) -> list[Receipt]:
         done: list[Receipt] = []
         for token in self._scanner.feed(chunk):
-            if token.kind is TokenKind.BYTE:
-                self._byte(token.value)
+            if token.kind is TokenKind.TEXT:
+                self._text(token.data)
                 continue
             if token.kind is not TokenKind.COMMAND:
                 if self._strict:
@@ -186,6 +188,7 @@ class ReceiptDecoder:
             action = token.command.action
             if action is Action.INIT:
                 self._line.clear()
+                self._line_length = 0
                 self._lines.clear()
                 self._suspect = False
                 self._unknown_in_receipt = 0
@@ -194,32 +197,39 @@ class ReceiptDecoder:
                 self._end_line()
             elif action is Action.COLUMN:
                 self._line.append("  ")
+                self._line_length += 2
             elif action is Action.CODE_PAGE:
                 self._code_page = CODE_PAGES.get(token.data[2])
-                self._table = decoding_table(self._code_page, self._country)
+                self._decode = text_decoder(self._code_page, self._country)
             elif action is Action.COUNTRY:
                 self._country = _COUNTRY_BY_CODE.get(token.data[2], "usa")
-                self._table = decoding_table(self._code_page, self._country)
+                self._decode = text_decoder(self._code_page, self._country)
             elif action is Action.CUT and (receipt := self._finish()) is not None:
                 done.append(receipt)
         return done
 
-    def _byte(self, byte: int) -> None:
-        if byte == LF or byte == FF:
-            self._end_line()
-        elif byte == HT:
-            self._line.append("  ")
-        elif byte >= 0x20 and byte != 0x7F:
-            if self._suspect:
-                self.stats.dropped_bytes += 1
-            elif len(self._line) < MAX_LINE:
-                self._line.append(self._table[byte])
+    def _text(self, run: bytes) -> None:
+        for piece in _CONTROL.split(run):
+            if not piece:
+                continue
+            if len(piece) == 1 and piece[0] < 0x20 or piece == b"\x7f":
+                if piece[0] in (LF, FF):
+                    self._end_line()
+                elif piece[0] == HT:
+                    self._line.append("  ")
+                    self._line_length += 2
+            elif self._suspect:
+                self.stats.dropped_bytes += len(piece)
+            elif self._line_length + len(piece) <= MAX_LINE:
+                self._line.append(self._decode(piece))
+                self._line_length += len(piece)
             else:
                 self.stats.overlong_lines += 1
 
     def _end_line(self) -> None:
         text = "".join(self._line).rstrip()
         self._line.clear()
+        self._line_length = 0
         self._suspect = False
         if text and len(self._lines) < MAX_LINES:
             self._lines.append(text)

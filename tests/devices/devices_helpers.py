@@ -23,8 +23,8 @@ def load_hex(path: Path) -> bytes:
     return bytes.fromhex(" ".join(lines))
 
 
-def fuzz_cases(local: int = 1500) -> int:
-    return 10_000 if os.environ.get("CI") else local
+def fuzz_cases(local: int = 1500, ci: int = 10_000) -> int:
+    return ci if os.environ.get("CI") else local
 
 
 def fuzz_seed() -> int:

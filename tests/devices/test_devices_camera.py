@@ -101,8 +101,9 @@ def _pipeline(bus: RecordingBus, clock: list[float], *, verifier: bool = True, i
     return pipeline, outlet
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["EQ2", "EQ1"])
 def test_qr_sign_in_from_generated_frames_writes_no_file(
-    tmp_path: Path, bus: RecordingBus, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bus: RecordingBus, monkeypatch: pytest.MonkeyPatch, compact: bool
 ) -> None:
     workdir, tmpdir = tmp_path / "cwd", tmp_path / "tmp"
     workdir.mkdir()
@@ -117,10 +118,15 @@ def test_qr_sign_in_from_generated_frames_writes_no_file(
         store_id="s1", device_id="cam-1", outlet=outlet, clock=lambda: clock[0],
         verifier=TokenVerifier(load_public_key(pub), lambda: clock[0]), counter=None,
     )  # fmt: skip
-    good = encode_token("app-42", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwMQ", key.sign)
-    other = encode_token("app-43", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwMg", key.sign)
-    expired = encode_token("app-44", int(NOW) - 600, int(NOW) - 480, "bm9uY2UtMDAwMw", key.sign)
-    forged = encode_token("app-45", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwNA", Ed25519PrivateKey.generate().sign)
+    def token(app_id: str, issued: int, expires: int, nonce: str, sign: object) -> str:
+        if compact:
+            return encode_compact_token(app_id, issued, expires, sign)  # type: ignore[arg-type]
+        return encode_token(app_id, issued, expires, nonce, sign)
+
+    good = token("app-42", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwMQ", key.sign)
+    other = token("app-43", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwMg", key.sign)
+    expired = token("app-44", int(NOW) - 600, int(NOW) - 480, "bm9uY2UtMDAwMw", key.sign)
+    forged = token("app-45", int(NOW), int(NOW) + 120, "bm9uY2UtMDAwNA", Ed25519PrivateKey.generate().sign)
     scene = Scene(3)
     before = sorted(p.name for p in tmp_path.rglob("*"))
 
