@@ -50,6 +50,8 @@ _INT_LIMIT = 2**63
 IDENTIFIER_KEYS = frozenset({"email", "phone", "loyaltyId", "appId"})
 MARKERS = {kind: f"[{kind}]" for kind in ("email", "phone", "card", "loyaltyId", "appId")}
 _DIGITS = b"0123456789"
+_CACHED_CHARS = 64
+_CACHE_SIZE = 4096
 _MATCHER_MAX_CHARS = 1024  # longer texts skip the phone matcher (its cost grows with the text)
 # any local part; domain labels of any characters but separators (internationalised names carry
 # combining marks that \w does not match)
@@ -126,6 +128,10 @@ class IdentifierGuard:
         self.region = region
         self.identifiers = identifiers
         self.matcher_budget = matcher_budget
+        # short strings already found valid (and, in _checked, free of identifiers): a bounded
+        # memo, cleared when full; holds nothing the matchers would flag
+        self._valid: set[str] = set()
+        self._checked: set[str] = set()
         self.trait_allow = frozenset(trait_allow) | IDENTIFIER_KEYS
         self._count = count
         self._dropped = dropped
@@ -243,12 +249,19 @@ class IdentifierGuard:
         return self._text(key, found, True)
 
     def _text(self, text: str, found: _Found, mask: bool) -> str:
+        checked = self._checked if mask and self.identifiers else self._valid
+        if text in checked:  # keys, names, SKUs repeat from event to event
+            return text
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidEvent("bad_text", "a string is not valid Unicode text (a lone surrogate)") from None
         if mask and self.identifiers and self._suspect(text, data):
             return self._mask(text, found)
+        if len(text) <= _CACHED_CHARS:
+            if len(checked) >= _CACHE_SIZE:
+                checked.clear()
+            checked.add(text)
         return text
 
     def _suspect(self, text: str, data: bytes | None = None) -> bool:
