@@ -5,9 +5,10 @@ receiver. The same generator and model as ``test_consent_log.py`` (seed printed,
 ``CONSENT_LOG_SEED``).
 
 What leaves is checked against the moment it left: every event about a person the receiver got
-carries the gateway's ``sentAt``; each change was sent and acknowledged (HTTP answer, PUBACK —
-both only after the commit) one after another, so at ``sentAt`` the changes acknowledged before
-are in force and the ones in flight may be. An event that left while the newest choice (by
+carries the gateway's ``sentAt``; each batch was sent and known committed (the HTTP answer
+comes after the commit; for MQTT, whose PUBACK is the broker's, its messageIds were seen in the
+journal) one after another, so at ``sentAt`` the changes committed before are in force and the
+ones in flight may be. An event that left while the newest choice (by
 event time) of every possible prefix of the sends was "no" is a leak.
 """
 
@@ -59,7 +60,7 @@ def test_interleavings_over_http_and_mqtt_with_sync_running(tmp_path: Path) -> N
                     answer = store.post_events(http, "kiosk-1", batch)
                     assert not answer["rejected"], answer
                 else:
-                    device.send(batch)
+                    device.send(batch, committed=True)
                 log.setdefault(token, []).append((started, time.time(), changes))
                 for change in changes:
                     models[token].store(*change)
