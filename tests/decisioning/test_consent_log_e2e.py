@@ -29,7 +29,8 @@ from .test_consent_log import Model, _ms, interleaving
 
 pytestmark = pytest.mark.integration
 
-INTERLEAVINGS = 60
+#: 60 in the suite (about 15 s); ``CONSENT_LOG_E2E=1000`` runs all thousand through the gateway
+INTERLEAVINGS = int(os.environ.get("CONSENT_LOG_E2E", "60"))
 MARGIN_S = 0.05  # the outbox asks the ledger just before it stamps sentAt
 
 
