@@ -38,7 +38,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     check.set_defaults(func=offers_check)
 
     forget = subparsers.add_parser(
-        "forget", help="erase a customer (token or raw identifier) and suppress them from now on"
+        "forget", help="erase a customer (token or raw identifier) and suppress them from now on;"
+        " asks the running gateway over <state dir>/control.sock, else works on the journal file"
     )
     forget.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
                         help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
@@ -48,7 +49,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     forget.set_defaults(func=forget_customer)
 
     export = subparsers.add_parser(
-        "export", help="everything the store holds about a customer, as one JSON document")
+        "export", help="everything the store holds about a customer, as one JSON document"
+        " (asks the running gateway, else reads the journal file)")
     export.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
                         help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
     export.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")

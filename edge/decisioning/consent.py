@@ -7,8 +7,8 @@ the ``messageId`` of the ``Consent Updated`` event that made it. A change arrive
 :meth:`ConsentLedger.admit`, inside the journal commit that stores the event for the first time:
 
 * a duplicate (a QoS 1 or HTTP redelivery of a stored messageId) is never applied again;
-* per person and purpose the newest choice *by event time* wins (equal times: the one stored
-  later — arrival order): an older
+* per person and purpose the newest choice *by event time* wins (the ``timestamp``, capped at
+  the arrival time; equal times: the one stored later — arrival order): an older
   change arriving late is stored in the journal, counted (:attr:`ConsentLedger.stale`), and does
   not override a newer one;
 * every event the commit stores is stamped with the snapshot in force at that point of the
@@ -221,11 +221,12 @@ def validate_preferences(preferences: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def event_time_ms(event: Event) -> int:
-    """When the event happened (its ``timestamp``, the device clock), in ms; validated on ingest."""
+    """When the choice was made: the event's ``timestamp`` (the device clock), but never later
+    than its arrival — a future-dated change must not outlast the person's next choice."""
     try:
         parsed = datetime.fromisoformat(event.timestamp.replace("Z", "+00:00"))
     except ValueError:
         return event.received_ms
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return min(int(parsed.timestamp() * 1000), event.received_ms)

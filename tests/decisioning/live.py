@@ -17,7 +17,15 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from support.gateway import GatewayHandle, device_client, make_config, register, running_gateway, topic
+from support.gateway import (
+    GatewayHandle,
+    device_client,
+    make_config,
+    register,
+    running_gateway,
+    topic,
+    wait_until,
+)
 from support.services import free_port, wait_for_port
 
 from edge.registry import Credentials
@@ -101,19 +109,25 @@ def live_store(tmp_path: Path, features: tuple[str, ...] = ("edge.model", "edge.
 
 
 class MqttDevice:
-    """A paho MQTT 5 device publishing QoS 1 events; :meth:`send` returns after the PUBACK,
-    which the gateway sends only once the events are committed."""
+    """A paho MQTT 5 device publishing QoS 1 events. The PUBACK comes from the broker, not
+    the journal: :meth:`send` returns once the broker has the message and, with
+    ``committed=True``, once every messageId sent is in the gateway's journal."""
 
     def __init__(self, store: Store, device: str, client: mqtt.Client) -> None:
+        self.store = store
         self.topic = topic(store.gateway, store.devices[device], "events")
         self.client = client
         self.lock = threading.Lock()
 
-    def send(self, events: list[dict[str, Any]], timeout: float = 30) -> None:
+    def send(self, events: list[dict[str, Any]], *, committed: bool = False, timeout: float = 30) -> None:
         with self.lock:
             info = self.client.publish(self.topic, json.dumps(events).encode(), qos=1)
         info.wait_for_publish(timeout)
         assert info.is_published()
+        if committed:
+            journal = self.store.gateway.gateway.context.journal  # type: ignore[union-attr]
+            ids = [e["messageId"] for e in events]
+            wait_until(lambda: all(journal.get(m) is not None for m in ids), timeout=timeout, interval=0.002)
 
 
 @contextmanager

@@ -231,3 +231,16 @@ async def test_offline_drain_check_sends_withdrawals_but_nothing_of_the_erased(
     outbound, _, skipped = outbox.select(records, set())
     assert [json.loads(e.body)["messageId"] for e in outbound] == [f"w-{kept}"]
     assert skipped["erased"] == 1 and skipped["no_consent"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_future_dated_grant_cannot_outlast_the_next_withdrawal(gateway: Gateway) -> None:
+    """Event time is capped at arrival: a device clock years ahead does not lock a choice in."""
+    gw = gateway
+    token = gw.component.identity.token("loyaltyId", "2100")
+    arrival_ms = int(gw.clock() * 1000)
+    await gw.publish(gw.source(), [consent_event("future", token, arrival_ms + 10 * 365 * 86_400_000, True)])
+    assert gw.component.consent.records(token)["cdp_sync"].updated_ms == arrival_ms
+    gw.clock.advance(1)
+    await gw.publish(gw.source(), [consent_event("now", token, arrival_ms + 1000, False)])
+    assert not gw.component.allows(token, "cdp_sync")

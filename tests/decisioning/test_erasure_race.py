@@ -75,8 +75,9 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
             assert reply.status_code == 200, reply.text
             store.post_events(http, "kiosk-1", [  # the visit before signing in
                 {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001", "note": note}}])
-            device.send([{"event": "Customer Identified", "userId": token, "anonymousId": visit},
-                         *_person_events(token, visit, note, -1)])
+            device.send([{"event": "Customer Identified", "userId": token, "anonymousId": visit,
+                          "messageId": "identified-1"}], committed=True)
+            device.send(_person_events(token, visit, note, -1))
             answer = store.post_events(http, "kiosk-1", [  # refused before the erasure: a dead letter
                 {"event": "Not An Event", "userId": token, "properties": {"note": note}}])
             assert answer["rejected"][0]["reason"] == "unknown_event"
@@ -116,6 +117,9 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
             stop.set()
             for thread in threads:
                 thread.join(30)
+            # one device's messages are handled in order: once this is committed, all were
+            device.send([{"event": "Audience Measured", "messageId": "mqtt-marker", "properties": {"count": 1}}],
+                        committed=True)
             assert sum(t > returned for t in sent_http) > 0 and sum(t > returned for t in sent_mqtt) > 0
             late = http.post("/v1/decisions", headers=store.auth("kiosk-1"), json={
                 "userId": token, "anonymousId": visit, "basket": []})
