@@ -67,23 +67,24 @@ class Backbone:
 
     def streams(self) -> list[StreamConfig]:
         c = self.config
-        common = {"storage": StorageType.FILE, "num_replicas": c.replicas}
+        file, replicas = StorageType.FILE, c.replicas
         return [
             StreamConfig(
                 name=EVENTS_STREAM, subjects=["cdp.events.>"], retention=RetentionPolicy.LIMITS,
                 discard=DiscardPolicy.NEW, max_age=c.events_max_age_days * DAY_S,
-                max_bytes=c.events_max_bytes, duplicate_window=c.duplicate_window_s, **common,
+                max_bytes=c.events_max_bytes, duplicate_window=c.duplicate_window_s, storage=file, num_replicas=replicas,
             ),
             StreamConfig(
                 name=DOWNLINK_STREAM, subjects=["cdp.downlink.>"],
                 retention=RetentionPolicy.INTEREST, max_age=c.downlink_max_age_days * DAY_S,
                 max_bytes=-1,
-                duplicate_window=c.duplicate_window_s, max_msg_size=8 * 1024 * 1024, **common,
+                duplicate_window=c.duplicate_window_s, max_msg_size=8 * 1024 * 1024, storage=file,
+                num_replicas=replicas,
             ),
             StreamConfig(
                 name=STATUS_STREAM, subjects=["cdp.status.>"], retention=RetentionPolicy.LIMITS,
                 max_age=30 * DAY_S, max_msgs_per_subject=16, max_bytes=-1, duplicate_window=120,
-                **common,
+                storage=file, num_replicas=replicas,
             ),
         ]  # fmt: skip
 

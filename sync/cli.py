@@ -62,10 +62,11 @@ def add_commands(
         "publish-model", help="sign a model directory and roll it out to the fleet in waves"
     )
     publish_model.add_argument("model_dir", type=Path, help="model directory (model.onnx, manifest.json, …)")
-    publish_model.add_argument("--catalog", required=True, help="offer catalog version the model is for")
+    publish_model.add_argument(
+        "--catalog", help="product catalog the stores' model must have been built for"
+        " (default: sha256 of MODEL_DIR/catalog.csv)",
+    )
     publish_model.add_argument("--version", help="release version (default: the model manifest's)")
-    publish_model.add_argument("--signing-key", type=Path, required=True,
-                               help="the centre's Ed25519 private key (PEM, PKCS#8)")  # fmt: skip
     publish_offers = central_cmds.add_parser(
         "publish-offers", help="roll an offers file out to the fleet in waves"
     )
@@ -80,9 +81,14 @@ def add_commands(
     status.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
     for p in (publish_model, publish_offers):
         p.add_argument("--fleet", type=Path, required=True, help="the fleet directory")
+        p.add_argument("--signing-key", type=Path, required=True,
+                       help="the centre's Ed25519 private key (PEM, PKCS#8)")  # fmt: skip
         p.add_argument("--canaries", type=int, default=2, help="stores in the first wave (2)")
         p.add_argument("--fraction", type=float, default=0.10, help="share of the fleet in the second wave (0.10)")
         p.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to report healthy")
+        p.add_argument("--max-error-rate", type=float, default=0.01, help="highest error share of decisions (0.01)")
+        p.add_argument("--latency-factor", type=float, default=1.5,
+                       help="highest p99 as a multiple of the store's p99 before the rollout (1.5, + 5 ms)")  # fmt: skip
         p.set_defaults(func=_central_publish)
     for p in (streams, run, erase, erasures, publish_model, publish_offers, status, train):
         p.add_argument("--nats", action="append", help="NATS URL (repeat for a cluster)")
@@ -228,20 +234,20 @@ def _central_erase(args: argparse.Namespace) -> int:
 def _central_publish(args: argparse.Namespace) -> int:
     from sync.identities import FleetIdentities
     from sync.nats_sink import connect
-    from sync.rollout import ReleaseStore, model_release, offers_release, roll_out
+    from sync.rollout import HealthRule, ReleaseStore, model_release, offers_release, roll_out
 
     config = _central_config(args, postgres=False)
     try:
-        if args.central_command == "publish-model":
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-            key = load_pem_private_key(args.signing_key.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{args.signing_key} is not an Ed25519 private key")
+        key = load_pem_private_key(args.signing_key.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{args.signing_key} is not an Ed25519 private key")
+        if args.central_command == "publish-model":
             release = model_release(args.model_dir, key, args.catalog, args.version)
         else:
-            release = offers_release(args.file)
+            release = offers_release(args.file, key)
     except (OSError, ValueError) as exc:
         print(f"central {args.central_command}: {exc}", file=sys.stderr)
         return 2
@@ -253,6 +259,7 @@ def _central_publish(args: argparse.Namespace) -> int:
             return await roll_out(
                 nc.jetstream(timeout=30), release, stores, ReleaseStore(args.fleet),
                 canaries=args.canaries, fraction=args.fraction, wave_timeout_s=args.wave_timeout,
+                rule=HealthRule(max_error_rate=args.max_error_rate, latency_factor=args.latency_factor),
                 on_progress=lambda line: print(line, file=sys.stderr),
             )  # fmt: skip
         finally:

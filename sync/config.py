@@ -121,8 +121,9 @@ class DownlinkConfig:
         " as sync_nats.credentials; empty for none.",
     )
     model_public_key: str = doc(
-        "", "Ed25519 public key (base64 of the 32 raw bytes) that must have signed model manifests;"
-        " empty refuses every model update.", _public_key,
+        "", "Ed25519 public key (base64 of the 32 raw bytes) that must have signed model manifests"
+        " and offer catalogs; empty refuses every model update (and accepts unsigned offers).",
+        _public_key,
     )
     model_dir: Path = doc(
         Path("models/incoming"), "Where verified model files are unpacked (relative to the state dir)."

@@ -43,7 +43,7 @@ from edge.journal import Journal
 from sync import tables
 from sync.config import DownlinkConfig
 from sync.errors import DownlinkRefused, TransientSinkError
-from sync.manifest import load_public_key, verify_manifest
+from sync.manifest import load_public_key, verify_manifest, verify_offers
 from sync.messages import (
     ConsentChange,
     DownlinkMessage,
@@ -167,6 +167,8 @@ class Downlink:
         elif isinstance(message, ErasureRequest):
             self.handlers.erase(message.user_id, message.request_id)
         elif isinstance(message, OfferCatalog):
+            if self._public_key is not None:  # a store that verifies models verifies offers too
+                verify_offers(self._public_key, message.catalog, message.signature)
             self.handlers.install_offers(message.catalog)
         else:
             directory = self._unpack_model(message)

@@ -27,7 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sync.errors import DownlinkRefused
 
-__all__ = ["Manifest", "load_public_key", "sign_manifest", "verify_manifest"]
+__all__ = ["Manifest", "load_public_key", "sign_manifest", "sign_offers", "verify_manifest", "verify_offers"]
+
+#: Offer catalogs are signed over this prefix + the file, so no signature of one kind of
+#: message (a model manifest) can ever pass for another.
+OFFERS_CONTEXT = b"edge-offers-v1\n"
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -114,3 +118,18 @@ def _parse(data: Any) -> Manifest:
             raise DownlinkRefused("bad_manifest", f"manifest entry {name} needs a size")
         parsed[name] = (digest, size)
     return Manifest(model, version, catalog, parsed)
+
+
+def sign_offers(private_key: Ed25519PrivateKey, catalog: bytes) -> bytes:
+    """For the centre: the signature an offers message carries."""
+    return private_key.sign(OFFERS_CONTEXT + catalog)
+
+
+def verify_offers(public_key: Ed25519PublicKey, catalog: bytes, signature: bytes) -> None:
+    """Raises DownlinkRefused unless ``signature`` is the centre's over ``catalog``."""
+    if not signature:
+        raise DownlinkRefused("unsigned", "offers must be signed when downlink.model_public_key is set")
+    try:
+        public_key.verify(signature, OFFERS_CONTEXT + catalog)
+    except InvalidSignature:
+        raise DownlinkRefused("bad_signature", "offers signature does not verify") from None

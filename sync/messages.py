@@ -5,7 +5,8 @@ Each message is one JSON object with a ``kind``::
     {"kind": "consent", "id": "…", "userId": "ct_…", "categoryPreferences": {"cdp_sync": false},
      "source": "cdp", "timestamp": "2026-12-01T18:00:00Z"}   (timestamp optional)
     {"kind": "erasure", "requestId": "…", "userId": "ct_…"}
-    {"kind": "offers", "id": "…", "catalog": "…the offers file (TOML text), written as is…"}
+    {"kind": "offers", "id": "…", "catalog": "…the offers file (TOML text), written as is…",
+     "signature": "<base64 Ed25519, see sync.manifest.verify_offers>"}
     {"kind": "model", "id": "…", "manifest": "<base64>", "signature": "<base64>",
      "files": {"model.onnx": "<base64>", …}}
 
@@ -64,6 +65,7 @@ class ErasureRequest:
 class OfferCatalog:
     id: str
     catalog: bytes  # the offers file (TOML) as UTF-8 bytes
+    signature: bytes = b""  # Ed25519 over sync.manifest.offers_signed_bytes(catalog); b"" if unsigned
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def parse_downlink(payload: bytes, max_bytes: int = 8 * 1024 * 1024) -> Downlink
             encoded = catalog.encode("utf-8")
         except UnicodeEncodeError:
             raise DownlinkRefused("wrong_type", "catalog is not valid UTF-8 text") from None
-        return OfferCatalog(_id(data, "id"), encoded)
+        signature = _b64(data["signature"], "signature") if data.get("signature") is not None else b""
+        return OfferCatalog(_id(data, "id"), encoded, signature)
     if kind == "model":
         files = data.get("files")
         if not isinstance(files, dict):
@@ -137,6 +140,8 @@ def encode_downlink(message: DownlinkMessage) -> bytes:
         body = {"kind": "erasure", "requestId": message.request_id, "userId": message.user_id}
     elif isinstance(message, OfferCatalog):
         body = {"kind": "offers", "id": message.id, "catalog": message.catalog.decode()}
+        if message.signature:
+            body["signature"] = base64.b64encode(message.signature).decode()
     else:
         body = {"kind": "model", "id": message.id,
                 "manifest": base64.b64encode(message.manifest).decode(),

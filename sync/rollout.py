@@ -34,10 +34,11 @@ from nats.js import JetStreamContext
 
 from sync.backbone import STATUS_STREAM
 from sync.health import StoreHealth, parse_health, status_subject
-from sync.manifest import sign_manifest
+from sync.manifest import sign_manifest, sign_offers
 from sync.messages import ModelUpdate, OfferCatalog, downlink_subject, encode_downlink
 
 __all__ = [
+    "HealthRule",
     "Release",
     "ReleaseStore",
     "RolloutResult",
@@ -57,11 +58,19 @@ class Release:
     payload: bytes  # the encoded downlink message
 
 
-def model_release(model_dir: Path, key: Ed25519PrivateKey, catalog: str, version: str | None = None) -> Release:
-    """Sign every file of ``model_dir`` for stores whose offer catalog is ``catalog``."""
+def model_release(
+    model_dir: Path, key: Ed25519PrivateKey, catalog: str | None = None, version: str | None = None
+) -> Release:
+    """Sign every file of ``model_dir`` for stores whose model in force was built for product
+    catalog ``catalog`` (default: the sha256 of the directory's catalog.csv, what a gateway's
+    model component compares)."""
     files = {p.name: p.read_bytes() for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
     if "model.onnx" not in files:
         raise ValueError(f"{model_dir} has no model.onnx: not a model directory")
+    if catalog is None:
+        if "catalog.csv" not in files:
+            raise ValueError(f"{model_dir} has no catalog.csv: pass --catalog")
+        catalog = hashlib.sha256(files["catalog.csv"]).hexdigest()
     if version is None:
         version = str(json.loads(files.get("manifest.json", b"{}")).get("version") or "")
         if not version:
@@ -75,9 +84,9 @@ def model_release(model_dir: Path, key: Ed25519PrivateKey, catalog: str, version
                    encode_downlink(ModelUpdate(message_id, data, signature, files)))  # fmt: skip
 
 
-def offers_release(path: Path) -> Release:
-    """An offers file; its version is its top-level ``version`` (else its sha256), as the
-    store's :meth:`sync.downlink.OffersFile.version` reads it."""
+def offers_release(path: Path, key: Ed25519PrivateKey) -> Release:
+    """An offers file, signed; its version is its top-level ``version`` (else its sha256), as
+    the store's :meth:`sync.downlink.OffersFile.version` reads it."""
     data = Path(path).read_bytes()
     try:
         version = tomllib.loads(data.decode("utf-8")).get("version")
@@ -86,7 +95,8 @@ def offers_release(path: Path) -> Release:
     if not isinstance(version, str) or not version:
         version = hashlib.sha256(data).hexdigest()
     message_id = f"offers-{version}"[:128]
-    return Release("offers", version, message_id, encode_downlink(OfferCatalog(message_id, data)))
+    message = OfferCatalog(message_id, data, sign_offers(key, data))
+    return Release("offers", version, message_id, encode_downlink(message))
 
 
 class ReleaseStore:

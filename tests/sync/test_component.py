@@ -98,7 +98,7 @@ def test_cli_commands_parse_and_are_documented():
                  ["central", "identities", "--fleet", "f", "--store", "s1"], ["central", "streams", "--fleet", "f"],
                  ["central", "erasures"], ["central", "status", "--fleet", "f"],
                  ["central", "publish-model", "m", "--catalog", "c", "--signing-key", "k", "--fleet", "f"],
-                 ["central", "publish-offers", "o.toml", "--fleet", "f"],
+                 ["central", "publish-offers", "o.toml", "--fleet", "f", "--signing-key", "k"],
                  ["central", "train", "--out", "m", "--catalog", "c.csv"]):  # fmt: skip
         assert callable(parser.parse_args(argv).func)
         assert f"edge {' '.join(argv[:2])}" in docs, argv

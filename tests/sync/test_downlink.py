@@ -21,7 +21,7 @@ from sync import MIGRATIONS
 from sync.config import DownlinkConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
 from sync.errors import DownlinkRefused
-from sync.manifest import sign_manifest
+from sync.manifest import sign_manifest, sign_offers
 from sync.messages import (
     ConsentChange,
     ErasureRequest,
@@ -80,7 +80,7 @@ def test_consent_erasure_and_offers_are_applied_in_order(setup):
     assert down.apply(encode_downlink(ConsentChange("c1", token(1), {"cdp_sync": False}, "cdp"))) == "applied"
     assert down.apply(encode_downlink(ErasureRequest("r1", token(2)))) == "applied"
     new = b'version = "cat-2"\n'
-    assert down.apply(encode_downlink(OfferCatalog("o2", new))) == "applied"
+    assert down.apply(encode_downlink(OfferCatalog("o2", new, sign_offers(KEY, new)))) == "applied"
     assert [c[0] for c in rec.calls] == ["consent", "erase", "offers"]
     assert rec.calls[0][1] == (token(1), {"cdp_sync": False}, "cdp")
     assert rec.calls[1][1] == (token(2), "r1")
@@ -215,3 +215,17 @@ def test_a_failed_swap_or_a_refusing_handler_is_not_retried(setup):
     assert not (down.model_root / "2026.11.22").exists()
     assert down.apply(encode_downlink(ConsentChange("c", token(1), {"cdp_sync": True}, "cdp"))) == "refused"
     assert [r["detail"].split(":")[0] for r in downlink_log(journal)] == ["handler_refused", "swap_failed"]
+
+
+def test_offers_must_be_signed_by_the_centre_when_the_store_verifies(setup):
+    down, rec, journal = setup
+    catalog = b'version = "cat-9"\n'
+    other = Ed25519PrivateKey.generate()
+    for message in (OfferCatalog("u", catalog), OfferCatalog("o", catalog, sign_offers(other, catalog)),
+                    OfferCatalog("t", catalog + b"# tampered\n", sign_offers(KEY, catalog)),
+                    OfferCatalog("m", catalog, model_update().signature)):  # fmt: skip
+        assert down.apply(encode_downlink(message)) == "refused"
+    assert rec.offers.version() == "cat-1" and not [c for c in rec.calls if c[0] == "offers"]
+    details = [r["detail"].split(":")[0] for r in downlink_log(journal)]
+    assert details == ["bad_signature", "bad_signature", "bad_signature", "unsigned"]
+    assert parse_downlink(encode_downlink(OfferCatalog("o", catalog, sign_offers(KEY, catalog)))).signature

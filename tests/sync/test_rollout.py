@@ -18,7 +18,7 @@ import nats.errors
 import pytest
 from conftest import running_nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from edge.journal import Journal
 from models import DEFAULT_MODEL_DIR
@@ -39,6 +39,9 @@ from sync.tables import downlink_log
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = base64.b64encode(KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 STORES = [f"r{i:02d}" for i in range(12)]
+# the stores' latency is measured on a shared, loaded test machine: the rollouts here judge it
+# loosely (the latency and error-rate checks themselves are the health-rule test below)
+LOOSE = HealthRule(latency_factor=20.0, latency_slack_ms=100.0)
 BASKET = ["SKU00000", "SKU00001"]
 
 
@@ -76,7 +79,8 @@ class SimStore:
 
     def health(self) -> StoreHealth:
         refused = [r for r in downlink_log(self.journal) if r["outcome"] == "refused"]
-        p99 = sorted(self.latencies)[int(0.99 * (len(self.latencies) - 1))] if self.latencies else None
+        recent = sorted(self.latencies[-200:])
+        p99 = recent[int(0.99 * (len(recent) - 1))] if recent else None
         return StoreHealth(self.id, time.time(), self.version, self.offers.version(), self.decisions, self.errors, p99, 0,
                            refused[0]["ref"] if refused else None, refused[0]["detail"] if refused else None)
 
@@ -132,10 +136,10 @@ def test_a_failing_canary_halts_the_rollout_and_a_good_one_reaches_every_store(t
             js = nc.jetstream(timeout=10)
             try:
                 first = await roll_out(js, good, STORES, releases, wave_timeout_s=30, poll_s=0.2,
-                                       on_progress=lines.append)  # fmt: skip
+                                       rule=LOOSE, on_progress=lines.append)  # fmt: skip
                 versions_after_good = {s.id: s.version for s in stores}
                 second = await roll_out(js, bad, STORES, releases, wave_timeout_s=30, poll_s=0.2,
-                                        on_progress=lines.append)  # fmt: skip
+                                        rule=LOOSE, on_progress=lines.append)  # fmt: skip
                 await asyncio.sleep(1.0)  # anything (wrongly) sent to later waves would land now
                 bad_outcome = {s.id: s.version for s in stores}
                 # offers through the command line, then the fleet as `edge central status` shows it
@@ -145,8 +149,11 @@ def test_a_failing_canary_halts_the_rollout_and_a_good_one_reaches_every_store(t
                 toml.write_text(f'[central]\nservers = ["{hub.url}"]\ncredentials = "{fleet.central_seed}"\n')
                 parser = argparse.ArgumentParser(prog="edge")
                 add_commands(parser.add_subparsers(dest="command"))
+                pem = tmp_path / "centre.pem"
+                pem.write_bytes(KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
                 args = parser.parse_args(["central", "publish-offers", str(offers), "--fleet", str(fleet.root),
-                                          "--config", str(toml), "--wave-timeout", "30"])  # fmt: skip
+                                          "--signing-key", str(pem), "--config", str(toml),
+                                          "--wave-timeout", "30", "--latency-factor", "20"])  # fmt: skip
                 code = await asyncio.to_thread(args.func, args)
                 status = await fleet_status(hub.central_config(), STORES)
                 return first, versions_after_good, second, bad_outcome, code, status
