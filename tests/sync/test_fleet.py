@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import running_nats, stop
+from natsservers import running_nats, stop
 from support.gateway import make_config, register, running_gateway, wait_until
 from support.services import free_port
 

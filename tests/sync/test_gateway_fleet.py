@@ -16,9 +16,9 @@ import time
 
 import httpx
 import pytest
-from conftest import running_nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from natsservers import running_nats
 from support.gateway import make_config, register, running_gateway
 
 from models import DEFAULT_MODEL_DIR

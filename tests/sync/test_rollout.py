@@ -16,9 +16,9 @@ from pathlib import Path
 
 import nats.errors
 import pytest
-from conftest import running_nats
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from natsservers import running_nats
 
 from edge.journal import Journal
 from models import DEFAULT_MODEL_DIR
