@@ -43,6 +43,7 @@ MAX_BATCH = 1024
 _NEG_INF = float("-inf")
 _PAD_ID = [-1]
 _PAD_WEIGHT = [0.0]
+_SEQUENCES = {list, tuple}  # the usual request shapes, accepted without the ABC check
 
 Request = tuple[Sequence[str], Sequence[tuple[str, float]], "Context | None"]
 
@@ -169,9 +170,11 @@ class Recommender:
     def _encode(
         self, basket: Sequence[str], history: Sequence[tuple[str, float]], context: Context | None
     ) -> tuple[list[int], list[int], list[float], np.ndarray]:
-        if isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence):
+        if type(basket) not in _SEQUENCES and (
+                isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence)):
             raise ModelError("basket must be a sequence of SKU strings")
-        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        if type(history) not in _SEQUENCES and (
+                isinstance(history, (str, bytes)) or not isinstance(history, Sequence)):
             raise ModelError("history must be a sequence of (sku, weight) pairs")
         # C-level passes (map/set/all) instead of a Python loop per entry: this runs before
         # every inference, and at 2,000 SKUs the inference itself takes only ≈ 50 µs
