@@ -4,7 +4,7 @@ Prints figures, asserts nothing. Run pinned to one core, as PERFORMANCE.md asks:
 
     taskset -c 0 .venv/bin/python bench/recommend.py
 
-For 2,000 and 50,000 SKUs (dim 64) a synthetic model is exported through the real export path
+For 2,000 and 50,000 SKUs (dim 64, 16 complement partners per SKU) a synthetic model is exported through the real export path
 (``models.export.write_model_dir``), loaded with ``Recommender.load`` (1 intra-op thread), then:
 single-request p50/p99 of ``Recommender.recommend`` (5-item basket, 20-item history, context)
 vs ``session.run`` on the same graph and session options with prepared arrays; batch-32

@@ -141,14 +141,22 @@ def personal_counts(req: Requests, rows: slice, n: int) -> np.ndarray:
     return out
 
 
-def tifu_scores(vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: float) -> np.ndarray:
-    """α·u + (1 − α)·mean of the neighbours' vectors; customers unseen in training (−1) score 0."""
+def neighbour_mean(vec: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """Per request, the mean vector of its nearest users ``near`` [R, k]."""
+    pick = np.zeros((len(near), len(vec)), dtype=np.float32)
+    pick[np.repeat(np.arange(len(near)), near.shape[1]), near.ravel()] = 1.0 / near.shape[1]
+    return pick @ vec.astype(np.float32)  # float32: a ranking reference, 2× faster
+
+
+def tifu_scores(vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: float,
+                others: np.ndarray | None = None) -> np.ndarray:
+    """α·u + (1 − α)·mean of the neighbours' vectors (``others`` if already computed);
+    customers unseen in training (−1) score 0."""
     own = np.where(cust[:, None] >= 0, vec[np.maximum(cust, 0)], 0.0)
     if alpha >= 1.0 or near.shape[1] == 0:
         return own
-    pick = np.zeros((len(cust), len(vec)), dtype=np.float32)
-    pick[np.repeat(np.arange(len(cust)), near.shape[1]), near.ravel()] = 1.0 / near.shape[1]
-    others = pick @ vec.astype(np.float32)  # float32: a ranking reference, 2× faster
+    if others is None:
+        others = neighbour_mean(vec, near)
     return alpha * own + (1 - alpha) * others * (cust[:, None] >= 0)
 
 
@@ -176,8 +184,9 @@ def _tune_tifu(fit: Dataset, val: Requests, counts: np.ndarray, cosine: Sparse
         near_all = np.zeros((len(val), min(k_max, len(vec) - 1)), np.int64)
         if known.any():
             near_all[known] = _nearest(vec, cust[known], k_max)
+        means = {k: neighbour_mean(vec, near_all[:, :k]) for k in TIFU_GRID["neighbours"]}
         for alpha, k in product(TIFU_GRID["alpha"], TIFU_GRID["neighbours"]):
-            scores = tifu_scores(vec, cust, near_all[:, :k], alpha) + tie
+            scores = tifu_scores(vec, cust, near_all[:, :k], alpha, means[k]) + tie
             m_ = ranking_metrics(top_k(scores, val.baskets, 10), val.hidden)
             value = m_["recall@10"] + m_["ndcg@10"]
             if value > best[0] + 1e-9:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import threading
@@ -29,11 +28,12 @@ import onnxruntime as ort
 
 from .batching import MicroBatcher
 from .catalog import Catalog, load_catalog
-from .context import CTX_DIM, Context, encode_context
+from .context import CTX_DIM, Context
 from .errors import DataError, ModelError
 from .export import INPUTS, OUTPUTS
 from .history import HistoryKernel
 from .manifest import check_file, read_manifest
+from .validation import NUMBER_TYPES, PAIR_TYPES, STR_TYPES, TWO, check_pairs, context_vector
 
 __all__ = ["Context", "ModelHolder", "Recommender", "Request", "Scored"]
 
@@ -43,6 +43,7 @@ MAX_BATCH = 1024
 _NEG_INF = float("-inf")
 _PAD_ID = [-1]
 _PAD_WEIGHT = [0.0]
+_SEQUENCES = {list, tuple}  # the usual request shapes, accepted without the ABC check
 
 Request = tuple[Sequence[str], Sequence[tuple[str, float]], "Context | None"]
 
@@ -55,51 +56,6 @@ class Scored(NamedTuple):
 
     sku: str
     score: float
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_context(context: Context) -> np.ndarray:
-    vec = encode_context(context)
-    vec.flags.writeable = False
-    return vec
-
-
-_NUMBER = (int, float, np.integer, np.floating)
-_STR = {str}
-_PAIR = {tuple, list}
-_TWO = {2}
-_NUMBERS = {int, float, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
-            np.int8, np.uint64, np.uint32, np.uint16, np.uint8}
-
-
-def _check_pairs(history: Sequence[object]) -> None:
-    """The slow, exact check behind the fast type-set test: accepts subclasses (a str
-    subclass, a named tuple), raises ModelError for anything that is not (sku, number)."""
-    for entry in history:
-        try:
-            sku, weight = entry  # type: ignore[misc]
-        except (TypeError, ValueError):
-            raise ModelError("history entries must be (sku, weight) pairs") from None
-        if not isinstance(sku, str) or not isinstance(weight, _NUMBER) or isinstance(weight, bool):
-            raise ModelError("history entries must be (sku: str, weight: number) pairs")
-_NO_CONTEXT = np.zeros(CTX_DIM, dtype=np.float32)
-_NO_CONTEXT.flags.writeable = False
-
-
-def _context_vector(context: Context | None) -> np.ndarray:
-    """The encoded context, validated; None means no context information."""
-    if context is None:
-        return _NO_CONTEXT
-    if not isinstance(context, Context):
-        raise ModelError("context must be a models.Context or None")
-    if not (type(context.hour) is int and 0 <= context.hour < 24):
-        raise ModelError(f"context hour {context.hour!r} is not 0–23")
-    if not (type(context.weekday) is int and 0 <= context.weekday < 7):
-        raise ModelError(f"context weekday {context.weekday!r} is not 0 (Mon)–6 (Sun)")
-    try:
-        return _cached_context(context)
-    except TypeError:  # an unhashable field (e.g. a list as zone): encode without the cache
-        return encode_context(context)
 
 
 class Recommender:
@@ -214,14 +170,16 @@ class Recommender:
     def _encode(
         self, basket: Sequence[str], history: Sequence[tuple[str, float]], context: Context | None
     ) -> tuple[list[int], list[int], list[float], np.ndarray]:
-        if isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence):
+        if type(basket) not in _SEQUENCES and (
+                isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence)):
             raise ModelError("basket must be a sequence of SKU strings")
-        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        if type(history) not in _SEQUENCES and (
+                isinstance(history, (str, bytes)) or not isinstance(history, Sequence)):
             raise ModelError("history must be a sequence of (sku, weight) pairs")
         # C-level passes (map/set/all) instead of a Python loop per entry: this runs before
         # every inference, and at 2,000 SKUs the inference itself takes only ≈ 50 µs
         get = self.catalog.positions.get
-        if not set(map(type, basket)) <= _STR:
+        if not set(map(type, basket)) <= STR_TYPES:
             bad = next((s for s in basket if not isinstance(s, str)), None)
             if bad is not None:
                 raise ModelError(f"basket entries must be SKU strings, got {type(bad).__name__}")
@@ -232,12 +190,12 @@ class Recommender:
             self._count("basket_truncated")
             items = items[-self.max_basket :]
         if not history:
-            return items, [], [], _context_vector(context)
-        if not set(map(type, history)) <= _PAIR or set(map(len, history)) != _TWO:
-            _check_pairs(history)
+            return items, [], [], context_vector(context)
+        if not set(map(type, history)) <= PAIR_TYPES or set(map(len, history)) != TWO:
+            check_pairs(history)
         skus, values = zip(*history, strict=True)
-        if not set(map(type, skus)) <= _STR or not set(map(type, values)) <= _NUMBERS:
-            _check_pairs(history)
+        if not set(map(type, skus)) <= STR_TYPES or not set(map(type, values)) <= NUMBER_TYPES:
+            check_pairs(history)
         if min(values) < 0 or max(values) > MAX_WEIGHT or any(map(math.isnan, values)):
             bad = next(w for w in values if not 0 <= w <= MAX_WEIGHT)
             raise ModelError(f"history weight {bad!r} is not in [0, {MAX_WEIGHT:g}]")
@@ -256,7 +214,7 @@ class Recommender:
             self._count("history_truncated")
             kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_history]
             weights = dict(kept)
-        return items, list(weights), list(weights.values()), _context_vector(context)
+        return items, list(weights), list(weights.values()), context_vector(context)
 
     def infer(
         self,
