@@ -97,7 +97,10 @@ def aged_state(tmp_path: Path) -> Iterator[tuple[Path, Path, float, str, str]]:
     assert len(json.loads(str(profile[0][0]))) == 2, "the kept person bought once at each moment"
     toml = tmp_path / "gateway.toml"
     toml.write_text(f'[store]\nid = "s1"\nstate_dir = "{state}"\n[http]\nhost = "127.0.0.1"\nport = 0\n'
-                    '[mqtt]\nmode = "managed"\nmanaged_port = 0\n')
+                    '[mqtt]\nmode = "managed"\nmanaged_port = 0\n'
+                    # loopback only, as every gateway test: no TLS device listener on 0.0.0.0:8883
+                    '[broker]\ninterfaces = []\nplaintext_hosts = ["127.0.0.1"]\nplaintext_port = 0\n'
+                    '[tls]\nhttp = false\n')
     yield state, toml, now, gone, kept
 
 
