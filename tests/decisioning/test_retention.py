@@ -8,7 +8,9 @@ real CLI is moved, not a clock we inject): no table holds personal data older th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -144,14 +146,16 @@ def test_gateway_under_faketime_prunes_at_start(aged_state: tuple[Path, Path, fl
     state, toml, now, gone, kept = aged_state
     cutoff_ms = int((now + 5 * DAY_S) * 1000)
     with open(state.parent / "gateway-faketime.log", "wb") as log:
-        gateway = subprocess.Popen(_faketime(str(EDGE), "run", "--config", str(toml)),
+        # its own process group: the faketime wrapper forks and does not pass SIGTERM on
+        gateway = subprocess.Popen(_faketime(str(EDGE), "run", "--config", str(toml)), start_new_session=True,
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_until(lambda: gateway.poll() is not None or not any(_older_rows(state, cutoff_ms).values()),
                    timeout=90, interval=0.5)  # fmt: skip
         assert gateway.poll() is None, (state.parent / "gateway-faketime.log").read_text()[-2000:]
     finally:
-        gateway.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(gateway.pid, signal.SIGTERM)
         gateway.wait(30)
     _check_pruned(state, now, gone, kept)
 

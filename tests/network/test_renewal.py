@@ -49,8 +49,16 @@ def _served_serial(host: str, port: int, bundle) -> int:
 
 def _gateway(toml, log, env_extra: dict[str, str], wrapper: list[str]) -> subprocess.Popen:
     env = {**os.environ, **env_extra}
+    # its own process group: the faketime wrapper forks and does not pass SIGTERM on, so the
+    # gateway is stopped through the group (see _stop), never left running after the test
     return subprocess.Popen([*wrapper, sys.executable, "-m", "edge.cli", "run", "--config", str(toml)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    os.killpg(proc.pid, signal.SIGTERM)
+    return proc.wait(30)
 
 
 def _ready(url: str, bundle, proc) -> None:
@@ -117,8 +125,7 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
         assert float(line.split()[1]) == _served(LAN, mqtts_port, kiosk).not_valid_after_utc.timestamp()
         assert "edge_tls_server_cert_renewals_total 1.0" in metrics
 
-        gateway.send_signal(signal.SIGTERM)
-        assert gateway.wait(30) == 0
+        assert _stop(gateway) == 0
         gateway = _gateway(toml, log, {}, [faketime, "-f", "-30d"])  # back 30 days behind the devices
         _ready(https, kiosk, gateway)
         third = _served_serial(LAN, mqtts_port, kiosk)
@@ -131,8 +138,7 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
     finally:
         device.stop()
         if gateway.poll() is None:
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(30)
+            _stop(gateway)
         log.close()
         broker.stop()
     text = (tmp_path / "gateway.log").read_text()
