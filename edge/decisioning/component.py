@@ -119,6 +119,10 @@ class DecisioningComponent:
     def _metrics(self, ctx: GatewayContext) -> None:
         reg = ctx.metrics
         self.decisions = Counter("edge_decisions", "Decisions answered", ["channel", "arm"], registry=reg)
+        self.decision_failures = Counter(
+            "edge_decision_failures", "Decisions the gateway failed to answer (its fault, not a malformed"
+            " request): the error rate a rollout judges a new model or catalog by", registry=reg,
+        )
         self.decision_seconds = Histogram(
             "edge_decision_seconds", "Time to answer a decision",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0), registry=reg,
@@ -163,8 +167,14 @@ class DecisioningComponent:
 
     # -- the API the gateway, the sync engineer and the HTTP routes use -------------------
     async def decide(self, source: Source, body: dict[str, Any]) -> dict[str, Any]:
-        with self.decision_seconds.time():
-            response = await self.engine.decide(source, body)
+        try:
+            with self.decision_seconds.time():
+                response = await self.engine.decide(source, body)
+        except InvalidEvent:
+            raise
+        except Exception:
+            self.decision_failures.inc()
+            raise
         self.decisions.labels(source.channel, response["arm"]).inc()
         return response
 

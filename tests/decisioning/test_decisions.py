@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge.errors import InvalidEvent
+
 from .conftest import RAW_LOYALTY, Gateway, make_gateway
 
 CONSENT_ALL = {"personalization": True, "analytics": True, "cdp_sync": True}
@@ -216,3 +218,26 @@ async def test_profiles_beyond_the_cache_are_read_back(tmp_path: Path) -> None:
     finally:
         gw.ingestor.stop()
         gw.journal.close()
+
+
+@pytest.mark.anyio
+async def test_a_failed_decision_is_counted_for_the_rollout_health(gateway: Gateway) -> None:
+    """A decision the gateway fails to answer (here: the recommender raises) is counted in
+    ``edge_decision_failures_total`` and reported as the store's ``errors`` in its health report;
+    a malformed request is the client's fault and is not."""
+    from sync.store_health import decision_stats
+
+    registry = gateway.component.ctx.metrics
+    source = gateway.source()
+    await gateway.component.decide(source, {"visitId": "v-ok", "basket": []})
+    assert decision_stats(registry)[:2] == (1, 0)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("scoring table unreadable")
+
+    gateway.recommender.recommend = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await gateway.component.decide(source, {"visitId": "v-broken", "basket": []})
+    with pytest.raises(InvalidEvent):
+        await gateway.component.decide(source, {"visitId": 7, "basket": "not a list"})
+    assert decision_stats(registry)[:2] == (1, 1)
