@@ -8,7 +8,6 @@ in any field), not only the messageIds: each accepted batch's events are stored 
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sync"))
 
-from sync_receiver import Receiver, Scope  # noqa: E402
+from sync_receiver import Receiver, Scope, main  # noqa: E402
 
 
 class BodyReceiver(Receiver):
@@ -41,17 +40,5 @@ class BodyReceiver(Receiver):
         return status, payload, headers
 
 
-def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--write-key", default="test-key")
-    args = parser.parse_args()
-    uvicorn.run(BodyReceiver(args.db, args.write_key), host="127.0.0.1", port=args.port,
-                log_level="warning", access_log=False, lifespan="on")  # fmt: skip
-
-
 if __name__ == "__main__":
-    main()
+    main(BodyReceiver)

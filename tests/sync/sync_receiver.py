@@ -100,7 +100,8 @@ class Receiver:
         return 200, {"success": True}, []
 
 
-def main() -> None:
+def main(receiver: type[Receiver] | None = None) -> None:
+    """Serve ``receiver`` (default :class:`Receiver`) on 127.0.0.1 as the command line says."""
     import uvicorn
 
     parser = argparse.ArgumentParser()
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--db", required=True)
     parser.add_argument("--write-key", default="test-key")
     args = parser.parse_args()
-    uvicorn.run(Receiver(args.db, args.write_key), host="127.0.0.1", port=args.port,
+    uvicorn.run((receiver or Receiver)(args.db, args.write_key), host="127.0.0.1", port=args.port,
                 log_level="warning", access_log=False, lifespan="on")  # fmt: skip
 
 
