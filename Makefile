@@ -14,11 +14,14 @@ test-arm64:
 
 bench: bootstrap-test
 	taskset -c 0 .venv/bin/python bench/ingest.py
+	.venv/bin/python bench/ingest.py --tls
 	taskset -c 0 .venv/bin/python bench/recommend.py
 	.venv/bin/python bench/decide.py
 	.venv/bin/python bench/devices.py
 	.venv/bin/python bench/sync.py --events 200000
 	.venv/bin/python bench/admission.py
+	.venv/bin/python bench/fleet.py
+	.venv/bin/python bench/attach.py
 
 bootstrap-demo:
 	@bash .ci/bootstrap demo
