@@ -154,6 +154,12 @@ def main() -> None:
         publish(args.events, "bare", pub.mqtt_username, pub.mqtt_password, port)
         out = subprocess.run(bare_args, check=True, capture_output=True, text=True).stdout
         bare_rate = json.loads(out.strip().splitlines()[-1])["rate"]
+        # end the bare subscriber's persistent session: left offline, it would queue every later
+        # event of this run, and the broker's autosaves would rewrite that growing backlog
+        gone = _client("bare-sub", "sub1", sub.mqtt_password, port, clean=True)
+        gone.loop_start()
+        gone.disconnect()
+        gone.loop_stop()
 
         # 1b. gateway drain: create the persistent session, stop, queue a backlog, start again
         env = dict(os.environ, PYTHONUNBUFFERED="1")
