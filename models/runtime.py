@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -34,6 +34,8 @@ from .export import INPUTS, OUTPUTS
 from .history import HistoryKernel
 from .manifest import check_file, read_manifest
 from .validation import NUMBER_TYPES, PAIR_TYPES, STR_TYPES, TWO, check_pairs, context_vector
+
+_T = TypeVar("_T")
 
 __all__ = ["Context", "ModelHolder", "Recommender", "Request", "Scored"]
 
@@ -289,6 +291,17 @@ class Recommender:
             raise ModelError(f"k must be a positive integer, got {k!r}")
         return min(k, self.top_k)
 
+    def _checked(self, encode: Callable[[], _T]) -> _T:
+        """Run ``encode``; a malformed request is counted as rejected and raised as ModelError."""
+        try:
+            return encode()
+        except (TypeError, ValueError) as exc:
+            self._count("rejected")
+            raise ModelError(f"malformed request: {exc}") from None
+        except ModelError:
+            self._count("rejected")
+            raise
+
     def recommend_batch(
         self, requests: Sequence[Request], k: int | None = None
     ) -> list[list[Scored]]:
@@ -296,14 +309,7 @@ class Recommender:
         limit = self._k(k)
         if not requests:
             return []
-        try:
-            encoded = [self._encode(*req) for req in requests]
-        except (TypeError, ValueError) as exc:
-            self._count("rejected")
-            raise ModelError(f"malformed request: {exc}") from None
-        except ModelError:
-            self._count("rejected")
-            raise
+        encoded = self._checked(lambda: [self._encode(*req) for req in requests])
         results: list[list[Scored]] = []
         for lo in range(0, len(encoded), MAX_BATCH):
             chunk = encoded[lo : lo + MAX_BATCH]
@@ -332,14 +338,7 @@ class Recommender:
     ) -> list[Scored]:
         """Top ``k`` (default: the model's K) products for one shopper, best first."""
         limit = self._k(k)
-        try:
-            b, h, w, ctx_vec = self._encode(basket, history, context)
-        except (TypeError, ValueError) as exc:
-            self._count("rejected")
-            raise ModelError(f"malformed request: {exc}") from None
-        except ModelError:
-            self._count("rejected")
-            raise
+        b, h, w, ctx_vec = self._checked(lambda: self._encode(basket, history, context))
         try:
             items, scores = self._session.run(None, {
                 "basket": np.array([b or _PAD_ID], dtype=np.int64),
