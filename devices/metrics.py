@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from devices.component import DevicesComponent
+    from devices.ble.adapter import BleIngest
+    from devices.camera.adapter import CameraPipeline
+    from devices.outlet import EventOutlet
+    from devices.pos.adapter import PosTerminal
 
-__all__ = ["DevicesCollector"]
+__all__ = ["DeviceCounts", "DevicesCollector"]
+
+
+class DeviceCounts(Protocol):
+    """What the collector reads (the devices component), typed here so metrics does not import it back."""
+
+    @property
+    def outlet(self) -> EventOutlet: ...
+    @property
+    def keys_dropped(self) -> int: ...
+    @property
+    def ble(self) -> BleIngest | None: ...
+    @property
+    def pos(self) -> PosTerminal | None: ...
+    @property
+    def camera(self) -> CameraPipeline | None: ...
 
 
 class DevicesCollector(Collector):
-    def __init__(self, component: DevicesComponent) -> None:
+    def __init__(self, component: DeviceCounts) -> None:
         self._c = component
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
