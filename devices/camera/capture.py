@@ -21,6 +21,11 @@ from devices.errors import DeviceUnavailable
 __all__ = ["VideoSource"]
 
 
+def _open(target: int | str) -> cv2.VideoCapture:
+    """A device index or a file/stream URI: cv2.VideoCapture's two overloads as one callable."""
+    return cv2.VideoCapture(target)
+
+
 class VideoSource:
     def __init__(self, uri: str, *, fps: float = 2.0, executor: ThreadPoolExecutor | None = None) -> None:
         self.uri = uri
@@ -36,7 +41,7 @@ class VideoSource:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="camera")
         loop = asyncio.get_running_loop()
-        capture = await loop.run_in_executor(self._executor, cv2.VideoCapture, self._target())
+        capture = await loop.run_in_executor(self._executor, _open, self._target())
         if not capture.isOpened():
             await loop.run_in_executor(self._executor, capture.release)
             raise DeviceUnavailable(f"cannot open camera {self._describe()}")

@@ -89,12 +89,16 @@ def parse_token(text: str) -> SignInToken:
     app_id, exp, iat, nonce = data.get("appId"), data.get("exp"), data.get("iat"), data.get("nonce")
     if not isinstance(app_id, str) or not 0 < len(app_id) <= 128:
         raise ParseError("malformed", "appId must be a string of 1–128 characters")
-    for name, value in (("exp", exp), ("iat", iat)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
-            raise ParseError("malformed", f"{name} must be unix seconds")
+    exp, iat = _unix_seconds("exp", exp), _unix_seconds("iat", iat)
     if not isinstance(nonce, str) or not _NONCE.match(nonce):
         raise ParseError("malformed", "nonce must be 8–64 base64url characters")
     return SignInToken(app_id, iat, exp, nonce, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def _unix_seconds(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
+        raise ParseError("malformed", f"{name} must be unix seconds")
+    return value
 
 
 def encode_token(app_id: str, issued_at_s: int, expires_at_s: int, nonce: str, sign: object) -> str:

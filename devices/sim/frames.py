@@ -45,4 +45,5 @@ class Scene:
             h, w = code.shape
             frame[HEIGHT - h - 4 : HEIGHT - 4, WIDTH - w - 4 : WIDTH - 4] = cv2.cvtColor(code, cv2.COLOR_GRAY2BGR)
         noise = self._rng.normal(0, 3, frame.shape)
-        return np.clip(frame + noise, 0, 255).astype(np.uint8)
+        noisy: np.ndarray = np.clip(frame + noise, 0, 255).astype(np.uint8)
+        return noisy
