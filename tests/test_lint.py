@@ -73,6 +73,7 @@ def test_import_contract(contract, pytestconfig):
 PLANTED = {
     "layers": ("devices/status.py", "from edge import gateway\n", "devices.status -> edge.gateway"),
     "core-below-features": ("edge/journal.py", "import sync.outbox\n", "edge.journal -> sync.outbox"),
+    "root-protected": ("edge/http.py", "from edge.decisioning import api\n", "edge.http -> edge.decisioning"),
     "devices-not-sync": ("devices/outlet.py", "import sync.policy\n", "devices.outlet -> sync.policy"),
     "models-no-io": ("models/catalog.py", "import sqlite3\n", "models.catalog -> sqlite3"),
     "parsers-no-io": ("devices/ble/protocol.py", "import asyncio\n", "devices.ble.protocol -> asyncio"),
