@@ -101,7 +101,7 @@ class Baselines:
 
     def scorers(self, req: Requests) -> Iterator[tuple[str, Callable[[slice], np.ndarray]]]:
         """(name, scores of the requests in a row slice) for every reference."""
-        tie = self.counts / max(self.counts.max(), 1.0) * 1e-3
+        tie: np.ndarray = self.counts / max(self.counts.max(), 1.0) * 1e-3
         code = {c: i for i, c in enumerate(self.train.customer_ids)}
         cust = np.array([code.get(c, -1) for c in req.customer_ids], dtype=np.int64)
         t = self.tifu
@@ -113,19 +113,24 @@ class Baselines:
             near[known] = _nearest(vec, cust[known], int(t["neighbours"]))
 
         def popularity(rows: slice) -> np.ndarray:
-            return np.tile(self.counts, (rows.stop - rows.start, 1))
+            scores: np.ndarray = np.tile(self.counts, (rows.stop - rows.start, 1))
+            return scores
 
         def personal(rows: slice) -> np.ndarray:
-            return personal_counts(req, rows, self.counts.shape[0]) + tie
+            scores: np.ndarray = personal_counts(req, rows, self.counts.shape[0]) + tie
+            return scores
 
         def item_knn(rows: slice) -> np.ndarray:
-            return rows_sum(self.cosine, req.baskets[rows]) + tie
+            scores: np.ndarray = rows_sum(self.cosine, req.baskets[rows]) + tie
+            return scores
 
         def tifu(rows: slice) -> np.ndarray:
-            return tifu_scores(vec, cust[rows], near[rows], t["alpha"]) + tie
+            scores: np.ndarray = tifu_scores(vec, cust[rows], near[rows], t["alpha"]) + tie
+            return scores
 
         def hybrid(rows: slice) -> np.ndarray:
-            return _scaled(tifu(rows) - tie) + self.beta * _scaled(item_knn(rows) - tie) + tie
+            scores: np.ndarray = _scaled(tifu(rows) - tie) + self.beta * _scaled(item_knn(rows) - tie) + tie
+            return scores
 
         yield from (("popularity", popularity), ("personal_top_frequency", personal),
                     ("item_knn", item_knn), ("tifu_knn", tifu), ("tifu_item_knn", hybrid))
@@ -161,7 +166,8 @@ def tifu_scores(vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: floa
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
-    return scores / np.maximum(scores.max(axis=1, keepdims=True), 1e-12)
+    scaled: np.ndarray = scores / np.maximum(scores.max(axis=1, keepdims=True), 1e-12)
+    return scaled
 
 
 def cosine_similarity(ds: Dataset) -> tuple[np.ndarray, Sparse]:
@@ -173,14 +179,14 @@ def cosine_similarity(ds: Dataset) -> tuple[np.ndarray, Sparse]:
 
 def _tune_tifu(fit: Dataset, val: Requests, counts: np.ndarray, cosine: Sparse
                ) -> tuple[dict[str, float], float, dict[str, Any]]:
-    tie = counts / max(counts.max(), 1.0) * 1e-3
+    tie: np.ndarray = counts / max(counts.max(), 1.0) * 1e-3
     code = {c: i for i, c in enumerate(fit.customer_ids)}
     cust = np.array([code.get(c, -1) for c in val.customer_ids])
     known = cust >= 0
     best: tuple[float, dict[str, float]] = (-1.0, {})
-    k_max = max(TIFU_GRID["neighbours"])
+    k_max = int(max(TIFU_GRID["neighbours"]))
     for m, rb, rg in product(TIFU_GRID["group_size"], TIFU_GRID["r_basket"], TIFU_GRID["r_group"]):
-        vec = tifu_vectors(fit, m, rb, rg)
+        vec = tifu_vectors(fit, int(m), rb, rg)
         near_all = np.zeros((len(val), min(k_max, len(vec) - 1)), np.int64)
         if known.any():
             near_all[known] = _nearest(vec, cust[known], k_max)

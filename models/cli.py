@@ -88,7 +88,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``model`` with subcommands ``simulate``, ``train`` and ``evaluate``."""
     model = subparsers.add_parser("model", help="simulate data, train and evaluate the recommender")
     commands = model.add_subparsers(dest="model_command", required=True)

@@ -32,9 +32,10 @@ class Sparse:
     shape: tuple[int, int]
 
     def indptr(self) -> np.ndarray:
-        return np.r_[0, np.cumsum(np.bincount(self.rows, minlength=self.shape[0]))].astype(np.int64)
+        starts: np.ndarray = np.r_[0, np.cumsum(np.bincount(self.rows, minlength=self.shape[0]))].astype(np.int64)
+        return starts
 
-    def where(self, keep: np.ndarray, vals: np.ndarray | None = None) -> Sparse:
+    def where(self, keep: np.ndarray | slice, vals: np.ndarray | None = None) -> Sparse:
         """The entries where ``keep``, with ``vals`` (same length as the entries) if given."""
         v = self.vals if vals is None else vals
         return Sparse(self.rows[keep], self.cols[keep], np.asarray(v)[keep], self.shape)

@@ -53,7 +53,8 @@ class HistoryKernel:
         sb = np.searchsorted(SHARE_EDGES, share, side="right")
         cb = np.searchsorted(COUNT_EDGES, count, side="right")
         bb = np.searchsorted(BASKETS_EDGES, baskets_ago, side="right")
-        return self.rates[rb, sb, cb, bb]
+        rates: np.ndarray = self.rates[rb, sb, cb, bb]
+        return rates
 
     def weights(
         self, index: dict[K, int], purchases: Iterable[tuple[K, float]]

@@ -41,7 +41,7 @@ class Requests:
 
 def _pad(rows: list[np.ndarray], fill: float, dtype: type) -> np.ndarray:
     width = max([1] + [len(r) for r in rows])
-    out = np.full((len(rows), width), fill, dtype=dtype)
+    out: np.ndarray = np.full((len(rows), width), fill, dtype=dtype)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out
@@ -60,7 +60,7 @@ def holdout_requests(
     rng = np.random.default_rng(seed)
     inputs, hidden, hist, weights, counts, index, seen = [], [], [], [], [], [], []
     ctx = ds.context_matrix()
-    for b in np.flatnonzero(targets):
+    for b in np.flatnonzero(targets).tolist():
         items = ds.basket(b)
         if len(items) < 2:
             continue

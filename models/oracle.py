@@ -47,7 +47,11 @@ def _marginals(ds: Dataset, req: Requests, path: Path) -> np.ndarray | None:
     return out
 
 
-def _truth(ds: Dataset, path: Path) -> tuple[dict, dict, dict] | None:
+#: item -> [(other item, complement strength q)], by source or by destination
+_Edges = dict[int, list[tuple[int, float]]]
+
+
+def _truth(ds: Dataset, path: Path) -> tuple[_Edges, _Edges, dict[int, int]] | None:
     try:
         truth = json.loads(path.read_text(encoding="utf-8"))
         comps, subs = truth["complements"], truth["substitute_pairs"]
@@ -56,8 +60,8 @@ def _truth(ds: Dataset, path: Path) -> tuple[dict, dict, dict] | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(path, 0, f"unreadable truth: {exc}") from None
     index = ds.catalog.index
-    by_src: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    by_dst: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    by_src: _Edges = defaultdict(list)
+    by_dst: _Edges = defaultdict(list)
     partner: dict[int, int] = {}
     for src, dst, q in comps:
         s, d = index(src), index(dst)
@@ -71,8 +75,8 @@ def _truth(ds: Dataset, path: Path) -> tuple[dict, dict, dict] | None:
     return by_src, by_dst, partner
 
 
-def _condition(m: np.ndarray, basket: set[int], by_src: dict, by_dst: dict,
-               partner: dict) -> np.ndarray:
+def _condition(m: np.ndarray, basket: set[int], by_src: _Edges, by_dst: _Edges,
+               partner: dict[int, int]) -> np.ndarray:
     cond = m.copy()
     for d in basket:
         for s, q in by_dst.get(d, ()):

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -211,7 +211,7 @@ class Recommender:
                 if i is not None:
                     weights[i] = weights.get(i, 0.0) + weight
         else:
-            weights = dict(zip(ids, values, strict=True))
+            weights = dict(zip(cast("list[int]", ids), values, strict=True))  # no None: unknown == 0
         if len(weights) > self.max_history:
             self._count("history_truncated")
             kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_history]
@@ -365,7 +365,8 @@ class Recommender:
         ``session.run``, so a busy store gets batch throughput and a quiet one keeps
         single-request latency.
         """
-        return await self._batcher.submit((tuple(basket), tuple(history), context), k)
+        scored: list[Scored] = await self._batcher.submit((tuple(basket), tuple(history), context), k)
+        return scored
 
     def close(self) -> None:
         """Stop the executor thread once in-flight calls finish."""

@@ -72,7 +72,8 @@ def _masked_mean(
     safe = np.where(idx >= 0, idx, 0)
     vectors = emb_t[:, safe]  # [d, B, M]
     total = (vectors * weight[None]).sum(axis=2).T
-    return total / np.maximum(weight.sum(axis=1, keepdims=True), floor)
+    mean: np.ndarray = total / np.maximum(weight.sum(axis=1, keepdims=True), floor)
+    return mean
 
 
 def reference_scores(
@@ -98,7 +99,7 @@ def reference_scores(
     alpha, share = f32(p.taste_prior), p.category_share
     taste = np.log(counts + alpha * share) - np.log(total + alpha) - np.log(share)
     g = q.astype(f32) @ p.emb_t + context.astype(f32) @ p.w_ctx + p.prior
-    scores = (g + f32(p.a_taste) * taste[:, p.category]).astype(f32)
+    scores: np.ndarray = (g + f32(p.a_taste) * taste[:, p.category]).astype(f32)
     extra = np.zeros_like(scores)
     np.add.at(extra, (rows[valid.ravel()], history[valid]), hw[valid] * p.repeat[history[valid]])
     brows = np.repeat(np.arange(len(g)), basket.shape[1])

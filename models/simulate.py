@@ -113,7 +113,7 @@ class _World:
         np.negative(logit, out=logit)
         np.exp(logit, out=logit)
         logit += f32(1.0)
-        p = np.reciprocal(logit, out=logit)
+        p: np.ndarray = np.reciprocal(logit, out=logit)
         since = (day - self.last_bought[users]) / self.cycle[self.staples[users]]
         p_st = self.staple_p[users] * (1.0 - np.exp(-(since**2)))
         rows = np.arange(len(users))[:, None]
@@ -148,7 +148,8 @@ class _World:
         total = np.zeros_like(m)
         if len(order):
             total[:, dst[starts]] = np.add.reduceat(log_miss[:, order], starts, axis=1)
-        return 1.0 - (1.0 - m) * np.exp(total)
+        p_any: np.ndarray = 1.0 - (1.0 - m) * np.exp(total)
+        return p_any
 
 
 def simulate_store(
@@ -217,7 +218,7 @@ def simulate_store(
         world.last_bought[served[r], c] = day
     numbers, cust, item, qty, stamp_id, weather_id = (np.concatenate(x) for x in zip(*parts, strict=True))
     price_text = [repr(float(x)) for x in world.price]
-    rows = [
+    records = [
         (f"o{o:08d}", f"c{u:05d}", sku_names[i], q, price_text[i], stamps[t], STORE_ID,
          WEATHERS[w], "", "pos")
         for o, u, i, q, t, w in zip(numbers.tolist(), cust.tolist(), item.tolist(), qty.tolist(),
@@ -227,7 +228,7 @@ def simulate_store(
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("order_id", "customer_id", "sku", "quantity", "price", "timestamp",
                          "store_id", "weather", "zone", "channel"))
-        writer.writerows(rows)
+        writer.writerows(records)
     with open(out / "offers.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("visit_id", "customer_id", "timestamp", "sku", "arm", "purchased"))
@@ -265,4 +266,4 @@ def simulate_store(
                         zip(world.comp_src, world.comp_dst, world.comp_q, strict=True)],
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
-    return {"orders": order_no, "lines": len(rows), "visits": visit_no}
+    return {"orders": order_no, "lines": len(records), "visits": visit_no}

@@ -20,6 +20,7 @@ before ranking with ties by item index, every exported weight rounded to a float
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,8 @@ def category_taste(
     np.add.at(counts, (rows, cats.ravel()), valid.ravel().astype(np.float32))
     total = counts.sum(axis=1, keepdims=True)
     share32 = share.astype(np.float32)
-    return np.log((counts + prior * share32) / ((total + prior) * share32))
+    taste: np.ndarray = np.log((counts + prior * share32) / ((total + prior) * share32))
+    return taste
 
 
 def partner_matrix(partners: np.ndarray, values: np.ndarray) -> Sparse:
@@ -134,13 +136,19 @@ def partner_matrix(partners: np.ndarray, values: np.ndarray) -> Sparse:
                   np.asarray(values, np.float64)[valid], (n, n))
 
 
-def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
+#: what :func:`_parts` returns: five dense [R, n] float64 parts, the [R, n] input-basket mask,
+#: and the (rows, items, repeat, complement) arrays of the sparse mixture terms
+ScoreParts = tuple[Any, ...]
+
+
+def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> ScoreParts:
     """The mixing-free score parts of each request (float64): dense basket, user, context,
     prior and taste parts, the input-basket mask, and the (row, item, repeat, complement) parts
     of the mixture terms where either is non-zero."""
     def mean(idx: np.ndarray, w: np.ndarray, floor: float) -> np.ndarray:
         vec = comp.emb_t[:, np.where(idx >= 0, idx, 0)]
-        return ((vec * w[None]).sum(axis=2) / np.maximum(w.sum(axis=1), floor)).T
+        weighted: np.ndarray = ((vec * w[None]).sum(axis=2) / np.maximum(w.sum(axis=1), floor)).T
+        return weighted
 
     bmask = (req.baskets >= 0).astype(float)
     hw = np.where(req.history >= 0, req.history_weights, 0.0).astype(np.float64)
@@ -165,7 +173,7 @@ def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> tuple[np.ndarra
     return (*dense, in_basket, mixed)
 
 
-def _objective(parts: tuple, mix: Mixing, hidden: np.ndarray) -> float:
+def _objective(parts: ScoreParts, mix: Mixing, hidden: np.ndarray) -> float:
     basket, user, ctx, prior, taste, in_basket, (rows, cols, rep, pairs) = parts
     g = mix.a_basket * basket + mix.a_user * user + mix.a_ctx * ctx + prior + mix.a_taste * taste
     # ties broken by item index, so the ranking cannot depend on how argpartition orders equal
@@ -192,22 +200,22 @@ GRID = {
 MAX_VALIDATION = 1000
 
 
-def tune_mixing(parts: tuple[np.ndarray, ...], hidden: list[np.ndarray]) -> tuple[Mixing, float]:
+def tune_mixing(parts: ScoreParts, hidden: list[np.ndarray]) -> tuple[Mixing, float]:
     """Coordinate search over :data:`GRID`, two sweeps; ties keep the earlier value."""
     best = Mixing()
-    hidden = pad_hidden(hidden)
-    best_value = _objective(parts, best, hidden)
+    padded = pad_hidden(hidden)
+    best_value = _objective(parts, best, padded)
     for _ in range(2):
         for name, values in GRID.items():
             for value in values:
                 trial = replace(best, **{name: value})
-                score = _objective(parts, trial, hidden)
+                score = _objective(parts, trial, padded)
                 if score > best_value + 1e-9:
                     best, best_value = trial, score
     return best, best_value
 
 
-def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, HistoryKernel, dict]:
+def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, HistoryKernel, dict[str, Any]]:
     """Tune on a validation split of ``train``, refit on all of it; return scoring params."""
     val_mask = validation_mask(train)
     fit = train.subset(~val_mask)

@@ -7,7 +7,8 @@ exact answer and the error message when that quick test fails, and encode the co
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def check_pairs(history: Sequence[object]) -> None:
     subclass, a named tuple), raises ModelError for anything that is not (sku, number)."""
     for entry in history:
         try:
-            sku, weight = entry  # type: ignore[misc]
+            sku, weight = cast("Iterable[object]", entry)  # raises as below when it is not a pair
         except (TypeError, ValueError):
             raise ModelError("history entries must be (sku, weight) pairs") from None
         if not isinstance(sku, str) or not isinstance(weight, NUMBER) or isinstance(weight, bool):
