@@ -18,6 +18,8 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -142,7 +144,9 @@ def test_broker_sigkill_with_a_backlog(tmp_path, capsys):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    run = lambda coro, timeout=60: asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)  # noqa: E731
+
+    def run(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
     async def open_receipt_client() -> DeviceClient:
         client = DeviceClient.from_bundle(receipt_bundle, timeout_s=2.0, receipt_timeout_s=2.0)
