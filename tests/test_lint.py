@@ -31,6 +31,12 @@ def _tool(name: str) -> str:
     return path
 
 
+def _cache_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """pytest's cache directory (kept between runs), or a scratch one under ``-p no:cacheprovider``."""
+    cache = getattr(pytestconfig, "cache", None)
+    return cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+
+
 def _run(args: list[str], cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -45,8 +51,8 @@ def test_ruff_format_is_applied_to_source_and_tests():
     assert result.returncode == 0, "run `ruff format " + " ".join(LINTED) + "`:\n" + result.stdout[-3000:]
 
 
-def test_mypy_strict_on_every_package(pytestconfig):
-    cache = pytestconfig.cache.mkdir("mypy")
+def test_mypy_strict_on_every_package(pytestconfig, tmp_path_factory):
+    cache = _cache_dir(pytestconfig, tmp_path_factory, "mypy")
     result = _run([_tool("mypy"), "--cache-dir", str(cache)])  # files and strictness: [tool.mypy]
     assert result.returncode == 0, result.stdout[-4000:]
     assert "Success" in result.stdout and "checked" in result.stdout, result.stdout[-1000:]
@@ -63,8 +69,8 @@ def test_mypy_config_is_strict_on_every_package():
 
 
 @pytest.mark.parametrize("contract", CONTRACTS, ids=[c["id"] for c in CONTRACTS])
-def test_import_contract(contract, pytestconfig):
-    cache = pytestconfig.cache.mkdir("importlinter")
+def test_import_contract(contract, pytestconfig, tmp_path_factory):
+    cache = _cache_dir(pytestconfig, tmp_path_factory, "importlinter")
     result = _run([_tool("lint-imports"), "--no-logo", "--cache-dir", str(cache), "--contract", contract["id"]])
     assert "Contracts: 1 kept, 0 broken." in result.stdout and result.returncode == 0, result.stdout[-4000:]
 
