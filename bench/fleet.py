@@ -43,6 +43,7 @@ from sync.identities import FleetIdentities  # noqa: E402
 from sync.nats_sink import connect  # noqa: E402
 
 STORES, PROCESSES = 400, 4
+FETCH_BATCH = 500  # central.fetch_batch of the workers (--fetch-batch)
 COLUMNS = ("message_id, received_month, store_id, type, event, user_id, anonymous_id,"
            ' "timestamp", received_at, properties, context, body')  # fmt: skip
 
@@ -114,26 +115,38 @@ def wait_rows(dsn: str, want: int, timeout: float) -> tuple[int, float, float]:
             time.sleep(0.25)
 
 
-def bare_copy(dsn: str) -> float:
-    """rows/s of COPY of the loaded rows into a plain table of the same columns."""
+def bare_copy(dsn: str) -> tuple[float, float]:
+    """rows/s of one COPY of the loaded rows (a) into a plain table of the same columns, no
+    key, no index; (b) into a partitioned table with the job's key and index (what the job's
+    INSERT … SELECT also maintains: the partition routing and the two indexes)."""
     with psycopg.connect(dsn) as conn:
         as_text = COLUMNS.replace("properties, context, body", "properties::text, context::text, body::text")
         rows = conn.execute(f"SELECT {as_text} FROM cdp_events").fetchall()
+        months = [r[0] for r in conn.execute("SELECT DISTINCT received_month FROM cdp_events")]
         conn.execute("CREATE TABLE bare (LIKE cdp_events INCLUDING DEFAULTS)")
+        conn.execute("CREATE TABLE bare_keyed (LIKE cdp_events INCLUDING DEFAULTS,"
+                     " PRIMARY KEY (message_id, received_month)) PARTITION BY RANGE (received_month)")
+        for i, month in enumerate(months):
+            conn.execute(f"CREATE TABLE bare_keyed_{i} PARTITION OF bare_keyed FOR VALUES FROM"
+                         f" ('{month}') TO ('{month}'::date + interval '1 month')")
+        conn.execute("CREATE INDEX ON bare_keyed (user_id)")
         conn.commit()
-        started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY bare ({COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        return len(rows) / (time.perf_counter() - started)
+        rates = []
+        for table in ("bare", "bare_keyed"):
+            started = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"COPY {table} ({COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+            rates.append(len(rows) / (time.perf_counter() - started))
+        return rates[0], rates[1]
 
 
-def central_toml(path: Path, servers: list[str], seed: Path, dsn: str) -> Path:
+def central_toml(path: Path, servers: list[str], seed: Path, dsn: str, fetch_batch: int = FETCH_BATCH) -> Path:
     listed = ", ".join(f'"{u}"' for u in servers)
     path.write_text(f'[central]\nservers = [{listed}]\ncredentials = "{seed}"\npostgres = "{dsn}"\n'
                     f"replicas = 3\nevents_max_bytes = {512 * 1024**2}\nack_wait_s = 10.0\n"
-                    "fetch_batch = 500\nlag_report_s = 5.0\n")  # fmt: skip
+                    f"fetch_batch = {fetch_batch}\nlag_report_s = 5.0\n")  # fmt: skip
     return path
 
 
@@ -143,6 +156,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=800.0, help="live events/s, all stores together")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the live phase")
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
+    parser.add_argument("--fetch-batch", type=int, default=FETCH_BATCH, help="central.fetch_batch of the workers")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     fleet = FleetIdentities(work / "fleet")
@@ -156,12 +170,12 @@ def main() -> None:
         print(f"backlog: {let_out} consented events of {per_store * STORES} from {STORES} stores"
               f" published in {time.monotonic() - started:.1f} s")
         results: dict[int, float] = {}
-        copy_rate = 0.0
+        copy_rate = keyed_rate = 0.0
         for n in [int(x) for x in args.workers.split(",")]:
             dsn = fresh_database(admin, f"bench_w{n}")
             asyncio.run(CentralJob(hub.central_config(postgres=dsn)).create_schema())
             asyncio.run(reset_consumer(hub.urls, hub.central_credentials, config))
-            toml = central_toml(work / f"central-{n}.toml", hub.urls, fleet.central_seed, dsn)
+            toml = central_toml(work / f"central-{n}.toml", hub.urls, fleet.central_seed, dsn, args.fetch_batch)
             procs = workers(n, toml, work)
             try:
                 rows, first, last = wait_rows(dsn, let_out, timeout=600)
@@ -169,14 +183,17 @@ def main() -> None:
                 for proc in procs:
                     stop(proc, signal.SIGTERM)
             results[n] = rows / max(last - first, 1e-6)
-            print(f"{n} worker(s): {rows} rows in {last - first:.2f} s = {results[n]:,.0f} rows/s")
-            if n == 1:
-                copy_rate = bare_copy(dsn)
+            print(f"{n} worker(s): {rows} rows in {last - first:.2f} s = {results[n]:,.0f} rows/s", flush=True)
+            if not copy_rate:
+                copy_rate, keyed_rate = bare_copy(dsn)
         base = results.get(1) or next(iter(results.values()))
-        print("workers  rows/s    vs 1 worker  vs bare COPY")
+        print(f"workers  rows/s    vs 1 worker  vs bare COPY  vs COPY into keyed partitions (fetch_batch {args.fetch_batch})")
         for n, rate in results.items():
-            print(f"{n:>7}  {rate:>8,.0f}  {rate / base:>10.2f}x  {rate / copy_rate:>10.1%}")
-        print(f"bare COPY of the same rows: {copy_rate:,.0f} rows/s")
+            print(f"{n:>7}  {rate:>8,.0f}  {rate / base:>10.2f}x  {rate / copy_rate:>11.1%}  {rate / keyed_rate:>11.1%}")
+        print(f"bare COPY of the same rows: {copy_rate:,.0f} rows/s into a plain table,"
+              f" {keyed_rate:,.0f} rows/s into a partitioned table with the same key and index")
+        if args.seconds <= 0:
+            return
         # live phase: 2 workers, lag from the gateway's receivedAt to the PostgreSQL commit
         dsn = fresh_database(admin, "bench_live")
         asyncio.run(CentralJob(hub.central_config(postgres=dsn)).create_schema())

@@ -49,11 +49,16 @@ class CentralMetrics:
         """(store, receivedAt epoch seconds) of each event just committed."""
         now = time.time()
         latest: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        observe = self.lag_all.observe
         for store, at in received:
-            self.loaded.labels(store).inc()
+            counts[store] = counts.get(store, 0) + 1
             if at is not None:
-                self.lag_all.observe(max(0.0, now - at))
-                latest[store] = max(at, latest.get(store, at))
+                observe(max(0.0, now - at))
+                if at > latest.get(store, 0.0):
+                    latest[store] = at
+        for store, count in counts.items():  # one labelled child per store, not per event
+            self.loaded.labels(store).inc(count)
         for store, at in latest.items():
             self.lag.labels(store).set(max(0.0, now - at))
         self.batches.inc()
