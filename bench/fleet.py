@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,17 +102,98 @@ async def reset_consumer(urls: list[str], seed: str, config: CentralConfig, *, p
         await nc.close()
 
 
-def wait_rows(dsn: str, want: int, timeout: float) -> tuple[int, float, float]:
-    """Until ``want`` rows are loaded: (rows, first commit, last commit) epoch seconds."""
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (plus its reaped children's with ``children``); 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / CLK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every core."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / CLK, sum(values) / CLK
+
+
+@dataclass
+class Cpu:
+    """Where the CPU went while the workers loaded: per 1,000 rows, and how busy the machine was."""
+
+    workers: list[int]
+    nats: list[int]
+    postmaster: int
+
+    def sample(self) -> dict[str, float]:
+        backends = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _ppid(d) == self.postmaster]
+        busy, total = machine_cpu()
+        return {"workers": sum(cpu_seconds(p) for p in self.workers),
+                "nats": sum(cpu_seconds(p) for p in self.nats),
+                "postgres": cpu_seconds(self.postmaster, children=True) + sum(cpu_seconds(p) for p in backends),
+                "busy": busy, "total": total, "at": time.monotonic()}  # fmt: skip
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return -1
+
+
+def postmaster_pid(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        data = conn.execute("SHOW data_directory").fetchone()[0]
+    return int((Path(data) / "postmaster.pid").read_text().split()[0])
+
+
+async def bare_fetch(urls: list[str], seed: str, config: CentralConfig, want: int) -> float:
+    """msg/s of one plain nats-py client pulling the backlog from the shared consumer and
+    acking each message (``fetch(fetch_batch)`` + ``ack``), nothing else: the NATS side's bare
+    rate on this cluster, in this run."""
+    await reset_consumer(urls, seed, config)
+    nc = await connect(urls, seed, name="bench-bare-fetch")
+    try:
+        js = nc.jetstream(timeout=30)
+        sub = await js.pull_subscribe_bind(config.durable, stream=EVENTS_STREAM)
+        got, started = 0, time.perf_counter()
+        while got < want:
+            msgs = await sub.fetch(config.fetch_batch, timeout=5)
+            for m in msgs:
+                await m.ack()
+            got += len(msgs)
+        await nc.flush()
+        return got / (time.perf_counter() - started)
+    finally:
+        await nc.close()
+
+
+def wait_rows(dsn: str, want: int, timeout: float, cpu: Cpu | None = None) -> tuple[int, float, float, str]:
+    """Until ``want`` rows are loaded: (rows, first commit, last commit) epoch seconds, and
+    with ``cpu`` where the CPU went between the first rows seen and the last."""
     deadline = time.monotonic() + timeout
+    start: tuple[int, dict[str, float]] | None = None
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
             rows, first, last = conn.execute(
                 "SELECT count(*), extract(epoch FROM min(loaded_at)), extract(epoch FROM max(loaded_at))"
                 " FROM cdp_events"
             ).fetchone()
+            if cpu is not None and start is None and rows:
+                start = (rows, cpu.sample())
             if rows >= want or time.monotonic() > deadline:
-                return int(rows), float(first or 0), float(last or 0)
+                spent = ""
+                if cpu is not None and start is not None and rows > start[0]:
+                    end, per = cpu.sample(), 1000 / (rows - start[0])
+                    d = {k: end[k] - start[1][k] for k in end}
+                    spent = (f"CPU s per 1,000 rows: workers {d['workers'] * per:.3f}, nats-servers"
+                             f" {d['nats'] * per:.3f}, postgres {d['postgres'] * per:.3f};"
+                             f" machine {d['busy'] / d['total']:.0%} busy ({os.cpu_count()} cores, other sessions included)")
+                return int(rows), float(first or 0), float(last or 0), spent
             time.sleep(0.25)
 
 
@@ -170,28 +252,33 @@ def main() -> None:
         print(f"backlog: {let_out} consented events of {per_store * STORES} from {STORES} stores"
               f" published in {time.monotonic() - started:.1f} s")
         results: dict[int, float] = {}
-        copy_rate = keyed_rate = 0.0
+        postmaster = postmaster_pid(admin)
+        copy_rate = keyed_rate = fetch_rate = 0.0
         for n in [int(x) for x in args.workers.split(",")]:
             dsn = fresh_database(admin, f"bench_w{n}")
             asyncio.run(CentralJob(hub.central_config(postgres=dsn)).create_schema())
             asyncio.run(reset_consumer(hub.urls, hub.central_credentials, config))
             toml = central_toml(work / f"central-{n}.toml", hub.urls, fleet.central_seed, dsn, args.fetch_batch)
             procs = workers(n, toml, work)
+            cpu = Cpu([p.pid for p in procs], [node.process.pid for node in hub.nodes if node.process], postmaster)
             try:
-                rows, first, last = wait_rows(dsn, let_out, timeout=600)
+                rows, first, last, spent = wait_rows(dsn, let_out, timeout=600, cpu=cpu)
             finally:
                 for proc in procs:
                     stop(proc, signal.SIGTERM)
             results[n] = rows / max(last - first, 1e-6)
-            print(f"{n} worker(s): {rows} rows in {last - first:.2f} s = {results[n]:,.0f} rows/s", flush=True)
+            print(f"{n} worker(s): {rows} rows in {last - first:.2f} s = {results[n]:,.0f} rows/s; {spent}", flush=True)
             if not copy_rate:
                 copy_rate, keyed_rate = bare_copy(dsn)
+                fetch_rate = asyncio.run(bare_fetch(hub.urls, hub.central_credentials,
+                                                    hub.central_config(fetch_batch=args.fetch_batch), let_out))
         base = results.get(1) or next(iter(results.values()))
         print(f"workers  rows/s    vs 1 worker  vs bare COPY  vs COPY into keyed partitions (fetch_batch {args.fetch_batch})")
         for n, rate in results.items():
             print(f"{n:>7}  {rate:>8,.0f}  {rate / base:>10.2f}x  {rate / copy_rate:>11.1%}  {rate / keyed_rate:>11.1%}")
         print(f"bare COPY of the same rows: {copy_rate:,.0f} rows/s into a plain table,"
               f" {keyed_rate:,.0f} rows/s into a partitioned table with the same key and index")
+        print(f"bare nats-py fetch + ack of the same backlog (one client, no PostgreSQL): {fetch_rate:,.0f} msg/s")
         if args.seconds <= 0:
             return
         # live phase: 2 workers, lag from the gateway's receivedAt to the PostgreSQL commit
@@ -201,7 +288,7 @@ def main() -> None:
         procs = workers(2, central_toml(work / "central-live.toml", hub.urls, fleet.central_seed, dsn), work)
         try:
             sent = run_stores(fleet, hub.urls, work, 200, rate=args.rate, seconds=args.seconds)
-            rows, _, _ = wait_rows(dsn, sent, timeout=120)
+            rows, _, _, _ = wait_rows(dsn, sent, timeout=120)
         finally:
             for proc in procs:
                 stop(proc, signal.SIGTERM)

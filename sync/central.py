@@ -400,7 +400,8 @@ class CentralJob:
                     f"no consumer {EVENTS_STREAM}/{self.config.durable}: create the backbone"
                     " with `edge central streams`"
                 ) from None
-            sub = await js.pull_subscribe_bind(self.config.durable, stream=EVENTS_STREAM)
+            sub = _Puller(nc, EVENTS_STREAM, self.config.durable)
+            await sub.start()
             async with await self._pg() as pg:
                 async with _Forwarder(self.config) as forwarder:
                     last_report = last_retention = 0.0
@@ -432,11 +433,8 @@ class CentralJob:
         finally:
             await close_quietly(nc)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        try:
-            return await sub.fetch(self.config.fetch_batch, timeout=1)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+    async def _fetch(self, sub: _Puller) -> list[Msg]:
+        return await sub.fetch(self.config.fetch_batch, timeout=1)
 
     async def _handle(
         self, js: JetStreamContext, pg: psycopg.AsyncConnection[Any], forwarder: _Forwarder,
@@ -460,6 +458,85 @@ class CentralJob:
         if self.on_lag is not None:
             self.on_lag(self.lag)
         log.info("central consumer lag: %d messages", self.lag)
+
+
+class _Puller:
+    """Pull requests on the shared durable consumer, replies gathered by one subscription
+    callback (JetStream's ``$JS.API.CONSUMER.MSG.NEXT`` API, as ``fetch`` uses it).
+
+    nats-py's ``fetch`` waits for each message with its own task and timeout — at a few
+    thousand messages a second that client-side loop, not the server, is the worker's limit.
+    Here messages are appended as they arrive; :meth:`fetch` asks for what is available
+    (``no_wait``) and only when there is nothing lingers up to ``timeout`` for the next ones,
+    returning soon after they stop coming. Every delivery is kept, including one meant for an
+    earlier request that arrived late: it is a real delivery, acked like any other.
+    """
+
+    def __init__(self, nc: Client, stream: str, durable: str) -> None:
+        self._nc, self._next = nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._prefix = nc.new_inbox()
+        self._buffer: list[Msg] = []
+        self._wake = asyncio.Event()  # set by every message and status
+        self._request = ""  # the reply subject of the request in flight
+        self._ended = False  # the server ended that request (404, 408, 409)
+        self._serial = 0
+        self._error: str | None = None
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message, pending_msgs_limit=-1,
+                                 pending_bytes_limit=-1)  # fmt: skip
+
+    async def _on_message(self, msg: Msg) -> None:
+        status = JetStreamContext.is_status_msg(msg)
+        if not status:
+            self._buffer.append(msg)
+        elif status == "100":  # idle heartbeat / flow control
+            return
+        elif msg.subject == self._request:  # 404 no messages, 408 expired, 409 …: request over
+            description = (msg.headers or {}).get("Description", "")
+            if status not in ("404", "408", "409") or "deleted" in description.lower():
+                self._error = f"{status} {description}".strip()
+            self._ended = True
+        self._wake.set()
+
+    async def _ask(self, batch: int, body: dict[str, Any]) -> None:
+        self._serial += 1
+        self._request, self._ended = f"{self._prefix}.{self._serial}", False
+        await self._nc.publish(self._next, json.dumps({"batch": batch, **body}).encode(), reply=self._request)
+
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Until ``done()`` (True) or ``timeout`` passes with it still false (False)."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return done()
+        return True
+
+    def _more_than(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self._buffer) > count or self._ended
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        if len(self._buffer) < batch:  # what is there now
+            await self._ask(batch - len(self._buffer), {"no_wait": True})
+            await self._wait(lambda: len(self._buffer) >= batch or self._ended, timeout)
+        if not self._buffer:  # nothing: linger until messages come (or the request expires)
+            await self._ask(batch, {"expires": int(timeout * 1e9)})
+            await self._wait(lambda: bool(self._buffer) or self._ended, timeout + 0.5)
+            # then take what follows closely, up to the batch (the rest stays for next time)
+            while self._buffer and len(self._buffer) < batch and not self._ended:
+                if not await self._wait(self._more_than(len(self._buffer)), 0.02):
+                    break
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise TransientSinkError(f"pull on {self._next} refused: {error}")
+        out, self._buffer = self._buffer[:batch], self._buffer[batch:]
+        return out
 
 
 class _Forwarder:
