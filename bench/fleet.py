@@ -8,8 +8,13 @@ processes sharing the durable consumer.
 1. **Load rate per worker count.** The stores publish a backlog of ``--backlog`` events into
    the stream; then 1, 2 and 4 workers load it (fresh database, the consumer reset to the first
    message each time): rows/s from the first to the last commit, and the scaling ratio.
-2. **Bare COPY.** The same rows (read back from the loaded table) are ``COPY``-ed into a plain
-   table with the same columns, in the same run: the job's rows/s as a share of it.
+   While they load, the CPU seconds per 1,000 rows of the workers, the three nats-servers and
+   PostgreSQL and how busy the whole machine was (``/proc``): with the cores saturated, rows/s
+   cannot grow with workers, and CPU per row shows whether workers cost each other anything.
+2. **Bare parts.** The same rows (read back from the loaded table) are ``COPY``-ed into a plain
+   table with the same columns and into a partitioned table with the job's key and index, in
+   the same run: the job's rows/s as a share of each. And one plain nats-py client pulls the
+   same backlog from the cluster and acks it (no PostgreSQL): the NATS side's bare rate.
 3. **End-to-end lag.** With 2 workers running, the stores journal ``--rate`` events/s in all
    for ``--seconds`` s while syncing; lag = PostgreSQL commit − gateway ``receivedAt``, p50/p99.
 

@@ -1,17 +1,24 @@
 """The central sync job: JetStream ``cdp.events.>`` → PostgreSQL, idempotently; erasure fan-out.
 
 A durable pull consumer (``central``, created by :mod:`sync.backbone`) over every store's
-subject, shared by every worker process. Each fetched batch is parsed, loaded in one PostgreSQL
-transaction into the month's partition (:mod:`sync.central_schema`; ``(messageId, month)``
-primary key, ``ON CONFLICT DO NOTHING``,
-properties and context as JSONB; consent changes upserted into ``cdp_consent``; erasure
-confirmations and drop reports into their tables), and acked only after the commit — so a crash
-anywhere redelivers and the primary key absorbs it. Events of a person with an erasure request
-are not loaded even if they were in flight (and are deleted from the stream). Optionally every loaded event is also forwarded to
-a Segment-compatible endpoint before the ack. :meth:`CentralJob.request_erasure` records an
-erasure, deletes what is loaded and what the events stream holds, and publishes the request on
-every known store's downlink; :meth:`CentralJob.pending_erasures` lists what stores have not
-confirmed.
+subject, shared by every worker process. Each worker pulls batches itself (:class:`_Puller`,
+the JetStream pull API with one subscription callback) and fetches the next batch while the
+current one loads. A batch is loaded in one PostgreSQL transaction: the payloads are parsed
+once for what the job must check (subject, messageId, storeId, receivedAt, erasure requests),
+``COPY``-ed as received into a temporary staging table, and moved by one ``INSERT … SELECT …
+ON CONFLICT DO NOTHING`` into the month's partition (:mod:`sync.central_schema`;
+``(messageId, month)`` primary key; type, event, ids, properties and context derived in SQL).
+Consent changes are upserted into ``cdp_consent``, erasure confirmations and drop reports go
+to their tables, and the batch is acked only after the commit — so a crash anywhere redelivers
+and the primary key absorbs it. ``cdp_stores.last_seen`` is touched after the commit, skipping
+rows another worker holds, so workers never wait on each other's store rows. A payload
+PostgreSQL refuses as ``jsonb`` (e.g. ``\u0000``) is recorded in ``cdp_rejects`` and counted,
+the rest of its batch loads. Events of a person with an erasure request are not loaded even if
+they were in flight (and are deleted from the stream). Optionally every loaded event is also
+forwarded to a Segment-compatible endpoint before the ack. :meth:`CentralJob.request_erasure`
+records an erasure, deletes what is loaded and what the events stream holds, and publishes the
+request on every known store's downlink; :meth:`CentralJob.pending_erasures` lists what stores
+have not confirmed.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 
 import psycopg
 import pytest
@@ -43,7 +44,7 @@ def test_derived_columns_escapes_and_refused_bodies(postgres):
     # valid JSON with raw whitespace (newline, tab, CR) between tokens: staged as it came
     spaced = json.dumps(body(2), indent="\t").replace("\n", "\r\n")
     nul = body(3, properties={"note": "a\u0000b"})  # JSON PostgreSQL's jsonb refuses
-    surrogate = '{"messageId": "m-000004", "storeId": "s1", "receivedAt": "%s", "x": "\\ud800"}' % RECEIVED
+    surrogate = '{"messageId": "m-000004", "storeId": "s1", "receivedAt": "' + RECEIVED + '", "x": "\\ud800"}'
     garbage = b"\xff\xfe{}"
     batch = [message(odd), message(body(2), spaced), message(nul), ("cdp.events.s1", surrogate.encode()),
              ("cdp.events.s1", garbage), message(body(5))]  # fmt: skip
@@ -102,3 +103,54 @@ def test_four_workers_racing_over_redelivered_messages_load_each_once(postgres):
         seen = {r[0] for r in conn.execute("SELECT store_id FROM cdp_stores")}
     assert len(ids) == len(set(ids)) == 6000
     assert seen == {json.loads(d)["storeId"] for _, d in messages}
+
+
+@pytest.mark.integration
+def test_the_pull_loop_returns_what_is_there_at_once_and_waits_only_when_there_is_nothing(nats_server):
+    """The worker's own pull loop (not nats-py's fetch): a partial batch comes back without
+    waiting for the request to expire; with nothing there it lingers and returns shortly after
+    the next message is published; every message is delivered once and acks stick."""
+    from sync.backbone import EVENTS_STREAM
+    from sync.central import _Puller
+    from sync.nats_sink import connect
+
+    config = nats_server.central_config()
+
+    async def go():
+        nc = await connect(nats_server.urls, "", name="test-puller")
+        js = nc.jetstream(timeout=10)
+        try:
+            for i in range(30):
+                await js.publish("cdp.events.s1", json.dumps(body(i)).encode())
+            puller = _Puller(nc, EVENTS_STREAM, config.durable)
+            await puller.start()
+            started = time.monotonic()
+            first = await puller.fetch(500, timeout=5)
+            partial_s = time.monotonic() - started
+            for m in first:
+                await m.ack()
+
+            async def later():
+                await asyncio.sleep(0.5)
+                await js.publish("cdp.events.s1", json.dumps(body(99)).encode())
+
+            publisher = asyncio.create_task(later())
+            started = time.monotonic()
+            second = await puller.fetch(500, timeout=5)
+            linger_s = time.monotonic() - started
+            await publisher
+            for m in second:
+                await m.ack()
+            await nc.flush()
+            empty = await puller.fetch(500, timeout=0.5)  # acked: nothing comes back
+            info = await js.consumer_info(EVENTS_STREAM, config.durable)
+            return first, partial_s, second, linger_s, empty, info
+        finally:
+            await nc.close()
+
+    first, partial_s, second, linger_s, empty, info = asyncio.run(go())
+    assert [json.loads(m.data)["messageId"] for m in first] == [f"m-{i:06d}" for i in range(30)]
+    assert partial_s < 2.5, f"a partial batch waited {partial_s:.2f} s (the request expires at 5 s)"
+    assert [json.loads(m.data)["messageId"] for m in second] == ["m-000099"]
+    assert 0.4 < linger_s < 2.5, f"lingered {linger_s:.2f} s for a message published after 0.5 s"
+    assert empty == [] and info.num_ack_pending == 0 and info.num_pending == 0
