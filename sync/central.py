@@ -539,7 +539,7 @@ class _Puller:
             while self._buffer and len(self._buffer) < batch and not self._ended:
                 if not await self._wait(self._more_than(len(self._buffer)), 0.02):
                     break
-        if self._error is not None:
+        if self._error is not None and not self._buffer:  # what was delivered is loaded first
             error, self._error = self._error, None
             raise TransientSinkError(f"pull on {self._next} refused: {error}")
         out, self._buffer = self._buffer[:batch], self._buffer[batch:]
