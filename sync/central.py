@@ -107,6 +107,11 @@ class LoadResult:
     erased: tuple[int, ...] = ()
 
 
+def _storable(text: str) -> str:
+    """``text`` for a PostgreSQL text column, which cannot hold NUL."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _copy_text(value: str) -> str:
     """``value`` as a field of COPY's text format (one C-level scan when nothing needs escaping)."""
     if "\\" in value:
@@ -213,7 +218,7 @@ class CentralJob:
                     raise ValueError(unstorable[index])
                 event = parse_event_message(subject, data)
             except ValueError as exc:
-                rejects.append((subject[:200], str(exc), data[:200].decode("utf-8", "replace")))
+                rejects.append((_storable(subject[:200]), str(exc), _storable(data[:200].decode("utf-8", "replace"))))
                 reasons.append("unstorable" if index in unstorable else "invalid")
                 continue
             if event.month < oldest:

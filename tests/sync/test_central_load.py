@@ -46,8 +46,9 @@ def test_derived_columns_escapes_and_refused_bodies(postgres):
     nul = body(3, properties={"note": "a\u0000b"})  # JSON PostgreSQL's jsonb refuses
     surrogate = '{"messageId": "m-000004", "storeId": "s1", "receivedAt": "' + RECEIVED + '", "x": "\\ud800"}'
     garbage = b"\xff\xfe{}"
+    nul_byte = b'{"messageId": "m-000006", "storeId": "s1", "note": "a\x00b"}'  # not JSON: a raw NUL
     batch = [message(odd), message(body(2), spaced), message(nul), ("cdp.events.s1", surrogate.encode()),
-             ("cdp.events.s1", garbage), message(body(5))]  # fmt: skip
+             ("cdp.events.s1", garbage), ("cdp.events.s1", nul_byte), message(body(5))]  # fmt: skip
 
     async def go():
         job = await fresh(postgres)
@@ -57,7 +58,7 @@ def test_derived_columns_escapes_and_refused_bodies(postgres):
         return first, again
 
     first, again = asyncio.run(go())
-    assert (first.loaded, first.rejected) == (3, 3) and (again.loaded, again.rejected) == (3, 3)
+    assert (first.loaded, first.rejected) == (3, 4) and (again.loaded, again.rejected) == (3, 4)
     with psycopg.connect(postgres) as conn:
         rows = {r[0]: r[1:] for r in conn.execute(
             "SELECT message_id, type, event, user_id, properties, context, body FROM cdp_events")}  # fmt: skip
@@ -69,9 +70,10 @@ def test_derived_columns_escapes_and_refused_bodies(postgres):
     assert stored == odd, "the body is stored as sent, escapes and all"
     assert rows["m-000002"][5] == body(2)
     reasons = [r for r, _ in rejects]
-    assert reasons.count("payload is not UTF-8 JSON") == 2
+    assert reasons.count("payload is not UTF-8 JSON") == 4
     assert sum(r.startswith("payload not storable as jsonb") for r in reasons) == 4
     assert any("m-000003" in excerpt for _, excerpt in rejects)
+    assert any("m-000006" in excerpt and "a\ufffdb" in excerpt for _, excerpt in rejects), "NUL kept out"
     assert stores == [("s1",)]
 
 
