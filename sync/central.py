@@ -284,13 +284,13 @@ class CentralJob:
         """Which payloads PostgreSQL refuses as jsonb (the slow path after a failed COPY)."""
         found: dict[int, str] = {}
         async with pg.cursor() as cur:
-            for index, (_, data) in enumerate(messages):
+            for index, (subject, data) in enumerate(messages):
                 if index in known:
                     continue
                 try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue  # refused by the parser already
+                    text = parse_event_message(subject, data).text
+                except ValueError:
+                    continue  # refused by the parser, with its own reason
                 try:
                     async with pg.transaction():
                         await cur.execute("SELECT %s::jsonb", (text,))
