@@ -1,17 +1,24 @@
 """The central sync job: JetStream ``cdp.events.>`` → PostgreSQL, idempotently; erasure fan-out.
 
 A durable pull consumer (``central``, created by :mod:`sync.backbone`) over every store's
-subject, shared by every worker process. Each fetched batch is parsed, loaded in one PostgreSQL
-transaction into the month's partition (:mod:`sync.central_schema`; ``(messageId, month)``
-primary key, ``ON CONFLICT DO NOTHING``,
-properties and context as JSONB; consent changes upserted into ``cdp_consent``; erasure
-confirmations and drop reports into their tables), and acked only after the commit — so a crash
-anywhere redelivers and the primary key absorbs it. Events of a person with an erasure request
-are not loaded even if they were in flight (and are deleted from the stream). Optionally every loaded event is also forwarded to
-a Segment-compatible endpoint before the ack. :meth:`CentralJob.request_erasure` records an
-erasure, deletes what is loaded and what the events stream holds, and publishes the request on
-every known store's downlink; :meth:`CentralJob.pending_erasures` lists what stores have not
-confirmed.
+subject, shared by every worker process. Each worker pulls batches itself (:class:`_Puller`,
+the JetStream pull API with one subscription callback) and fetches the next batch while the
+current one loads. A batch is loaded in one PostgreSQL transaction: the payloads are parsed
+once for what the job must check (subject, messageId, storeId, receivedAt, erasure requests),
+``COPY``-ed as received into a temporary staging table, and moved by one ``INSERT … SELECT …
+ON CONFLICT DO NOTHING`` into the month's partition (:mod:`sync.central_schema`;
+``(messageId, month)`` primary key; type, event, ids, properties and context derived in SQL).
+Consent changes are upserted into ``cdp_consent``, erasure confirmations and drop reports go
+to their tables, and the batch is acked only after the commit — so a crash anywhere redelivers
+and the primary key absorbs it. ``cdp_stores.last_seen`` is touched after the commit, skipping
+rows another worker holds, so workers never wait on each other's store rows. A payload
+PostgreSQL refuses as ``jsonb`` (e.g. ``\u0000``) is recorded in ``cdp_rejects`` and counted,
+the rest of its batch loads. Events of a person with an erasure request are not loaded even if
+they were in flight (and are deleted from the stream). Optionally every loaded event is also
+forwarded to a Segment-compatible endpoint before the ack. :meth:`CentralJob.request_erasure`
+records an erasure, deletes what is loaded and what the events stream holds, and publishes the
+request on every known store's downlink; :meth:`CentralJob.pending_erasures` lists what stores
+have not confirmed.
 """
 
 from __future__ import annotations
@@ -49,12 +56,36 @@ __all__ = ["SCHEMA", "CentralJob", "LoadResult", "parse_event_message"]
 
 log = logging.getLogger(__name__)
 
-_INSERT_EVENT = (
+#: each fetched batch is COPY-ed here (one per connection, emptied at every commit) and moved
+#: into the partitioned table by one INSERT … SELECT: no per-row statement, no JSON re-encoding
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS cdp_stage (message_id text NOT NULL, received_month date"
+    " NOT NULL, store_id text NOT NULL, body jsonb NOT NULL) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = "COPY cdp_stage (message_id, received_month, store_id, body) FROM STDIN"
+
+
+def _text_sql(key: str) -> str:
+    """The body's string field ``key`` (at most 256 characters), else NULL — as ``_text``."""
+    return f"CASE WHEN jsonb_typeof(body->'{key}') = 'string' THEN left(body->>'{key}', 256) END"
+
+
+def _object_sql(key: str) -> str:
+    return f"CASE WHEN jsonb_typeof(body->'{key}') = 'object' THEN body->'{key}' ELSE '{{}}' END"
+
+
+_INSERT_STAGED = (
     "INSERT INTO cdp_events (message_id, received_month, store_id, type, event, user_id,"
-    ' anonymous_id, "timestamp", received_at, properties, context, body) VALUES'
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    ' anonymous_id, "timestamp", received_at, properties, context, body)'
+    f" SELECT message_id, received_month, store_id, coalesce(nullif({_text_sql('type')}, ''),"
+    f" 'track'), {_text_sql('event')}, {_text_sql('userId')}, {_text_sql('anonymousId')},"
+    f" {_text_sql('timestamp')}, {_text_sql('receivedAt')}, {_object_sql('properties')},"
+    f" {_object_sql('context')}, body FROM cdp_stage"
+    " ORDER BY message_id"  # one lock order: two workers given the same redelivery cannot deadlock
     " ON CONFLICT (message_id, received_month) DO NOTHING"
 )
+#: names of the events that also go to a side table (everything else is one COPY row)
+_SIDE_EVENTS = frozenset({"Consent Updated", "Customer Erased", "Sync Drops Reported"})
 
 
 @dataclass(frozen=True)
@@ -64,15 +95,8 @@ class ParsedEvent:
     body: dict[str, Any]
     month: dt.date
 
-    def row(self) -> tuple[Any, ...]:
-        b = self.body
-        props = b.get("properties") if isinstance(b.get("properties"), dict) else {}
-        context = b.get("context") if isinstance(b.get("context"), dict) else {}
-        return (
-            self.message_id, self.month, self.store_id, _text(b.get("type")) or "track", _text(b.get("event")),
-            _text(b.get("userId")), _text(b.get("anonymousId")), _text(b.get("timestamp")),
-            _text(b.get("receivedAt")), Jsonb(props), Jsonb(context), Jsonb(b),
-        )  # fmt: skip
+    #: the payload as received (UTF-8 JSON text): staged as it is, never re-encoded
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,30 +107,41 @@ class LoadResult:
     erased: tuple[int, ...] = ()
 
 
-def _text(value: Any) -> str | None:
-    return value[:256] if isinstance(value, str) else None
+def _storable(text: str) -> str:
+    """``text`` for a PostgreSQL text column, which cannot hold NUL."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format (one C-level scan when nothing needs escaping)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value or "\r" in value or "\t" in value:
+        value = value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return value
 
 
 def parse_event_message(subject: str, data: bytes) -> ParsedEvent:
     """One message from ``cdp.events.{storeId}`` → ParsedEvent; ValueError names what is wrong."""
     parts = subject.split(".")
-    if len(parts) != 3 or parts[:2] != ["cdp", "events"] or not parts[2]:
+    if len(parts) != 3 or parts[:2] != ["cdp", "events"] or not parts[2] or "\x00" in subject:
         raise ValueError("subject is not cdp.events.{storeId}")
     try:
-        body = json.loads(data)
+        text = data.decode("utf-8")
+        body = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError("payload is not JSON") from None
+        raise ValueError("payload is not UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise ValueError("payload is not an object")
     message_id = body.get("messageId")
-    if not isinstance(message_id, str) or not 0 < len(message_id) <= 128:
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= 128 or "\x00" in message_id:
         raise ValueError("messageId missing or invalid")
     if body.get("storeId") != parts[2]:
         raise ValueError("storeId in the body is not the subject's store")
     month = month_of(body.get("receivedAt"))
     if month is None:
         raise ValueError("receivedAt missing or not ISO-8601")
-    return ParsedEvent(message_id, parts[2], body, month)
+    return ParsedEvent(message_id, parts[2], body, month, text)
 
 
 def _epoch(iso: object) -> float | None:
@@ -132,6 +167,7 @@ class CentralJob:
         self.lag: int | None = None
         self.loaded = 0
         self._partitions = PartitionSet()
+        self._stores: set[str] = set()  # in cdp_stores, as this worker knows (committed)
 
     # -- PostgreSQL ------------------------------------------------------------------------
     async def _pg(self) -> psycopg.AsyncConnection[Any]:
@@ -150,32 +186,47 @@ class CentralJob:
         self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]
     ) -> LoadResult:
         """Load (subject, data) pairs in one transaction; caller acks after this returns."""
-        try:
-            return await self._load(pg, messages)
-        except psycopg.errors.CheckViolation:  # another worker dropped an expired partition
-            await pg.rollback()
-            self._partitions.forget()
-            return await self._load(pg, messages)
+        unstorable: dict[int, str] = {}
+        for attempt in range(3):
+            try:
+                return await self._load(pg, messages, unstorable)
+            except psycopg.errors.CheckViolation:  # another worker dropped an expired partition
+                await pg.rollback()
+                self._partitions.forget()
+            except psycopg.errors.DataError:  # JSON PostgreSQL will not store (e.g. \u0000)
+                await pg.rollback()
+                unstorable |= await self._unstorable(pg, messages, unstorable)
+            except psycopg.errors.TransactionRollback:  # a deadlock with another worker
+                await pg.rollback()
+                await asyncio.sleep(0.05 * (attempt + 1))
+        # still refused: park the batch in cdp_rejects rather than block the consumer for ever
+        log.error("central: a batch PostgreSQL keeps refusing is recorded in cdp_rejects")
+        everything = {i: "refused by PostgreSQL" for i in range(len(messages))}
+        return await self._load(pg, messages, everything | unstorable)
 
     async def _load(
-        self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]
-    ) -> LoadResult:
+        self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]],
+        unstorable: dict[int, str],
+    ) -> LoadResult:  # fmt: skip
         parsed: list[tuple[int, ParsedEvent]] = []
         rejects: list[tuple[str, str, str]] = []
+        reasons: list[str] = []
         oldest = oldest_kept(self.config.retention_months)
         for index, (subject, data) in enumerate(messages):
             try:
+                if index in unstorable:
+                    raise ValueError(unstorable[index])
                 event = parse_event_message(subject, data)
             except ValueError as exc:
-                rejects.append((subject[:200], str(exc), data[:200].decode("utf-8", "replace")))
-                self.metrics.rejected.labels("invalid").inc()
+                rejects.append((_storable(subject[:200]), str(exc), _storable(data[:200].decode("utf-8", "replace"))))
+                reasons.append("unstorable" if index in unstorable else "invalid")
                 continue
             if event.month < oldest:
-                self.metrics.rejected.labels("expired").inc()
+                reasons.append("expired")
                 continue
             parsed.append((index, event))
+        users = sorted({u for _, p in parsed if isinstance(u := p.body.get("userId"), str)})
         async with pg.cursor() as cur:
-            users = sorted({u for _, p in parsed if isinstance(u := p.body.get("userId"), str)})
             erased: set[str] = set()
             if users:
                 await cur.execute(
@@ -183,33 +234,77 @@ class CentralJob:
                     (users,),
                 )
                 erased = {r[0] for r in await cur.fetchall()}
-            kept = [p for _, p in parsed if p.body.get("userId") not in erased]
+            kept = [p for _, p in parsed if p.body.get("userId") not in erased] if erased else [p for _, p in parsed]
             if kept:
                 await self._partitions.ensure(cur, {p.month for p in kept})
-                await cur.executemany(_INSERT_EVENT, [p.row() for p in kept])
-            await self._side_tables(cur, kept)
+                await cur.execute(_STAGE)
+                async with cur.copy(_COPY_STAGE) as copy:
+                    await copy.write("".join([f"{_copy_text(p.message_id)}\t{p.month.isoformat()}\t"
+                                              f"{_copy_text(p.store_id)}\t{_copy_text(p.text)}\n" for p in kept]))
+                await cur.execute(_INSERT_STAGED)
+            await self._side_tables(cur, [p for p in kept if p.body.get("event") in _SIDE_EVENTS])
+            new_stores = sorted({p.store_id for p in kept} - self._stores)
+            if new_stores:  # sorted: two workers meeting the same new stores cannot deadlock
+                await cur.execute(
+                    "INSERT INTO cdp_stores SELECT unnest(%s::text[]), now() ON CONFLICT DO NOTHING",
+                    (new_stores,),
+                )
             if rejects:
                 await cur.executemany(
                     "INSERT INTO cdp_rejects (subject, reason, excerpt) VALUES (%s, %s, %s)",
                     rejects,
                 )
         await pg.commit()
+        self._stores.update(new_stores)
+        if kept:
+            await self._touch_stores(pg, {p.store_id for p in kept})
+        for reason in reasons:
+            self.metrics.rejected.labels(reason).inc()
         self.loaded += len(kept)
         self.metrics.observe_batch((p.store_id, _epoch(p.body.get("receivedAt"))) for p in kept)
         gone = tuple(i for i, p in parsed if p.body.get("userId") in erased)
         return LoadResult(len(kept), len(rejects), gone)
 
+    async def _touch_stores(self, pg: psycopg.AsyncConnection[Any], stores: set[str]) -> None:
+        """``cdp_stores.last_seen`` in a statement of its own after the load's commit: rows
+        another worker is touching right now are skipped, not waited for (every worker loads
+        from every store, so a row lock held for a whole load would serialise the workers)."""
+        await pg.execute(
+            "UPDATE cdp_stores SET last_seen = now() WHERE store_id IN (SELECT store_id FROM"
+            " cdp_stores WHERE store_id = ANY(%s) AND last_seen < now() - interval '1 second'"
+            " ORDER BY store_id FOR UPDATE SKIP LOCKED)",
+            (sorted(stores),),
+        )
+        await pg.commit()
+
+    async def _unstorable(
+        self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]],
+        known: dict[int, str],
+    ) -> dict[int, str]:  # fmt: skip
+        """Which payloads PostgreSQL refuses as jsonb (the slow path after a failed COPY)."""
+        found: dict[int, str] = {}
+        async with pg.cursor() as cur:
+            for index, (subject, data) in enumerate(messages):
+                if index in known:
+                    continue
+                try:
+                    text = parse_event_message(subject, data).text
+                except ValueError:
+                    continue  # refused by the parser, with its own reason
+                try:
+                    async with pg.transaction():
+                        await cur.execute("SELECT %s::jsonb", (text,))
+                except psycopg.errors.DataError as exc:
+                    detail = (exc.diag.message_primary or type(exc).__name__)[:150]
+                    found[index] = f"payload not storable as jsonb: {detail}"
+        await pg.rollback()
+        return found
+
     async def _side_tables(
         self, cur: psycopg.AsyncCursor[Any], parsed: Sequence[ParsedEvent]
     ) -> None:
-        stores = sorted({p.store_id for p in parsed})
-        if stores:
-            await cur.executemany(
-                "INSERT INTO cdp_stores VALUES (%s, now()) ON CONFLICT (store_id) DO UPDATE"
-                " SET last_seen = now()",
-                [(s,) for s in stores],
-            )
-        for p in parsed:
+        """Consent changes, erasure confirmations and drop reports (``parsed`` holds only those)."""
+        for p in sorted(parsed, key=lambda p: str(p.body.get("userId"))):
             name, props = p.body.get("event"), p.body.get("properties")
             if not isinstance(props, dict):
                 continue
@@ -234,6 +329,7 @@ class CentralJob:
                     (p.message_id, p.store_id, Jsonb(props.get("drops", {})),
                      str(p.body.get("timestamp", ""))),
                 )  # fmt: skip
+
 
     # -- erasure ---------------------------------------------------------------------------
     async def request_erasure(
@@ -316,32 +412,41 @@ class CentralJob:
                     f"no consumer {EVENTS_STREAM}/{self.config.durable}: create the backbone"
                     " with `edge central streams`"
                 ) from None
-            sub = await js.pull_subscribe_bind(self.config.durable, stream=EVENTS_STREAM)
+            sub = _Puller(nc, EVENTS_STREAM, self.config.durable)
+            await sub.start()
             async with await self._pg() as pg:
                 async with _Forwarder(self.config) as forwarder:
                     last_report = last_retention = 0.0
-                    while True:
-                        now = time.monotonic()
-                        if now - last_retention >= 3600:
-                            await drop_expired(pg, self.config.retention_months)
-                            self._partitions.forget()
-                            last_retention = now
-                        try:
-                            msgs = await sub.fetch(self.config.fetch_batch, timeout=1)
-                        except (TimeoutError, nats.errors.TimeoutError):
-                            msgs = []
-                        if msgs:
-                            await self._handle(js, pg, forwarder, msgs)
-                        now = time.monotonic()
-                        if not msgs or now - last_report >= self.config.lag_report_s:
-                            await self._report_lag(js)
-                            last_report = now
-                        if not msgs and stop_when_idle and self.lag == 0:
-                            return True
-                        if nc.is_closed:
-                            raise TransientSinkError("NATS connection closed")
+                    # the next batch is fetched while this one is loaded and acked: NATS and
+                    # PostgreSQL work at the same time (one fetch in flight per worker)
+                    ahead = asyncio.create_task(self._fetch(sub))
+                    try:
+                        while True:
+                            now = time.monotonic()
+                            if now - last_retention >= 3600:
+                                await drop_expired(pg, self.config.retention_months)
+                                self._partitions.forget()
+                                last_retention = now
+                            msgs = await ahead
+                            ahead = asyncio.create_task(self._fetch(sub))
+                            if msgs:
+                                await self._handle(js, pg, forwarder, msgs)
+                            now = time.monotonic()
+                            if not msgs or now - last_report >= self.config.lag_report_s:
+                                await self._report_lag(js)
+                                last_report = now
+                            if not msgs and stop_when_idle and self.lag == 0:
+                                return True
+                            if nc.is_closed:
+                                raise TransientSinkError("NATS connection closed")
+                    finally:  # a batch fetched but not loaded is redelivered after ack_wait
+                        ahead.cancel()
+                        await asyncio.gather(ahead, return_exceptions=True)
         finally:
             await close_quietly(nc)
+
+    async def _fetch(self, sub: _Puller) -> list[Msg]:
+        return await sub.fetch(self.config.fetch_batch, timeout=1)
 
     async def _handle(
         self, js: JetStreamContext, pg: psycopg.AsyncConnection[Any], forwarder: _Forwarder,
@@ -365,6 +470,85 @@ class CentralJob:
         if self.on_lag is not None:
             self.on_lag(self.lag)
         log.info("central consumer lag: %d messages", self.lag)
+
+
+class _Puller:
+    """Pull requests on the shared durable consumer, replies gathered by one subscription
+    callback (JetStream's ``$JS.API.CONSUMER.MSG.NEXT`` API, as ``fetch`` uses it).
+
+    nats-py's ``fetch`` waits for each message with its own task and timeout — at a few
+    thousand messages a second that client-side loop, not the server, is the worker's limit.
+    Here messages are appended as they arrive; :meth:`fetch` asks for what is available
+    (``no_wait``) and only when there is nothing lingers up to ``timeout`` for the next ones,
+    returning soon after they stop coming. Every delivery is kept, including one meant for an
+    earlier request that arrived late: it is a real delivery, acked like any other.
+    """
+
+    def __init__(self, nc: Client, stream: str, durable: str) -> None:
+        self._nc, self._next = nc, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._prefix = nc.new_inbox()
+        self._buffer: list[Msg] = []
+        self._wake = asyncio.Event()  # set by every message and status
+        self._request = ""  # the reply subject of the request in flight
+        self._ended = False  # the server ended that request (404, 408, 409)
+        self._serial = 0
+        self._error: str | None = None
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message, pending_msgs_limit=-1,
+                                 pending_bytes_limit=-1)  # fmt: skip
+
+    async def _on_message(self, msg: Msg) -> None:
+        status = JetStreamContext.is_status_msg(msg)
+        if not status:
+            self._buffer.append(msg)
+        elif status == "100":  # idle heartbeat / flow control
+            return
+        elif msg.subject == self._request:  # 404 no messages, 408 expired, 409 …: request over
+            description = (msg.headers or {}).get("Description", "")
+            if status not in ("404", "408", "409") or "deleted" in description.lower():
+                self._error = f"{status} {description}".strip()
+            self._ended = True
+        self._wake.set()
+
+    async def _ask(self, batch: int, body: dict[str, Any]) -> None:
+        self._serial += 1
+        self._request, self._ended = f"{self._prefix}.{self._serial}", False
+        await self._nc.publish(self._next, json.dumps({"batch": batch, **body}).encode(), reply=self._request)
+
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Until ``done()`` (True) or ``timeout`` passes with it still false (False)."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return done()
+        return True
+
+    def _more_than(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self._buffer) > count or self._ended
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        if len(self._buffer) < batch:  # what is there now
+            await self._ask(batch - len(self._buffer), {"no_wait": True})
+            await self._wait(lambda: len(self._buffer) >= batch or self._ended, timeout)
+        if not self._buffer:  # nothing: linger until messages come (or the request expires)
+            await self._ask(batch, {"expires": int(timeout * 1e9)})
+            await self._wait(lambda: bool(self._buffer) or self._ended, timeout + 0.5)
+            # then take what follows closely, up to the batch (the rest stays for next time)
+            while self._buffer and len(self._buffer) < batch and not self._ended:
+                if not await self._wait(self._more_than(len(self._buffer)), 0.02):
+                    break
+        if self._error is not None and not self._buffer:  # what was delivered is loaded first
+            error, self._error = self._error, None
+            raise TransientSinkError(f"pull on {self._next} refused: {error}")
+        out, self._buffer = self._buffer[:batch], self._buffer[batch:]
+        return out
 
 
 class _Forwarder:

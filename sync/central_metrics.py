@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -35,6 +36,7 @@ class CentralMetrics:
         self.pending = Gauge(
             "central_consumer_pending", "Messages not yet acked on the shared consumer", registry=r
         )
+        self._children: dict[str, tuple[Any, Any]] = {}
         self.batches = Counter("central_batches", "Batches committed by this worker", registry=r)
         self.rejected = Counter(
             "central_events_rejected", "Messages refused (unparseable, expired)", ["reason"],
@@ -49,14 +51,27 @@ class CentralMetrics:
         """(store, receivedAt epoch seconds) of each event just committed."""
         now = time.time()
         latest: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        observe = self.lag_all.observe
         for store, at in received:
-            self.loaded.labels(store).inc()
+            counts[store] = counts.get(store, 0) + 1
             if at is not None:
-                self.lag_all.observe(max(0.0, now - at))
-                latest[store] = max(at, latest.get(store, at))
+                observe(max(0.0, now - at))
+                if at > latest.get(store, 0.0):
+                    latest[store] = at
+        for store, count in counts.items():  # one labelled child per store, not per event
+            self._child(store)[0].inc(count)
         for store, at in latest.items():
-            self.lag.labels(store).set(max(0.0, now - at))
+            self._child(store)[1].set(max(0.0, now - at))
         self.batches.inc()
+
+    def _child(self, store: str) -> tuple[Any, Any]:
+        """The store's (loaded, lag) children, looked up once (a fleet is hundreds of stores
+        in every batch)."""
+        child = self._children.get(store)
+        if child is None:
+            child = self._children[store] = (self.loaded.labels(store), self.lag.labels(store))
+        return child
 
     def serve(self, port: int) -> None:
         start_http_server(port, addr="127.0.0.1", registry=self.registry)

@@ -156,13 +156,14 @@ def test_streams_command_creates_then_checks_the_backbone(bare_nats_server, tmp_
 
     async def tamper() -> list[str]:
         nc = await nats.connect(servers=bare_nats_server.urls)
-        js = nc.jetstream()
-        events = Backbone(config).streams()[0]
-        events.max_age = 7200.0
-        await js.update_stream(events)
-        problems = await verify_backbone(js, config, ["a", "b"])
-        await nc.close()
-        return problems
+        try:  # a loaded machine can take longer than nats-py's default 5 s per API call
+            js = nc.jetstream(timeout=30)
+            events = Backbone(config).streams()[0]
+            events.max_age = 7200.0
+            await js.update_stream(events)
+            return await verify_backbone(js, config, ["a", "b"])
+        finally:
+            await nc.close()
 
     assert asyncio.run(tamper()) == ["stream CDP_EVENTS: max_age is 7200.0, wanted 604800.0"]
     code, out = run("central", "streams", *base)
