@@ -367,10 +367,12 @@ class Recommender:
             self._count("rejected")
             raise
         try:
+            # 1-D conversions plus a view: numpy converts a flat list ≈ twice as fast as a
+            # nested one
             items, scores = self._raw_run(self._output_names, {
-                "basket": np.array([b or _PAD_ID], dtype=np.int64),
-                "history": np.array([h or _PAD_ID], dtype=np.int64),
-                "history_weights": np.array([w or _PAD_WEIGHT], dtype=np.float32),
+                "basket": np.array(b or _PAD_ID, dtype=np.int64)[None],
+                "history": np.array(h or _PAD_ID, dtype=np.int64)[None],
+                "history_weights": np.array(w or _PAD_WEIGHT, dtype=np.float32)[None],
                 "context": ctx_vec[None],
             }, None)
         except Exception as exc:  # ORT's own exception types; convert at the boundary
