@@ -192,13 +192,19 @@ class Recommender:
             raise ModelError("history must be a sequence of (sku, weight) pairs")
         # C-level passes (map/set/all) instead of a Python loop per entry: this runs before
         # every inference, and at 2,000 SKUs the inference itself takes only ≈ 50 µs
+        # an entry the catalog knows is a SKU string (its keys are), so the type test only
+        # runs when some entry is not found or not even hashable
         get = self._positions.get
-        if not set(map(type, basket)) <= STR_TYPES:
-            bad = next((s for s in basket if not isinstance(s, str)), None)
-            if bad is not None:
-                raise ModelError(f"basket entries must be SKU strings, got {type(bad).__name__}")
-        items = list(map(get, basket))
+        try:
+            items = list(map(get, basket))
+        except TypeError:
+            items = [None]
         if None in items:
+            if not set(map(type, basket)) <= STR_TYPES:
+                bad = next((s for s in basket if not isinstance(s, str)), None)
+                if bad is not None:
+                    raise ModelError(
+                        f"basket entries must be SKU strings, got {type(bad).__name__}")
             items = [i for i in items if i is not None]
             self._count("unknown_basket_skus", len(basket) - len(items))
         if len(items) > self.max_basket:
@@ -214,14 +220,19 @@ class Recommender:
         except (TypeError, ValueError):
             check_pairs(history)
             raise ModelError("history entries must be (sku, weight) pairs") from None
-        if not set(map(type, skus)) <= STR_TYPES or not set(map(type, values)) <= NUMBER_TYPES:
+        if not set(map(type, values)) <= NUMBER_TYPES:
             check_pairs(history)
         # a NaN anywhere makes the sum NaN (min/max alone may step over it); the range test
         # comes first, so the sum never meets a huge integer
         if not (0 <= min(values) and max(values) <= MAX_WEIGHT) or math.isnan(sum(values)):
             bad = next(w for w in values if not 0 <= w <= MAX_WEIGHT)
             raise ModelError(f"history weight {bad!r} is not in [0, {MAX_WEIGHT:g}]")
-        ids = list(map(get, skus))
+        try:
+            ids = list(map(get, skus))
+        except TypeError:  # an unhashable "sku"
+            ids = [None]
+        if None in ids and not set(map(type, skus)) <= STR_TYPES:
+            check_pairs(history)  # names the entry that is not a (sku, weight) pair
         unknown = ids.count(None)
         if unknown:
             self._count("unknown_history_skus", unknown)
