@@ -231,11 +231,10 @@ class Recommender:
             ids = list(map(get, skus))
         except TypeError:  # an unhashable "sku"
             ids = [None]
-        if None in ids and not set(map(type, skus)) <= STR_TYPES:
-            check_pairs(history)  # names the entry that is not a (sku, weight) pair
-        unknown = ids.count(None)
-        if unknown:
-            self._count("unknown_history_skus", unknown)
+        if None in ids:
+            if not set(map(type, skus)) <= STR_TYPES:
+                check_pairs(history)  # names the entry that is not a (sku, weight) pair
+            self._count("unknown_history_skus", ids.count(None))
         elif len(ids) <= self.max_history and len(set(ids)) == len(ids):
             # the usual request: every sku known, none twice, within max_history
             return items, ids, list(values), context_vector(context)
