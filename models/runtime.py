@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -196,16 +196,17 @@ class Recommender:
         # runs when some entry is not found or not even hashable
         get = self._positions.get
         try:
-            items = list(map(get, basket))
+            found: list[int | None] = list(map(get, basket))
         except TypeError:
-            items = [None]
-        if None in items:
+            found = [None]
+        items = cast("list[int]", found)
+        if None in found:
             if not set(map(type, basket)) <= STR_TYPES:
                 bad = next((s for s in basket if not isinstance(s, str)), None)
                 if bad is not None:
                     raise ModelError(
                         f"basket entries must be SKU strings, got {type(bad).__name__}")
-            items = [i for i in items if i is not None]
+            items = [i for i in found if i is not None]
             self._count("unknown_basket_skus", len(basket) - len(items))
         if len(items) > self.max_basket:
             self._count("basket_truncated")
@@ -228,7 +229,7 @@ class Recommender:
             bad = next(w for w in values if not 0 <= w <= MAX_WEIGHT)
             raise ModelError(f"history weight {bad!r} is not in [0, {MAX_WEIGHT:g}]")
         try:
-            ids = list(map(get, skus))
+            ids: list[int | None] = list(map(get, skus))
         except TypeError:  # an unhashable "sku"
             ids = [None]
         if None in ids:
@@ -237,7 +238,7 @@ class Recommender:
             self._count("unknown_history_skus", ids.count(None))
         elif len(ids) <= self.max_history and len(set(ids)) == len(ids):
             # the usual request: every sku known, none twice, within max_history
-            return items, ids, list(values), context_vector(context)
+            return items, cast("list[int]", ids), list(values), context_vector(context)
         weights: dict[int, float] = {}
         for i, weight in zip(ids, values, strict=True):
             if i is not None:
