@@ -7,7 +7,8 @@ Prints figures, asserts nothing. Run pinned to one core, as PERFORMANCE.md asks:
 For 2,000 and 50,000 SKUs (dim 64, 16 complement partners per SKU) a synthetic model is exported through the real export path
 (``models.export.write_model_dir``), loaded with ``Recommender.load`` (1 intra-op thread), then:
 single-request p50/p99 of ``Recommender.recommend`` (5-item basket, 20-item history, context)
-vs ``session.run`` on the same graph and session options with prepared arrays; batch-32
+vs ``session.run`` on the same graph and session options with prepared arrays (interleaved,
+alternating which of the two goes first); batch-32
 throughput of ``recommend_batch`` vs ``session.run``; load time; process RSS.
 """
 
