@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -68,6 +69,19 @@ def test_request_path_matches_the_array_path(rec: Recommender) -> None:
                                   np.array([weights], dtype=np.float32), ctx_vec)
         assert [r.sku for r in got] == [skus[i] for i in items[0]]
         assert np.array_equal([r.score for r in got], scores[0])
+
+
+def test_public_session_run_is_the_fallback(rec: Recommender) -> None:
+    """On an onnxruntime whose session has no C-level ``_sess.run`` the wrapper goes through
+    the public ``session.run`` and answers the same."""
+    public_only = SimpleNamespace(run=rec._session.run)
+    other = Recommender(rec.model_dir, public_only, rec.manifest, rec.catalog,  # type: ignore[arg-type]
+                        rec.kernel, rec.max_basket, rec.max_history)
+    skus = rec.catalog.skus
+    request = ([skus[3]], [(skus[5], 0.6), (skus[8], 0.1)], Context(hour=8, weekday=0))
+    assert other.recommend(*request) == rec.recommend(*request)
+    assert other.recommend_batch([request]) == rec.recommend_batch([request])
+    other.close()
 
 
 def test_batch_matches_single(rec: Recommender) -> None:
