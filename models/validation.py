@@ -1,7 +1,8 @@
 """Validation helpers of the runtime's request path (kept apart so ``runtime`` stays small).
 
-The hot path tests a whole request with C-level passes (``set(map(type, …))``); these give the
-exact answer and the error message when that quick test fails, and encode the context.
+:func:`encode_request` turns one request into ids, weights and the context vector with C-level
+passes (``map``, ``set(map(type, …))``, ``min``/``max``/``sum``); the other helpers give the
+exact answer and the error message when a quick test fails, and encode the context.
 """
 
 from __future__ import annotations
