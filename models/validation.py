@@ -1,13 +1,15 @@
 """Validation helpers of the runtime's request path (kept apart so ``runtime`` stays small).
 
-The hot path tests a whole request with C-level passes (``set(map(type, …))``); these give the
-exact answer and the error message when that quick test fails, and encode the context.
+:func:`encode_request` turns one request into ids, weights and the context vector with C-level
+passes (``map``, ``set(map(type, …))``, ``min``/``max``/``sum``); the other helpers give the
+exact answer and the error message when a quick test fails, and encode the context.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
 import numpy as np
@@ -15,9 +17,12 @@ import numpy as np
 from .context import CTX_DIM, Context, encode_context
 from .errors import ModelError
 
-__all__ = ["NUMBER_TYPES", "PAIR_TYPES", "STR_TYPES", "TWO", "check_pairs", "context_vector"]
+__all__ = ["MAX_WEIGHT", "NUMBER_TYPES", "PAIR_TYPES", "STR_TYPES", "TWO", "check_pairs",
+           "context_vector", "encode_request"]
 
+MAX_WEIGHT = 1e6
 NUMBER = (int, float, np.integer, np.floating)
+_SEQUENCES = {list, tuple}  # the usual request shapes, accepted without the ABC check
 STR_TYPES = {str}
 PAIR_TYPES = {tuple, list}
 TWO = {2}
@@ -62,3 +67,76 @@ def context_vector(context: Context | None) -> np.ndarray:
         return _cached_context(context)
     except TypeError:  # an unhashable field (e.g. a list as zone): encode without the cache
         return encode_context(context)
+
+
+def encode_request(
+    positions: Mapping[str, int], basket: Sequence[str], history: Sequence[tuple[str, float]],
+    context: Context | None, max_basket: int, max_history: int, count: Callable[[str, int], None],
+) -> tuple[list[int], list[int], list[float], np.ndarray]:
+    """One request as basket ids, history ids and weights, and the context vector. Unknown
+    skus and truncations are reported to ``count(stat, amount)``; anything malformed raises
+    ModelError (or TypeError/ValueError, which the caller reports as a malformed request)."""
+    if type(basket) not in _SEQUENCES and (
+            isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence)):
+        raise ModelError("basket must be a sequence of SKU strings")
+    if type(history) not in _SEQUENCES and (
+            isinstance(history, (str, bytes)) or not isinstance(history, Sequence)):
+        raise ModelError("history must be a sequence of (sku, weight) pairs")
+    # C-level passes (map/set/all) instead of a Python loop per entry: this runs before
+    # every inference, and at 2,000 SKUs the inference itself takes only ≈ 50 µs
+    # an entry the catalog knows is a SKU string (its keys are), so the type test only
+    # runs when some entry is not found or not even hashable
+    get = positions.get
+    try:
+        found: list[int | None] = list(map(get, basket))
+    except TypeError:
+        found = [None]
+    items = cast("list[int]", found)
+    if None in found:
+        if not set(map(type, basket)) <= STR_TYPES:
+            bad = next((s for s in basket if not isinstance(s, str)), None)
+            if bad is not None:
+                raise ModelError(
+                    f"basket entries must be SKU strings, got {type(bad).__name__}")
+        items = [i for i in found if i is not None]
+        count("unknown_basket_skus", len(basket) - len(items))
+    if len(items) > max_basket:
+        count("basket_truncated", 1)
+        items = items[-max_basket :]
+    if not history:
+        return items, [], [], context_vector(context)
+    # transposing first checks the shape too: entries that are not all 2-long (or not
+    # iterable) fail here, and check_pairs then names what is wrong; every sku and weight
+    # is type-checked below, so whatever unpacks is a (str, number) pair
+    try:
+        skus, values = zip(*history, strict=True)
+    except (TypeError, ValueError):
+        check_pairs(history)
+        raise ModelError("history entries must be (sku, weight) pairs") from None
+    if not set(map(type, values)) <= NUMBER_TYPES:
+        check_pairs(history)
+    # a NaN anywhere makes the sum NaN (min/max alone may step over it); the range test
+    # comes first, so the sum never meets a huge integer
+    if not (0 <= min(values) and max(values) <= MAX_WEIGHT) or math.isnan(sum(values)):
+        bad = next(w for w in values if not 0 <= w <= MAX_WEIGHT)
+        raise ModelError(f"history weight {bad!r} is not in [0, {MAX_WEIGHT:g}]")
+    try:
+        ids: list[int | None] = list(map(get, skus))
+    except TypeError:  # an unhashable "sku"
+        ids = [None]
+    if None in ids:
+        if not set(map(type, skus)) <= STR_TYPES:
+            check_pairs(history)  # names the entry that is not a (sku, weight) pair
+        count("unknown_history_skus", ids.count(None))
+    elif len(ids) <= max_history and len(set(ids)) == len(ids):
+        # the usual request: every sku known, none twice, within max_history
+        return items, cast("list[int]", ids), list(values), context_vector(context)
+    weights: dict[int, float] = {}
+    for i, weight in zip(ids, values, strict=True):
+        if i is not None:
+            weights[i] = weights.get(i, 0.0) + weight
+    if len(weights) > max_history:
+        count("history_truncated", 1)
+        kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[: max_history]
+        weights = dict(kept)
+    return items, list(weights), list(weights.values()), context_vector(context)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from models import Context, ModelError, ModelHolder, Recommender, Scored
-from models.context import CTX_DIM
+from models.context import CTX_DIM, encode_context
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,39 @@ def test_history_weights_from_purchase_events(rec: Recommender) -> None:
     assert sku in {r.sku for r in with_history}
 
 
+def test_request_path_matches_the_array_path(rec: Recommender) -> None:
+    """Whichever way the request path encodes a history (every sku known and distinct; or
+    unknown and repeated skus, merged by summing), it scores what :meth:`infer` scores on the
+    arrays built by hand."""
+    skus = rec.catalog.skus
+    ctx = Context(hour=17, weekday=4, weather="snow", zone="dairy", channel="app")
+    ctx_vec = encode_context(ctx)[None]
+    cases = [
+        ([skus[4], skus[9]], [(skus[2], 0.7), (skus[11], 0.2)], [4, 9], [2, 11], [0.7, 0.2]),
+        ([skus[4], "NOPE", skus[9]], [(skus[2], 0.5), ("GONE", 1.0), (skus[11], 0.2),
+                                      (skus[2], 0.25)], [4, 9], [2, 11], [0.75, 0.2]),
+    ]
+    for basket, history, b_ids, h_ids, weights in cases:
+        got = rec.recommend(basket, history, ctx)
+        items, scores = rec.infer(np.array([b_ids]), np.array([h_ids]),
+                                  np.array([weights], dtype=np.float32), ctx_vec)
+        assert [r.sku for r in got] == [skus[i] for i in items[0]]
+        assert np.array_equal([r.score for r in got], scores[0])
+
+
+def test_public_session_run_is_the_fallback(rec: Recommender) -> None:
+    """On an onnxruntime whose session has no C-level ``_sess.run`` the wrapper goes through
+    the public ``session.run`` and answers the same."""
+    public_only = SimpleNamespace(run=rec._session.run)
+    other = Recommender(rec.model_dir, public_only, rec.manifest, rec.catalog,  # type: ignore[arg-type]
+                        rec.kernel, rec.max_basket, rec.max_history)
+    skus = rec.catalog.skus
+    request = ([skus[3]], [(skus[5], 0.6), (skus[8], 0.1)], Context(hour=8, weekday=0))
+    assert other.recommend(*request) == rec.recommend(*request)
+    assert other.recommend_batch([request]) == rec.recommend_batch([request])
+    other.close()
+
+
 def test_batch_matches_single(rec: Recommender) -> None:
     skus = rec.catalog.skus
     reqs = [([skus[5]], [], Context(18, 5)), ([], [(skus[7], 0.5)], None), ([skus[1]], [], None)]
@@ -77,6 +111,13 @@ def test_arecommend_runs_off_the_event_loop(rec: Recommender) -> None:
         (lambda r: r.recommend([], [("SKU00001", float("nan"))]), "weight"),
         (lambda r: r.recommend([], [("SKU00001", -1.0)]), "weight"),
         (lambda r: r.recommend([], [("SKU00001",)]), "pairs"),
+        (lambda r: r.recommend([], [("SKU00001", 1.0), ("SKU00002",)]), "pairs"),
+        (lambda r: r.recommend([], [("SKU00001", 1.0), (5, 1.0)]), "pairs"),
+        (lambda r: r.recommend([], [(["SKU00001"], 1.0)]), "pairs"),
+        (lambda r: r.recommend([], [("SKU00001", True)]), "pairs"),
+        (lambda r: r.recommend([], [("SKU00001", 1.0), ("SKU00002", float("nan"))]), "weight"),
+        (lambda r: r.recommend(["SKU00001", ["SKU00002"]]), "strings"),
+        (lambda r: r.recommend(["SKU00001", b"SKU00002"]), "strings"),
         (lambda r: r.recommend([], [], Context(hour=24, weekday=0)), "hour"),
         (lambda r: r.recommend([], [], "morning"), "context"),
         (lambda r: r.recommend([], k=0), "k must"),
