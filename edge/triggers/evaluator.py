@@ -108,6 +108,8 @@ class Evaluator:
                 self.by_event.setdefault(name, []).append(t)
             if s.kind == "sequence" and s.then_not:
                 self.cancels.setdefault(s.then_not, []).append(t)
+            if s.kind == "complement":
+                self.cancels.setdefault("Order Completed", []).append(t)
             if s.kind == "dwell":
                 self.cancels.setdefault("Zone Exited", []).append(t)
                 if s.cancel_event:
@@ -148,7 +150,8 @@ class Evaluator:
             if trigger.audience == "person" and not self._consented(unit.user_id):
                 continue
             instance = f"{pkey}:{due}"
-            out.append(self._candidate(trigger, unit_key, unit, instance, due, data.get("sku"), data["why"]))
+            out.append(self._candidate(trigger, unit_key, unit, instance, due, data.get("sku"), data["why"],
+                                       category=data.get("wanted")))
         self._expire(now_ms)
         return out
 
@@ -272,7 +275,11 @@ class Evaluator:
     def _cancel(self, trigger: Trigger, unit: _Unit, event: Event) -> None:
         s = trigger.signal
         props = event.body.get("properties", {})
-        if s.kind == "sequence":
+        if s.kind == "complement":  # paid: too late for the pole display
+            for pkey in [k for k, (t, _, _) in unit.pending.items() if t is trigger]:
+                del unit.pending[pkey]
+            unit.basket.clear()
+        elif s.kind == "sequence":
             pkey = f"{trigger.key}:{props.get(s.same)}" if s.same else trigger.key
             unit.pending.pop(pkey, None)
         elif s.kind == "dwell":
@@ -311,23 +318,29 @@ class Evaluator:
 
     def _complement(self, trigger: Trigger, key: str, unit: _Unit, event: Event, at: int, sku: str | None,
                     out: list[Candidate]) -> None:
+        """A till adds items one by one: an item whose usual complement is missing starts a short
+        wait (``within_minutes``); the complement added meanwhile, or the order completed,
+        cancels it; at the deadline the pole display gets the message."""
         if sku is None:
             return
         if len(unit.basket) < 200:
             unit.basket.append(sku)
         cats = {c for s in unit.basket if (c := self.catalog.category_of(s)) is not None}
+        for pkey in [k for k, (t, _, d) in unit.pending.items() if t is trigger and d.get("wanted") in cats]:
+            del unit.pending[pkey]
         category = self.catalog.category_of(sku)
         if category is None or (trigger.signal.categories and category not in trigger.signal.categories):
             return
         wanted = self.complements.complement_of(category)
         if wanted is None or wanted in cats:
             return
-        instance = f"{trigger.key}:{unit.visit_id}:{category}"
-        if instance in unit.done:
+        pkey = f"{trigger.key}:{unit.visit_id}:{category}"
+        if pkey in unit.done or pkey in unit.pending:
             return
-        unit.done.add(instance)
-        out.append(self._candidate(trigger, key, unit, instance, at, sku,
-                                   f"basket has {category} without its usual complement {wanted}", category=wanted))
+        unit.done.add(pkey)
+        self._pend(key, unit, pkey, trigger, at + (trigger.signal.within_ms or 30_000),
+                   {"sku": sku, "wanted": wanted,
+                    "why": f"basket has {category} without its usual complement {wanted}"})
 
     def _candidate(self, trigger: Trigger, key: str, unit: _Unit, instance: str, at: int, sku: str | None,
                    why: str, category: str | None = None) -> Candidate:

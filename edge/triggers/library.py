@@ -62,8 +62,8 @@ class Condition:
             return bool(actual in self.value)
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):
             return False
-        return {"gt": actual > self.value, "gte": actual >= self.value,
-                "lt": actual < self.value, "lte": actual <= self.value}[self.op]
+        return bool({"gt": actual > self.value, "gte": actual >= self.value,
+                     "lt": actual < self.value, "lte": actual <= self.value}[self.op])
 
 
 def _lookup(body: Mapping[str, Any], path: str) -> tuple[bool, Any]:
@@ -367,7 +367,8 @@ class _Parser:
                 self.err(f"{where}.on", "must be an array of known event names")
                 on = ["Zone Entered"]
             return Signal(kind, None, where_c, on=tuple(on), categories=tuple(cats))
-        return Signal(kind, "Product Added", where_c, categories=tuple(cats))
+        return Signal(kind, "Product Added", where_c, categories=tuple(cats),
+                      within_ms=self.minutes(raw, "within_minutes", f"{where}.within_minutes", 0.5, 60))
 
     def trigger(self, raw: Mapping[str, Any], where: str) -> Trigger | None:
         before = len(self.errors)
