@@ -163,11 +163,15 @@ class TriggerRuntime:
             if device:
                 self.ledger.shown(visit, device, json.loads(offers))
         fresh: list[Candidate] = []
-        for event in history:
-            for cand in self.evaluator.observe([event]):
-                if not self.store.known(cand.key) and now_ms - cand.at_ms <= self.late_ms:
-                    fresh.append(cand)
+
+        def keep(cands: list[Candidate]) -> None:
+            fresh.extend(c for c in cands if not self.store.known(c.key) and now_ms - c.at_ms <= self.late_ms)
+
+        for event in history:  # time passes as it did: timers due before an event fire before it
+            keep(self.evaluator.tick(event.received_ms))
+            keep(self.evaluator.observe([event]))
             self._convert([event])
+        keep(self.evaluator.tick(now_ms))
         return fresh
 
     # -- the live path ---------------------------------------------------------------------
