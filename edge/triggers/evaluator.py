@@ -25,7 +25,7 @@ from typing import Any
 
 from edge.events import Event
 from edge.triggers.learn import Complements, RepurchaseCycles
-from edge.triggers.library import Library, Trigger
+from edge.triggers.library import Library, Trigger, _lookup
 from edge.triggers.ports import CatalogReader, ConsentPolicy, ProfileReader
 
 __all__ = ["Candidate", "Evaluator"]
@@ -99,13 +99,13 @@ class Evaluator:
         """A new library: pending entries of triggers no longer in it are dropped at their
         deadline (their trigger key is gone); others carry on."""
         self.library = library
-        self.by_event: dict[str, list[Trigger]] = {}
+        self.by_event: dict[str, _Dispatch] = {}
         self.cancels: dict[str, list[Trigger]] = {}
-        for t in library.triggers:
+        for order, t in enumerate(library.triggers):
             s = t.signal
             starts = list(s.on) if s.kind == "resupply" else [s.event] if s.event else []
             for name in starts:
-                self.by_event.setdefault(name, []).append(t)
+                self.by_event.setdefault(name, _Dispatch()).add(order, t)
             if s.kind == "sequence" and s.then_not:
                 self.cancels.setdefault(s.then_not, []).append(t)
             if s.kind == "complement":
@@ -132,8 +132,13 @@ class Evaluator:
                 unit = self._unit_for(trigger, event, create=False)
                 if unit is not None:
                     self._cancel(trigger, unit, event)
-            for trigger in starts or ():
-                self._start(trigger, event, at, out)
+            if starts is not None:
+                view = _view(event)
+                matched = starts.matching(view)
+                if matched:
+                    local = self._local(at)
+                    for trigger in matched:
+                        self._start(trigger, event, at, view, local, out)
         return out
 
     def tick(self, now_ms: int) -> list[Candidate]:
@@ -232,9 +237,10 @@ class Evaluator:
     def _local(self, at_ms: int) -> datetime:
         return datetime.fromtimestamp(at_ms / 1000, UTC) + self.tz
 
-    def _start(self, trigger: Trigger, event: Event, at: int, out: list[Candidate]) -> None:
+    def _start(self, trigger: Trigger, event: Event, at: int, view: dict[str, Any], local: datetime,
+               out: list[Candidate]) -> None:
         s = trigger.signal
-        if not s.matches(_view(event)) or not trigger.active(self._local(at)):
+        if not s.matches(view) or not trigger.active(local):
             return
         if trigger.audience == "person" and not self._consented(event.user_id):
             self.on_refused("no_consent")
@@ -353,6 +359,37 @@ class Evaluator:
         return Candidate(trigger, key, unit.user_id if person else None, unit.visit_id or key, instance, at,
                          unit.zone, unit.device, sku, tuple(unit.basket), why, category,
                          None if person else unit.person)
+
+
+class _Dispatch:
+    """The triggers an event name starts, indexed by one equality condition each (a zone, a
+    channel …), so an event looks only at the triggers that can match it."""
+
+    def __init__(self) -> None:
+        self.any: list[tuple[int, Trigger]] = []
+        self.keyed: dict[tuple[str, ...], dict[Any, list[tuple[int, Trigger]]]] = {}
+
+    def add(self, order: int, trigger: Trigger) -> None:
+        s = trigger.signal
+        conds = [(c.path, c.value) for c in s.where if c.op == "eq" and isinstance(c.value, (str, int, bool))]
+        if s.kind == "dwell" and s.zone is not None:
+            conds.insert(0, ("properties.zoneId", s.zone))
+        conds.sort(key=lambda pv: pv[0] != "properties.zoneId")  # zones discriminate best
+        if conds:
+            path, value = conds[0]
+            self.keyed.setdefault(tuple(path.split(".")), {}).setdefault(value, []).append((order, trigger))
+        else:
+            self.any.append((order, trigger))
+
+    def matching(self, view: dict[str, Any]) -> list[Trigger]:
+        found = list(self.any)
+        for path, table in self.keyed.items():
+            ok, value = _lookup(view, path)
+            if ok and isinstance(value, (str, int, bool)):
+                found.extend(table.get(value, ()))
+        if len(found) > 1:
+            found.sort(key=lambda ot: ot[0])
+        return [t for _, t in found]
 
 
 def _view(event: Event) -> dict[str, Any]:

@@ -47,9 +47,13 @@ class Condition:
     path: str
     op: str
     value: Any
+    parts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.path.split(".")))
 
     def holds(self, body: Mapping[str, Any]) -> bool:
-        found, actual = _lookup(body, self.path)
+        found, actual = _lookup(body, self.parts)
         if self.op == "exists":
             return found is bool(self.value)
         if not found:
@@ -66,9 +70,9 @@ class Condition:
                      "lt": actual < self.value, "lte": actual <= self.value}[self.op])
 
 
-def _lookup(body: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+def _lookup(body: Mapping[str, Any], path: str | tuple[str, ...]) -> tuple[bool, Any]:
     node: Any = body
-    for part in path.split("."):
+    for part in (path.split(".") if isinstance(path, str) else path):
         if not isinstance(node, Mapping) or part not in node:
             return False, None
         node = node[part]

@@ -65,6 +65,7 @@ class Fired:
     device_id: str | None
     offers: list[dict[str, Any]] = field(default_factory=list)
     topic: str | None = None
+    key: str = ""  # the signal instance (trigger@version:…)
 
 
 @dataclass
@@ -245,7 +246,8 @@ class TriggerRuntime:
         arms = self.counts.setdefault((t.id, t.version), {})
         arms.setdefault(arm, [0, 0])[0] += 1
         self.count("fired", outcome)
-        fired = Fired(t.id, t.version, arm, outcome, decision_id, cand.unit, t.action.touchpoint, device, offers, topic)
+        fired = Fired(t.id, t.version, arm, outcome, decision_id, cand.unit, t.action.touchpoint, device, offers,
+                      topic, cand.key)
         self.fired.append(fired)
         if len(self.fired) > 1000:
             del self.fired[:500]
