@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+from helpers import runtime
+
 from devices.sim.triggers import make_event
 from edge import schema
 from edge.cli import main
 from edge.triggers.tables import FiringStore
-
-from helpers import runtime
 
 LIBRARY = """
 [touchpoints]
