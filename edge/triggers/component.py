@@ -125,10 +125,15 @@ class TriggersComponent(ComponentBase):
                                " triggers queue was full", registry=reg)
         self.latency = Histogram("edge_trigger_seconds", "Signal committed → offer published",
                                  buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5), registry=reg)
+        self._children: dict[tuple[str, str], Any] = {}
         self.live = Gauge("edge_trigger_live_units", "Units with signal state in memory", registry=reg)
 
     def _count(self, what: str, reason: str) -> None:
-        {"fired": self.fired, "refused": self.refused, "converted": self.converted}[what].labels(reason).inc()
+        child = self._children.get((what, reason))
+        if child is None:
+            metric = {"fired": self.fired, "refused": self.refused, "converted": self.converted}[what]
+            child = self._children[(what, reason)] = metric.labels(reason)
+        child.inc()
 
     def _refused_file(self, exc: LibraryError) -> None:
         self.files_refused.inc()
@@ -215,10 +220,16 @@ class TriggersComponent(ComponentBase):
             due = self.runtime.evaluator.next_due()
             now_ms = int(self.ctx.clock() * 1000)
             timeout = 0.25 if due is None else max(0.0, min(0.25, (due - now_ms) / 1000))
-            try:
-                events, t0 = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                events, t0 = [], 0
+            events: list[Event] = []
+            t0 = 0
+            if not queue.empty():
+                events, t0 = queue.get_nowait()
+            else:
+                try:  # (asyncio.timeout, not wait_for: no task per wait, and a cancel is never lost)
+                    async with asyncio.timeout(timeout):
+                        events, t0 = await queue.get()
+                except TimeoutError:
+                    pass
             now_ms = int(self.ctx.clock() * 1000)
             fired = []
             if events:

@@ -91,6 +91,7 @@ class Evaluator:
         self.on_refused = on_refused
         self.units: OrderedDict[str, _Unit] = OrderedDict()
         self.evicted = 0
+        self._expired_at = 0
         self._timers: list[tuple[int, int, str, str]] = []
         self._seq = itertools.count()
         self.load(library)
@@ -120,9 +121,10 @@ class Evaluator:
     def observe(self, events: Iterable[Event]) -> list[Candidate]:
         out: list[Candidate] = []
         for event in events:
-            self._learn(event)
             name = event.name
-            if name is None:
+            if name == "Order Completed":
+                self._learn(event)
+            elif name is None:
                 continue
             cancels, starts = self.cancels.get(name), self.by_event.get(name)
             if cancels is None and starts is None:
@@ -226,12 +228,19 @@ class Evaluator:
                 self.on_refused("evicted_pending")
 
     def _expire(self, now_ms: int) -> None:
-        """Idle units go, oldest first; one still waiting on a timer stays until it is due."""
+        """Idle units go, oldest first (at most once a second of event time); one still waiting
+        on a timer stays until it is due (it moves to the back, so it is not looked at again
+        and again)."""
+        if now_ms - self._expired_at < 1000:
+            return
+        self._expired_at = now_ms
         for key in list(itertools.islice(self.units, 0, 1000)):
             unit = self.units[key]
             if now_ms - unit.last_ms < self.idle_ms:
                 break
-            if not unit.pending:
+            if unit.pending:
+                self.units.move_to_end(key)
+            else:
                 del self.units[key]
 
     def _local(self, at_ms: int) -> datetime:

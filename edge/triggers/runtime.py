@@ -127,10 +127,19 @@ class TriggerRuntime:
         self._pending_rows: list[Firing] = []
         self._pending_conversions: list[tuple[str, int, str]] = []
         self._recent: OrderedDict[str, None] = OrderedDict()  # firing keys not yet written
+        self._expired_at = 0
         self.fired: list[Fired] = []  # the latest firings (bounded), for the log and tests
         self._load_counts()
 
     # -- library ---------------------------------------------------------------------------
+    @property
+    def _goal_events(self) -> frozenset[str]:
+        goals = self.__dict__.get("_goals")
+        if goals is None or goals[0] is not self.library:
+            names = frozenset({"Offer Redeemed", *(t.goal.event for t in self.library.triggers)})
+            goals = self.__dict__["_goals"] = (self.library, names)
+        return goals[1]
+
     def set_library(self, library: Library) -> None:
         self.library = library
         self.ledger.max_per_visit = library.max_per_visit
@@ -341,6 +350,11 @@ class TriggerRuntime:
                 del self._by_unit[o.unit]
 
     def _expire_open(self, now_ms: int) -> None:
+        """Forget firings whose window closed (every 5 s of event time; a late check is harmless:
+        a conversion is only counted inside the window)."""
+        if now_ms - self._expired_at < 5000:
+            return
+        self._expired_at = now_ms
         for key in list(self._open):
             if self._open[key].deadline_ms > now_ms:
                 continue
@@ -349,8 +363,11 @@ class TriggerRuntime:
             self._by_decision = {d: k for d, k in self._by_decision.items() if k in self._open}
 
     def _convert(self, events: Sequence[Event]) -> None:
+        goals = self._goal_events
         for event in events:
             name = event.name
+            if name not in goals:  # most events convert nothing: no work for them
+                continue
             if name == "Offer Redeemed":
                 did = event.body.get("properties", {}).get("decisionId")
                 key = self._by_decision.get(did) if isinstance(did, str) else None
