@@ -156,7 +156,9 @@ class Evaluator:
                 continue
             if trigger.audience == "person" and not self._consented(unit.user_id):
                 continue
-            instance = f"{pkey}:{due}"
+            instance = f"{pkey}:{unit_key}:{due}"  # one firing per unit, deadline and entry
+            if isinstance(data.get("zone"), str):
+                unit.zone = data["zone"]  # the zone the dwell was in, not where they went since
             out.append(self._candidate(trigger, unit_key, unit, instance, due, data.get("sku"), data["why"],
                                        category=data.get("wanted")))
         self._expire(now_ms)
@@ -322,7 +324,7 @@ class Evaluator:
             if cycle is None or days < cycle:
                 continue
             bought_day = int((at / _DAY_MS) - days)
-            instance = f"{trigger.key}:{category}:{bought_day}"
+            instance = f"{trigger.key}:{category}:{key}:{bought_day}"
             if instance in unit.done:
                 continue
             unit.done.add(instance)
@@ -362,8 +364,6 @@ class Evaluator:
         unit.done.add(instance)
         if len(unit.done) > 256:
             unit.done.pop()
-        if trigger.signal.kind == "dwell":  # the zone the dwell was in, not where they went since
-            unit.zone = instance.split(":")[-2] if instance.count(":") >= 2 else unit.zone
         person = trigger.audience == "person"
         return Candidate(trigger, key, unit.user_id if person else None, unit.visit_id or key, instance, at,
                          unit.zone, unit.device, sku, tuple(unit.basket), why, category,

@@ -263,3 +263,15 @@ def test_offer_publisher_refuses_a_holdout_payload():
     with pytest.raises(ValueError):
         pub.payload(decision_id="d", arm="holdout", trigger=None, offers=[], issued_ms=0, valid_ms=1)
     assert Catalog().category_of("bad") is None
+
+
+def test_erasure_removes_the_persons_firings(tmp_path):
+    rt, _, store = runtime(tmp_path, DWELL, consent=Consent({ALICE, BOB}), profiles=Profiles())
+    for who in (ALICE, BOB):
+        run(rt.on_events([make_event("Zone Entered", T0, kind="beacon", device="b", user_id=who,
+                                     properties={"zoneId": "produce"})], T0))
+    run(rt.on_tick(T0 + 3 * MIN))
+    rt.flush()
+    assert store.erase(ALICE) == 1
+    left = store.journal.reader().execute("SELECT unit FROM trigger_firings").fetchall()
+    assert left == [(f"p:{BOB}",)]
