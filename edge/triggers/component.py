@@ -216,7 +216,15 @@ class TriggersComponent(ComponentBase):
     async def _serve(self, queue: asyncio.Queue[tuple[list[Event], int]]) -> None:
         loop = asyncio.get_running_loop()
         polled = flushed = loop.time()
+        pruned = -3600.0
         while True:
+            if loop.time() - pruned >= 3600:  # retention: journal.retention_days, hourly
+                pruned = loop.time()
+                days = getattr(getattr(self.ctx.config, "journal", None), "retention_days", 395)
+                cutoff = int(self.ctx.clock() * 1000) - int(days) * _DAY_MS
+                removed = await asyncio.to_thread(self.store.prune, cutoff)
+                if removed:
+                    log.info("retention: pruned %d trigger firings older than %d days", removed, days)
             due = self.runtime.evaluator.next_due()
             now_ms = int(self.ctx.clock() * 1000)
             timeout = 0.25 if due is None else max(0.0, min(0.25, (due - now_ms) / 1000))

@@ -153,6 +153,11 @@ class FiringStore:
             rows = conn.execute("SELECT trigger_id, version, variant, min_holdout, promoted_ms FROM trigger_promotions").fetchall()
         return {(t, int(v)): (var, float(h), int(ms)) for t, v, var, h, ms in rows}
 
+    def prune(self, older_than_ms: int) -> int:
+        """Retention: firings older than the cutoff go (they hold a pseudonymous unit)."""
+        with self.journal.connection() as conn:
+            return conn.execute("DELETE FROM trigger_firings WHERE fired_ms < ?", (older_than_ms,)).rowcount
+
     def erase(self, user_id: str) -> int:
         with self.journal.connection() as conn:
             return conn.execute("DELETE FROM trigger_firings WHERE user_id = ? OR unit = ?",

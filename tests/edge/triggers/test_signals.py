@@ -275,3 +275,11 @@ def test_erasure_removes_the_persons_firings(tmp_path):
     assert store.erase(ALICE) == 1
     left = store.journal.reader().execute("SELECT unit FROM trigger_firings").fetchall()
     assert left == [(f"p:{BOB}",)]
+
+
+def test_retention_prunes_old_firings(tmp_path):
+    rt, _, store = runtime(tmp_path, SEQUENCE)
+    run(rt.on_events([make_event("Product Viewed", T0, anonymous_id="v1", properties={"sku": "SKU00001"})], T0))
+    run(rt.on_tick(T0 + 11 * MIN))
+    rt.flush()
+    assert store.prune(T0) == 0 and store.prune(T0 + 12 * MIN) == 1
