@@ -22,6 +22,7 @@ bench: bootstrap-test
 	.venv/bin/python bench/admission.py
 	.venv/bin/python bench/fleet.py
 	.venv/bin/python bench/attach.py
+	.venv/bin/python bench/triggers.py --pin
 
 bootstrap-demo:
 	@bash .ci/bootstrap demo

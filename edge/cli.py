@@ -23,7 +23,7 @@ from edge.errors import EdgeError
 __all__ = ["build_parser", "main"]
 
 DEFAULT_CONFIG = Path("/etc/edge-gateway/gateway.toml")
-COMMAND_MODULES = ("models.cli", "edge.decisioning.cli", "devices.cli", "sync.cli")
+COMMAND_MODULES = ("models.cli", "edge.decisioning.cli", "edge.triggers.cli", "devices.cli", "sync.cli")
 
 
 def load_config_arg(path: Path | None) -> Config:

@@ -52,6 +52,8 @@ def demo_config(state_dir: Path, http_port: int, extra: dict[str, dict[str, Any]
         # everything on 127.0.0.1: plain loopback links (a store box uses TLS: systemd/gateway.toml)
         "broker": {"interfaces": [], "plaintext_hosts": ["127.0.0.1"], "plaintext_port": free_port()},
         "tls": {"http": False},
+        # the demo store's trigger library (edge/triggers/demo_triggers.toml): triggers fire in the log
+        "triggers": {"path": str(Path(__file__).with_name("triggers") / "demo_triggers.toml")},
     }
     for section, values in (extra or {}).items():
         raw.setdefault(section, {}).update(values)

@@ -14,7 +14,7 @@ __all__ = ["CONFIG_SECTIONS", "HttpConfig", "IngestConfig", "JournalConfig", "Fe
            "MqttConfig", "StoreConfig"]  # fmt: skip
 
 #: Feature packages the composition root can wire, in build order (later ones use earlier ones).
-FEATURES = ("edge.model", "edge.decisioning", "devices", "sync")
+FEATURES = ("edge.model", "edge.decisioning", "edge.triggers", "devices", "sync")
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -102,7 +102,7 @@ class IngestConfig:
 class FeaturesConfig:
     enabled: list[str] = doc(
         list(FEATURES),
-        "Features the gateway wires, in order (recommender, decisioning, store devices, CDP sync); remove one to run without it.",
+        "Features the gateway wires, in order (recommender, decisioning, triggers, store devices, CDP sync); remove one to run without it.",
         lambda names: None
         if set(names) <= set(FEATURES)
         else f"known features: {', '.join(FEATURES)}",
