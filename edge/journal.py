@@ -51,6 +51,9 @@ __all__ = [
     "Migration",
     "CORE_MIGRATIONS",
     "INSERT_EVENT",
+    "add_dead_letter_subjects",
+    "index_events",
+    "never_reuse_seqs",
 ]
 
 
@@ -160,6 +163,45 @@ def _core_v1(db: sqlite_utils.Database) -> None:
 
 
 CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1),)
+
+
+# -- schema steps features' migrations take on the journal's tables -----------------------------
+# Recorded under the feature's migration name (they ship with the feature), written here so
+# that every statement on ``events``, ``dead_letters`` and ``sink_cursors`` lives in this module.
+
+
+def index_events(db: sqlite_utils.Database, name: str, columns: Sequence[str]) -> None:
+    """An index on ``events`` a feature's queries need (e.g. ``events_anonymous``)."""
+    db.execute(f"CREATE INDEX {name} ON events ({', '.join(columns)})")
+
+
+def add_dead_letter_subjects(db: sqlite_utils.Database) -> None:
+    """Whom a dead letter was about, as keyed digests only (see :meth:`Admission.subject`),
+    and the index retention prunes dead letters by."""
+    db.execute("ALTER TABLE dead_letters ADD COLUMN subject TEXT")
+    db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
+
+
+def never_reuse_seqs(db: sqlite_utils.Database) -> None:
+    """``events.seq`` never reused: an erasure may delete the newest events, and SQLite would
+    then hand their seqs to the next events — which the outbox, whose cursor is past them,
+    would never send. AUTOINCREMENT keeps seqs increasing; the table is rebuilt once, with every
+    index other features created on it, and the sequence starts past every cursor."""
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
+    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
+    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
+        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
+    db.execute("INSERT INTO events_v3 SELECT * FROM events")
+    db.execute("DROP TABLE events")
+    db.execute("ALTER TABLE events_v3 RENAME TO events")
+    for sql in indexes:
+        db.execute(sql)
+    high = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
+        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
 
 log = logging.getLogger(__name__)
 

@@ -68,11 +68,9 @@ class Outbox:
         self.journal = journal
         self.config = config
         self.still_allowed = still_allowed
-        #: consent records leave unless the person was erased (without a check for that — given
-        #: here or as ``still_allowed.is_erased`` — only while still_allowed holds)
-        self.is_erased: Callable[[str], bool] = (
-            is_erased or getattr(still_allowed, "is_erased", None) or (lambda u: not still_allowed(u))
-        )
+        #: consent records leave unless the person was erased (without a check for that, only
+        #: while still_allowed holds)
+        self.is_erased: Callable[[str], bool] = is_erased or (lambda u: not still_allowed(u))
         self.metrics = metrics
         self._sleep = sleep
         self._rng = rng
