@@ -49,6 +49,8 @@ from edge.stream import StreamHub
 from edge.wsbridge import bridge_router
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from devices.component import DevicesComponent
     from edge.decisioning.component import DecisioningComponent
     from edge.journal import Journal
@@ -157,6 +159,7 @@ class Gateway:
         self.network: StoreNetwork | None = None
         self._stop: asyncio.Event | None = None
         self.context: GatewayContext | None = None
+        self.app: FastAPI | None = None  # the HTTP app being served (its routes: the auth test)
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -232,6 +235,7 @@ class Gateway:
                 routers=routers,
                 max_body_bytes=cfg.http.max_body_bytes, version=version(),
             )  # fmt: skip
+            self.app = app
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((cfg.http.host, cfg.http.port))
