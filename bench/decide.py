@@ -149,7 +149,7 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
     ingestor = Ingestor(journal, IngestMetrics(registry))
     ctx = GatewayContext(config=config, state_dir=state, journal=journal, bus=ingestor,
                          publisher=None, metrics=registry, clock=time.time,  # type: ignore[arg-type]
-                         topic_root="retail/v1/store-001/")
+                         store_id="store-001")
     holder = ModelHolder(model)
     component = build(ctx, recommender=lambda: holder.current)
     ingestor.attach(component)

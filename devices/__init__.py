@@ -16,6 +16,7 @@ from devices.errors import DeviceError, DeviceUnavailable, ParseError, TokenReje
 if TYPE_CHECKING:
     from devices.component import DevicesComponent
     from edge.component import GatewayContext
+    from edge.types import DecideHandler, ErasureHooks
 
 __all__ = [
     "CONFIG_SECTIONS",
@@ -28,8 +29,10 @@ __all__ = [
 ]
 
 
-def build(ctx: GatewayContext) -> DevicesComponent:
+def build(
+    ctx: GatewayContext, *, decide: DecideHandler | None = None, erasure: ErasureHooks | None = None
+) -> DevicesComponent:
     """The devices component for the gateway (see :mod:`devices.component`)."""
     from devices.component import build as build_component
 
-    return build_component(ctx)
+    return build_component(ctx, decide=decide, erasure=erasure)

@@ -46,8 +46,9 @@ from devices.pos.link import SerialLink, reconnecting
 from devices.status import TransitionLog
 from edge.backoff import backoff_delay
 from edge.bus import Source
-from edge.component import DecideHandler, GatewayContext, Listener, PostStage, PreStage, Writer
+from edge.component import GatewayContext
 from edge.events import Event
+from edge.types import DecideHandler, ErasureHooks, Listener, PostStage, PreStage, Writer
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -61,9 +62,16 @@ _PENDING_KEYS_MAX = 1000
 class DevicesComponent:
     name = "devices"
 
-    def __init__(self, ctx: GatewayContext) -> None:
+    def __init__(
+        self, ctx: GatewayContext, *, decide: DecideHandler | None = None,
+        erasure: ErasureHooks | None = None,
+    ) -> None:  # fmt: skip
+        """``decide`` answers the POS terminal's decision requests (None: no offers);
+        ``erasure`` is where the app keys and presence state join every erasure (None: call
+        :meth:`forget` yourself)."""
         self._ctx = ctx
-        self.store_id = ctx.topic_root.rstrip("/").split("/")[-1]  # retail/v1/{storeId}/
+        self.store_id = ctx.store_id
+        self._decide = decide
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: Callable[[], float] = ctx.clock
         self.outlet = EventOutlet(ctx.bus)
@@ -77,7 +85,10 @@ class DevicesComponent:
         self.pos = self._build_pos(self.pos_config)
         self.camera_config = _section(ctx, "camera", CameraConfig)
         self.camera = self._build_camera(self.camera_config)
-        self._hook_erasure(ctx)
+        if erasure is not None:
+            self._undo_erasure_hook = erasure.add_erasure_hook(self.forget)
+        else:
+            log.info("no erasure hooks given: call DevicesComponent.forget(token) on erasure")
         if ctx.metrics is not None:
             ctx.metrics.register(DevicesCollector(self))
 
@@ -160,16 +171,14 @@ class DevicesComponent:
         )
 
     def _decide_handler(self) -> DecideHandler:
-        """Decisioning looked up per call: it may be built after this component, or absent."""
+        decide = self._decide
+        if decide is not None:
+            return decide
 
-        async def decide(source: Source, request: dict[str, Any]) -> dict[str, Any]:
-            decisioning = self._ctx.components.get("decisioning")
-            handler = decisioning.decide_handler() if decisioning is not None else None
-            if handler is None:
-                return {"offers": []}
-            return await handler(source, request)
+        async def no_offers(source: Source, request: dict[str, Any]) -> dict[str, Any]:
+            return {"offers": []}
 
-        return decide
+        return no_offers
 
     # -- simulator hooks -------------------------------------------------------------------
     def attach_pos_ports(
@@ -301,7 +310,7 @@ class DevicesComponent:
     def forget(self, token: str) -> int:
         """Erasure: drop the person's app key and presence state; returns rows removed.
 
-        Registered with decisioning's eraser when it is present; may be called from any thread.
+        Registered as an erasure hook when the gateway gives hooks; may be called from any thread.
         """
         removed = 1 if self.app_keys.forget(token) else 0
         ble, loop = self.ble, self._loop
@@ -311,14 +320,6 @@ class DevicesComponent:
             else:
                 ble.forget(token)
         return removed
-
-    def _hook_erasure(self, ctx: GatewayContext) -> None:
-        eraser = getattr(ctx.components.get("decisioning"), "eraser", None)
-        add_hook = getattr(eraser, "add_hook", None)
-        if add_hook is not None:
-            add_hook(self.forget)
-        else:
-            log.info("no erasure hook available: call DevicesComponent.forget(token) on erasure")
 
 
 def _decode_key(encoded: Any) -> bytes | None:
@@ -338,5 +339,7 @@ def _section(ctx: GatewayContext, name: str, cls: type) -> Any:
         return cls()
 
 
-def build(ctx: GatewayContext) -> DevicesComponent:
-    return DevicesComponent(ctx)
+def build(
+    ctx: GatewayContext, *, decide: DecideHandler | None = None, erasure: ErasureHooks | None = None
+) -> DevicesComponent:
+    return DevicesComponent(ctx, decide=decide, erasure=erasure)

@@ -10,29 +10,23 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edge import schema
-from edge.config import Config
+from edge.config import DEFAULT_CONFIG, Config, config_file
 from edge.errors import EdgeError
 
 __all__ = ["build_parser", "main"]
 
-DEFAULT_CONFIG = Path("/etc/edge-gateway/gateway.toml")
 COMMAND_MODULES = ("models.cli", "edge.decisioning.cli", "edge.triggers.cli", "devices.cli", "sync.cli")
 
 
 def load_config_arg(path: Path | None) -> Config:
     """``--config`` if given, else $EDGE_CONFIG, else /etc/edge-gateway/gateway.toml if present."""
-    if path is None and os.environ.get("EDGE_CONFIG"):
-        path = Path(os.environ["EDGE_CONFIG"])
-    if path is None and DEFAULT_CONFIG.exists():
-        path = DEFAULT_CONFIG
-    return schema.load(path)
+    return schema.load(config_file(path))
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -258,12 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name not in (name, name.rpartition(".")[0]):
                 raise
             continue
-        if name == "sync.cli":  # drain checks consent and erasure like the running gateway does
-            from edge.decisioning.cli import still_allowed_offline
-
-            module.add_commands(sub, still_allowed_factory=still_allowed_offline)
-        else:
-            module.add_commands(sub)
+        module.add_commands(sub)
     return parser
 
 

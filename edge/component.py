@@ -1,23 +1,23 @@
 """The seam between the composition root and the features it wires.
 
 The gateway (:mod:`edge.gateway`) builds a :class:`GatewayContext` — configuration, journal,
-event bus, MQTT publisher, metrics, clock — and hands it to each feature's ``build(ctx)``
-factory. A feature returns a :class:`Component`: the tables it needs (migrations), the HTTP
-routes it serves, the ingest stages it adds, the rows it derives inside the journal's commit, the MQTT requests it answers, and its long-lived
-work, which runs under the gateway's single ``TaskGroup``.
+event bus, MQTT publisher, metrics, clock, store id — and hands it, with the typed ports of
+:mod:`edge.types` each one needs, to every feature it builds. A feature returns a
+:class:`Component`: the HTTP routes it serves, the ingest stages it adds, the rows it derives
+inside the journal's commit, the committed-event listeners, the MQTT requests it answers, and
+its long-lived work, which runs under the gateway's single ``TaskGroup``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from edge.bus import EventBus, Source
+from edge.bus import EventBus
 from edge.config import Config
-from edge.events import Event
-from edge.journal import CommitWriter
+from edge.types import Clock, DecideHandler, Listener, PostStage, PreStage, Publisher, Writer
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -38,30 +38,11 @@ __all__ = [
     "Writer",
 ]
 
-#: Runs on each raw event dict before validation (e.g. raw identifiers → customer token).
-#: May return a changed dict; raises edge.errors.InvalidEvent to refuse the event.
-PreStage = Callable[[dict[str, Any], Source], dict[str, Any]]
-#: Runs on each validated event before the journal (suppression, consent snapshot).
-#: May mutate ``event.body``; raises edge.errors.InvalidEvent to refuse the event.
-PostStage = Callable[[Event], None]
-#: Called in the journal writer thread with the events just committed (new ones only). Keep fast.
-Listener = Callable[[Sequence[Event]], None]
-#: Runs inside the journal's commit transaction with the events it inserts, on its connection:
-#: rows derived from events commit or roll back with them (edge.journal.Journal.commit).
-Writer = CommitWriter
-#: Answers an MQTT ``…/decide`` request: (source, request JSON) → response JSON.
-DecideHandler = Callable[[Source, dict[str, Any]], Awaitable[dict[str, Any]]]
-Clock = Callable[[], float]  # seconds since the epoch; injectable for deterministic tests
-
-
-class Publisher(Protocol):
-    """Publishes to the local broker as the gateway (offers, presence, status)."""
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> None: ...
-
-
-@dataclass
+@dataclass(frozen=True)
 class GatewayContext:
+    """What every feature is given: the gateway's core parts (other features' services come as
+    separate, typed arguments of the feature's constructor — see :mod:`edge.gateway`)."""
+
     config: Config
     state_dir: Path
     journal: Journal
@@ -69,9 +50,12 @@ class GatewayContext:
     publisher: Publisher
     metrics: CollectorRegistry
     clock: Clock
-    topic_root: str  # "retail/v1/{storeId}/"
-    #: components built earlier, by name, so later ones can use them (e.g. "decisioning")
-    components: dict[str, Component] = field(default_factory=dict)
+    store_id: str
+
+    @property
+    def topic_root(self) -> str:
+        """``retail/v1/{storeId}/``: the store's MQTT topics."""
+        return f"retail/v1/{self.store_id}/"
 
 
 class Component(Protocol):

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 from edge.errors import ConfigError
 
-__all__ = ["Config", "doc", "load_config", "parse_config", "section_keys"]
+__all__ = ["DEFAULT_CONFIG", "Config", "config_file", "doc", "load_config", "parse_config", "section_keys"]
+
+#: Where an installed gateway keeps its configuration (see systemd/).
+DEFAULT_CONFIG = Path("/etc/edge-gateway/gateway.toml")
 
 T = TypeVar("T")
 Check = Callable[[Any], str | None]
@@ -58,8 +61,17 @@ class Config:
         sections[name] = dataclasses.replace(sections[name], **changes)
         return Config(sections, self.source)
 
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dataclasses.asdict(value) for name, value in self._sections.items()}
+
+
+def config_file(path: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """Which file a command reads: ``path`` (``--config``) if given, else ``$EDGE_CONFIG``, else
+    :data:`DEFAULT_CONFIG` if present; None: built-in defaults only."""
+    env = os.environ if env is None else env
+    if path is None and env.get("EDGE_CONFIG"):
+        path = Path(env["EDGE_CONFIG"])
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    return path
 
 
 def section_keys(schema: Mapping[str, type]) -> list[tuple[str, str, Any, str]]:

@@ -137,5 +137,4 @@ def _simulated_hardware() -> dict[str, dict[str, Any]]:
 async def _simulate(gateway: Gateway, fleet_file: Path, args: argparse.Namespace) -> None:
     from devices.sim import run_demo_store
 
-    assert gateway.context is not None  # set before the gateway reports ready
-    await run_demo_store(gateway.context, fleet_file, speed=args.speed, seed=args.seed)
+    await run_demo_store(gateway.features.devices, fleet_file, speed=args.speed, seed=args.seed)

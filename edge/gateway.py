@@ -1,8 +1,13 @@
 """The composition root: builds every part of the gateway from the configuration and runs it.
 
+:func:`build_features` is the one place features meet: it names every feature, builds the
+enabled ones (``features.enabled``) in dependency order, and passes each the core parts
+(:class:`~edge.component.GatewayContext`) and the typed ports (:mod:`edge.types`) it needs from
+the others. No feature looks another up.
+
 Order of start: journal (migrated) → device registry → broker files (and the managed broker)
-→ ingest writer → features (``features.enabled``: their stages, routes, listeners) → MQTT
-link → HTTP server → READY to systemd. One ``asyncio.TaskGroup`` owns the long-lived work;
+→ ingest writer → features (their stages, routes, listeners) → MQTT link → HTTP server →
+READY to systemd. One ``asyncio.TaskGroup`` owns the long-lived work;
 a feature whose ``run()`` fails is logged and restarted with backoff, never taking the gateway
 down. Stop (SIGTERM/SIGINT or :meth:`Gateway.request_stop`) reverses the order: HTTP stops
 accepting, MQTT publishes "offline" and disconnects, the writer commits what is queued, the
@@ -13,16 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import random
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -43,7 +48,17 @@ from edge.store_network import StoreNetwork
 from edge.stream import StreamHub
 from edge.wsbridge import bridge_router
 
-__all__ = ["Gateway", "version"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from devices.component import DevicesComponent
+    from edge.decisioning.component import DecisioningComponent
+    from edge.journal import Journal
+    from edge.model import ModelComponent
+    from edge.triggers.component import TriggersComponent
+    from sync.component import SyncComponent
+
+__all__ = ["Features", "Gateway", "build_features", "version"]
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +80,90 @@ class _Server(uvicorn.Server):
         yield
 
 
+@dataclass
+class Features:
+    """The gateway's features, each None unless enabled (``features.enabled``)."""
+
+    model: ModelComponent | None = None  # "edge.model": the recommender in force, hot-swapped
+    decisioning: DecisioningComponent | None = None  # "edge.decisioning": consent … decisions
+    triggers: TriggersComponent | None = None  # "edge.triggers": signals → offers pushed to touch points
+    devices: DevicesComponent | None = None  # "devices": BLE, POS, cameras
+    sync: SyncComponent | None = None  # "sync": outbox to the CDP, downlink, health report
+
+    def components(self) -> list[Component]:
+        """The enabled ones, in build order (the order their stages and listeners run in)."""
+        found: list[Component | None] = [self.model, self.decisioning, self.triggers, self.devices, self.sync]
+        return [c for c in found if c is not None]
+
+
+def build_features(ctx: GatewayContext, enabled: Collection[str]) -> Features:
+    """Build the enabled features, each given what it needs from those built before it.
+
+    Every feature gets ``ctx`` (config, journal, event bus, publisher, metrics, clock, store id)
+    and registers its seams through the :class:`~edge.component.Component` it is. A feature
+    added here is a few lines: build it from ``ctx`` and the ports it needs, keep it on
+    :class:`Features`."""
+    features = Features()
+    if "edge.model" in enabled:
+        from edge.model import ModelComponent
+
+        features.model = ModelComponent(ctx)
+    if "edge.decisioning" in enabled:
+        from edge.decisioning.component import DecisioningComponent, default_recommender
+
+        model = features.model
+        features.decisioning = DecisioningComponent(
+            ctx,
+            # the recommender in force, read per decision: a model swap applies at the next one
+            recommender=(lambda: model.holder.current) if model is not None else default_recommender(),
+        )
+    decisioning = features.decisioning
+    if "edge.triggers" in enabled:
+        from edge.triggers.component import TriggerSources, TriggersComponent
+
+        features.triggers = TriggersComponent(
+            ctx,  # the committed-event feed is its listeners() seam; publishes through ctx.publisher
+            TriggerSources(policy=decisioning.policy, profiles=decisioning.profiles,
+                           category_of=decisioning.category_of, price_of=decisioning.price_of,
+                           decide=decisioning.decide, erasure=decisioning.forgetting)
+            if decisioning is not None else None,  # without decisioning: anonymous, fixed offers only
+        )  # fmt: skip
+    if "devices" in enabled:
+        from devices.component import DevicesComponent
+
+        features.devices = DevicesComponent(
+            ctx,
+            decide=decisioning.decide_handler() if decisioning is not None else None,  # the POS asks
+            erasure=decisioning.forgetting if decisioning is not None else None,  # app keys, presence
+        )
+    if "sync" in enabled:
+        from sync.component import NO_CONSENT, SyncComponent, downlink_handlers
+
+        features.sync = SyncComponent(
+            ctx,
+            policy=decisioning.policy if decisioning is not None else NO_CONSENT,  # at send time
+            downlink=downlink_handlers(decisioning.changes, decisioning.forgetting,
+                                       decisioning.offers_path, features.model)
+            if decisioning is not None else None,  # consent, erasure, offers and model updates
+            model=features.model,  # health report: the model version
+            offers_path=decisioning.offers_path if decisioning is not None else None,
+        )  # fmt: skip
+    return features
+
+
 class Gateway:
     def __init__(
         self,
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
-        features: tuple[str, ...] | None = None,
+        enabled: Collection[str] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
-        self.features = tuple(config.features.enabled) if features is None else features
+        self.enabled = tuple(config.features.enabled) if enabled is None else tuple(enabled)
         self.state_dir = Path(config.store.state_dir)
-        self.components: dict[str, Component] = {}
+        self.features = Features()
         self.ready = asyncio.Event()
         self.http_url = ""
         self.broker_address: tuple[str, int] = ("", 0)  # the gateway's own listener
@@ -85,7 +171,7 @@ class Gateway:
         self.network: StoreNetwork | None = None
         self._stop: asyncio.Event | None = None
         self.context: GatewayContext | None = None
-        self._app: Any = None
+        self.app: FastAPI | None = None  # the HTTP app being served (its routes: the auth test)
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -134,12 +220,12 @@ class Gateway:
             )  # fmt: skip
             ctx = GatewayContext(
                 config=cfg, state_dir=self.state_dir, journal=journal, bus=ingestor,
-                publisher=link, metrics=metrics.registry, clock=self.clock,
-                topic_root=f"retail/v1/{cfg.store.id}/", components=self.components,
+                publisher=link, metrics=metrics.registry, clock=self.clock, store_id=cfg.store.id,
             )  # fmt: skip
             self.context = ctx
-            self._build_features(ctx)
-            for component in self.components.values():
+            self.features = build_features(ctx, self.enabled)
+            components = self.features.components()
+            for component in components:
                 ingestor.attach(component)
                 link.decide = link.decide or component.decide_handler()
             hub = StreamHub(registry, metrics.registry)
@@ -148,11 +234,11 @@ class Gateway:
                 "broker": link.connected.is_set,
                 "journal": lambda: ingestor.healthy,
             }
-            for component in self.components.values():
+            for component in components:
                 readiness.update(component.readiness())
             ingestor.start()
             link.start(loop)
-            routers = [hub.router(), *(r for c in self.components.values() for r in c.routers())]
+            routers = [hub.router(), *(r for c in components for r in c.routers())]
             if network.pki is not None and cfg.tls.http and (mqtts := network.listener("mqtts")):
                 routers.append(bridge_router(*mqtts, network.bridge_context()))
             app = create_app(
@@ -161,7 +247,7 @@ class Gateway:
                 routers=routers,
                 max_body_bytes=cfg.http.max_body_bytes, version=version(),
             )  # fmt: skip
-            self._app = app
+            self.app = app
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((cfg.http.host, cfg.http.port))
@@ -177,7 +263,7 @@ class Gateway:
             try:
                 async with asyncio.TaskGroup() as tasks:
                     serving = tasks.create_task(server.serve(sockets=[sock]))
-                    workers = [tasks.create_task(self._supervise(c)) for c in self.components.values()]
+                    workers = [tasks.create_task(self._supervise(c)) for c in components]
                     workers.append(tasks.create_task(self._housekeeping(journal)))
                     workers.append(tasks.create_task(self._watchdog(ingestor)))
                     workers.append(tasks.create_task(network.renew_forever()))
@@ -202,12 +288,6 @@ class Gateway:
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
 
-    def _build_features(self, ctx: GatewayContext) -> None:
-        for name in self.features:
-            module = importlib.import_module(name)
-            component = module.build(ctx)
-            self.components[component.name] = component
-
     async def _supervise(self, component: Component) -> None:
         failures = 0
         while True:
@@ -223,7 +303,7 @@ class Gateway:
                 log.exception("component %s failed; restarting in %.1f s", component.name, delay)
                 await asyncio.sleep(delay)
 
-    async def _housekeeping(self, journal: Any) -> None:
+    async def _housekeeping(self, journal: Journal) -> None:
         while True:
             cutoff = int(self.clock() * 1000) - self.config.journal.retention_days * DAY_MS
             removed = await asyncio.to_thread(journal.prune, cutoff)
@@ -247,9 +327,12 @@ class Gateway:
 
 
 def _guard(cfg: Config, metrics: IngestMetrics) -> IdentifierGuard:
-    identity = getattr(cfg, "identity", None)
+    try:
+        region = cfg.identity.default_region
+    except AttributeError:  # a schema without the decisioning feature's sections
+        region = "US"
     return IdentifierGuard(
-        getattr(identity, "default_region", "US"), loyalty_patterns=cfg.guard.loyalty_patterns,
+        region, loyalty_patterns=cfg.guard.loyalty_patterns,
         app_id_patterns=cfg.guard.app_id_patterns, trait_allow=cfg.guard.trait_allow,
         identifiers=cfg.guard.identifiers,
         count=lambda kind, n: metrics.identifiers_masked.labels(kind).inc(n),

@@ -51,6 +51,9 @@ __all__ = [
     "Migration",
     "CORE_MIGRATIONS",
     "INSERT_EVENT",
+    "add_dead_letter_subjects",
+    "index_events",
+    "never_reuse_seqs",
 ]
 
 
@@ -161,6 +164,45 @@ def _core_v1(db: sqlite_utils.Database) -> None:
 
 CORE_MIGRATIONS: tuple[Migration, ...] = (Migration("core-0001-events", _core_v1),)
 
+
+# -- schema steps features' migrations take on the journal's tables -----------------------------
+# Recorded under the feature's migration name (they ship with the feature), written here so
+# that every statement on ``events``, ``dead_letters`` and ``sink_cursors`` lives in this module.
+
+
+def index_events(db: sqlite_utils.Database, name: str, columns: Sequence[str]) -> None:
+    """An index on ``events`` a feature's queries need (e.g. ``events_anonymous``)."""
+    db.execute(f"CREATE INDEX {name} ON events ({', '.join(columns)})")
+
+
+def add_dead_letter_subjects(db: sqlite_utils.Database) -> None:
+    """Whom a dead letter was about, as keyed digests only (see :meth:`Admission.subject`),
+    and the index retention prunes dead letters by."""
+    db.execute("ALTER TABLE dead_letters ADD COLUMN subject TEXT")
+    db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
+
+
+def never_reuse_seqs(db: sqlite_utils.Database) -> None:
+    """``events.seq`` never reused: an erasure may delete the newest events, and SQLite would
+    then hand their seqs to the next events — which the outbox, whose cursor is past them,
+    would never send. AUTOINCREMENT keeps seqs increasing; the table is rebuilt once, with every
+    index other features created on it, and the sequence starts past every cursor."""
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
+    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
+    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
+        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
+    db.execute("INSERT INTO events_v3 SELECT * FROM events")
+    db.execute("DROP TABLE events")
+    db.execute("ALTER TABLE events_v3 RENAME TO events")
+    for sql in indexes:
+        db.execute(sql)
+    high = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
+        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
+
 log = logging.getLogger(__name__)
 
 #: Derives rows from newly committed events inside the commit's transaction (see
@@ -204,6 +246,7 @@ class Journal:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._savepoints = 0  # depth of nested transaction() calls, under the lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -275,14 +318,35 @@ class Journal:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work on the writer connection, under the journal lock.
+
+        Transactions nest, as sqlite-utils' ``Database.atomic()`` does: the outermost one is
+        ``BEGIN IMMEDIATE … COMMIT``; one opened inside it is a SAVEPOINT, so an exception
+        undoes only the inner unit (and, unless caught, the outer one too as it unwinds) and
+        nothing is durable before the outermost commit."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return
+            self._savepoints += 1
+            name = f"journal_{self._savepoints}"
+            conn.execute(f"SAVEPOINT {name}")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._savepoints -= 1
+            conn.execute(f"RELEASE {name}")
 
     def admit_with(self, admission: Admission) -> Callable[[], None]:
         """Run ``admission`` inside every commit from now on; returns its undo callable."""
@@ -448,6 +512,83 @@ class Journal:
     def backlog(self, sink: str) -> int:
         row = self.reader().execute("SELECT COUNT(*) FROM events WHERE seq > ?", (self.cursor(sink),)).fetchone()
         return int(row[0])
+
+    # -- what the outbox, its quota and status ask of the events table ---------------------
+    def max_seq(self) -> int:
+        """The newest event's seq (0 when empty), as the writer sees it — inside a caller's
+        transaction, that transaction's own inserts included."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def personless_seqs(self, first: int, last: int) -> set[int]:
+        """Seqs between ``first`` and ``last`` (inclusive) of events about no one (neither a
+        userId nor an anonymousId): device status, audience counts, erasure confirmations."""
+        rows = self.reader().execute(
+            "SELECT seq FROM events WHERE seq BETWEEN ? AND ? AND user_id IS NULL AND anonymous_id IS NULL",
+            (first, last),
+        )
+        return {row[0] for row in rows}
+
+    def bytes_after(self, seq: int) -> int:
+        """Total ``size`` of the events past ``seq`` (the planner answers it from a covering
+        ``(seq, size)`` index when the sync feature created one)."""
+        row = self.reader().execute("SELECT COALESCE(SUM(size), 0) FROM events WHERE seq > ?", (seq,)).fetchone()
+        return int(row[0])
+
+    def oldest_after(self, seq: int) -> int | None:
+        """``received_ms`` of the oldest event past ``seq``; None when there is none."""
+        row = self.reader().execute("SELECT MIN(received_ms) FROM events WHERE seq > ?", (seq,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def sizes_after(
+        self, seq: int, names: Sequence[str], *, named: bool = True, limit: int = 2000
+    ) -> list[tuple[int, str, int]]:
+        """``(seq, name, size)`` of the oldest events past ``seq`` whose name (``event``, else
+        ``type``) is in ``names`` — or, with ``named=False``, is not — at most ``limit``."""
+        marks = ",".join("?" * len(names))
+        where = f"event IN ({marks})" if named else f"COALESCE(event, '') NOT IN ({marks})"
+        with self._lock:
+            return [
+                (int(s), str(n), int(b))
+                for s, n, b in self._conn.execute(
+                    f"SELECT seq, COALESCE(event, type), size FROM events WHERE seq > ? AND {where}"
+                    " ORDER BY seq LIMIT ?",
+                    (seq, *names, limit),
+                )
+            ]
+
+    def delete_events(self, seqs: Sequence[int]) -> int:
+        """Delete events by seq (the outbox quota's drops); returns rows removed."""
+        with self.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+            return conn.total_changes - before
+
+    def record(self, event: Event) -> bool:
+        """Store one event the gateway made about no one (a drop report), with no admission —
+        inside the caller's transaction when there is one; False if its messageId is stored."""
+        with self.transaction() as conn:
+            return conn.execute(INSERT_EVENT, event.row()).rowcount == 1
+
+    # -- what the decisioning feature asks of the events table -----------------------------
+    def has(self, message_id: str) -> bool:
+        """Whether an event with ``message_id`` is stored — inside a commit, as the commit sees
+        it (the admission's redelivery check)."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM events WHERE message_id = ?", (message_id,)).fetchone() is not None
+
+    def visits_of(self, user_id: str, *, snapshot: bool = False) -> tuple[str, ...]:
+        """The anonymous ids of visits ``user_id`` identified in (events carrying both ids),
+        sorted. ``snapshot``: read on this thread's reader (inside its open read transaction)
+        instead of the writer."""
+        sql = (
+            "SELECT DISTINCT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL"
+            " ORDER BY anonymous_id"
+        )
+        if snapshot:
+            return tuple(r[0] for r in self.reader().execute(sql, (user_id,)))
+        with self._lock:
+            return tuple(r[0] for r in self._conn.execute(sql, (user_id,)))
 
     # -- reading and housekeeping ----------------------------------------------------------
     def message_ids(self) -> set[str]:

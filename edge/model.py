@@ -1,7 +1,8 @@
 """The recommender in the gateway: which model directory is in force, and its hot swap.
 
-A component named ``model`` owns the :class:`models.runtime.ModelHolder`. Decisioning reads
-``holder.current`` per decision, so a swap (a signed model update from the downlink) takes
+A component named ``model`` owns the :class:`models.runtime.ModelHolder` and is the gateway's
+model slot (:class:`edge.types.ModelSlot`: swap, catalog and model versions, given to sync's
+downlink and health report). Decisioning reads ``holder.current`` per decision, so a swap (a signed model update from the downlink) takes
 effect on the next decision with no failed one in between; a model that fails its checks or
 smoke inference is refused and the old one keeps serving. The directory in force is recorded in
 ``<state_dir>/models/active`` so a restart keeps the last good update.
@@ -83,6 +84,11 @@ class ModelComponent(ComponentBase):
     def catalog_version(self) -> str:
         """The product catalog the model in force was built for (sha256 of its catalog.csv)."""
         return str(self.holder.current.manifest["catalog_sha256"])
+
+    def version(self) -> str | None:
+        """The model in force's manifest ``version`` (None if it names none)."""
+        found = self.holder.current.manifest.get("version")
+        return str(found) if found else None
 
     def readiness(self) -> Mapping[str, Callable[[], bool]]:
         return {"model": lambda: self.holder.current is not None}

@@ -102,7 +102,7 @@ class IngestConfig:
 class FeaturesConfig:
     enabled: list[str] = doc(
         list(FEATURES),
-        "Features the gateway wires, in order (recommender, decisioning, triggers, store devices, CDP sync); remove one to run without it.",
+        "Features the gateway builds (recommender, decisioning, triggers, store devices, CDP sync), always in that dependency order whatever the order here (edge/gateway.py); remove one to run without it.",
         lambda names: None
         if set(names) <= set(FEATURES)
         else f"known features: {', '.join(FEATURES)}",

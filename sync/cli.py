@@ -12,20 +12,27 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync.config import CentralConfig
 
-__all__ = ["StillAllowedFactory", "add_commands"]
+if TYPE_CHECKING:
+    from edge.config import Config
+    from edge.journal import Journal
+    from edge.types import ConsentPolicy
 
-#: Builds the live consent check for ``sync drain`` from the open journal and the configuration.
-StillAllowedFactory = Callable[[Any, Any], Callable[[str], bool]]
+__all__ = ["PolicyFactory", "add_commands"]
+
+#: Builds the consent-and-erasure check for ``sync drain`` from the open journal and the
+#: configuration (default: :func:`edge.decisioning.policy.offline_policy`, the running
+#: gateway's ledger and suppression list read from the journal).
+PolicyFactory = Callable[["Journal", "Config"], "ConsentPolicy"]
 
 
 def add_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     *,
-    still_allowed_factory: StillAllowedFactory | None = None,
+    policy_factory: PolicyFactory | None = None,
 ) -> None:
     sync = subparsers.add_parser("sync", help="store-and-forward sync to the CDP")
     sync_cmds = sync.add_subparsers(dest="sync_command", required=True)
@@ -38,7 +45,7 @@ def add_commands(
         "drain", help="send everything queued to the configured sinks, then exit"
     )
     drain.add_argument("--config", type=Path, help="gateway TOML configuration")
-    drain.set_defaults(func=lambda args: _drain(args, still_allowed_factory))
+    drain.set_defaults(func=lambda args: _drain(args, policy_factory))
 
     central = subparsers.add_parser("central", help="the centre: backbone, fleet identities, central job")
     central_cmds = central.add_subparsers(dest="central_command", required=True)
@@ -105,10 +112,11 @@ def add_commands(
     status.set_defaults(func=_central_status)
 
 
-def _load(path: Path | None) -> Any:
-    from edge.cli import load_config_arg
+def _load(path: Path | None) -> Config:
+    from edge.config import config_file
+    from edge.schema import load
 
-    return load_config_arg(path)
+    return load(config_file(path))
 
 
 def _open_journal(config: Any) -> Any:
@@ -127,19 +135,21 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drain(args: argparse.Namespace, factory: StillAllowedFactory | None) -> int:
+def _drain(args: argparse.Namespace, factory: PolicyFactory | None) -> int:
     from tqdm import tqdm
 
     from sync.drain import drain_all
 
     if factory is None:
-        print("sync drain needs the live consent check; run it from the edge CLI", file=sys.stderr)
-        return 2
+        from edge.decisioning.policy import offline_policy
+
+        factory = offline_policy
     config = _load(args.config)
     with _open_journal(config) as journal:
-        still_allowed = factory(journal, config)
+        policy = factory(journal, config)
         with tqdm(unit="ev", desc="drain") as bar:
-            sent = asyncio.run(drain_all(journal, config, still_allowed, progress=bar.update))
+            sent = asyncio.run(drain_all(journal, config, lambda u: policy.allows(u, "cdp_sync"),
+                                         progress=bar.update, is_erased=policy.is_suppressed))  # fmt: skip
     print(json.dumps(sent))
     return 0
 

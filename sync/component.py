@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from edge.component import ComponentBase, GatewayContext
+from edge.types import ConsentChanges, ConsentPolicy, Erasure, ModelSlot
 from sync.config import DownlinkConfig, HttpSinkConfig, NatsSinkConfig, SyncConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
 from sync.errors import DownlinkRefused
@@ -19,7 +20,7 @@ from sync.health import HealthReporter, StoreHealth
 from sync.http_sink import HttpSink
 from sync.metrics import SyncMetrics
 from sync.nats_sink import JetStreamSink
-from sync.outbox import Outbox, StillAllowed
+from sync.outbox import Outbox
 from sync.quota import enforce_quota
 from sync.sink import Sink
 from sync.status import sync_status
@@ -28,17 +29,23 @@ from sync.store_health import store_health
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-__all__ = ["SyncComponent", "build", "store_id_of"]
+__all__ = ["NO_CONSENT", "SyncComponent", "build", "downlink_handlers"]
 
 log = logging.getLogger(__name__)
 
 
-def store_id_of(ctx: GatewayContext) -> str:
-    """``store.id`` from the configuration (falls back to the topic root ``retail/v1/{id}/``)."""
-    try:
-        return str(ctx.config.store.id)
-    except AttributeError:
-        return ctx.topic_root.strip("/").split("/")[-1]
+class _NoConsent:
+    """A gateway without the decisioning feature knows no one's consent: no event about a
+    person leaves the store, consent records included."""
+
+    def allows(self, user_id: str | None, purpose: str) -> bool:
+        return False
+
+    def is_suppressed(self, user_id: str | None) -> bool:
+        return True
+
+
+NO_CONSENT: ConsentPolicy = _NoConsent()
 
 
 class SyncComponent(ComponentBase):
@@ -47,26 +54,32 @@ class SyncComponent(ComponentBase):
     def __init__(
         self,
         ctx: GatewayContext,
-        still_allowed: StillAllowed,
-        downlink_handlers: DownlinkHandlers | None,
         *,
+        policy: ConsentPolicy = NO_CONSENT,
+        downlink: DownlinkHandlers | None = None,
+        model: ModelSlot | None = None,
+        offers_path: Path | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
-        is_erased: Callable[[str], bool] | None = None,
     ) -> None:
+        """``policy`` is asked, at send time, whether an event about a person may leave;
+        ``downlink`` applies what the centre sends (None: no downlink); ``model`` and
+        ``offers_path`` are what the health report names (None: not running here)."""
         self.ctx = ctx
-        self.store_id = store_id_of(ctx)
+        self.store_id = ctx.store_id
         self.config: SyncConfig = ctx.config.section("sync")
         self.http: HttpSinkConfig = ctx.config.section("sync_http")
         self.nats: NatsSinkConfig = ctx.config.section("sync_nats")
         self.downlink_config: DownlinkConfig = ctx.config.section("downlink")
         self.metrics = SyncMetrics(ctx.metrics)
-        self.outbox = Outbox(ctx.journal, self.config, still_allowed, self.metrics,
-                             is_erased=is_erased)
+        self.outbox = Outbox(ctx.journal, self.config, lambda user_id: policy.allows(user_id, "cdp_sync"),
+                             self.metrics, is_erased=policy.is_suppressed)  # fmt: skip
+        self._model = model
+        self._offers_path = offers_path
         self._http_transport = http_transport
         self.downlink = (
-            Downlink(ctx.journal, self.downlink_config, downlink_handlers, self.store_id,
+            Downlink(ctx.journal, self.downlink_config, downlink, self.store_id,
                      ctx.state_dir, self.metrics)  # fmt: skip
-            if downlink_handlers is not None and self.downlink_config.enabled
+            if downlink is not None and self.downlink_config.enabled
             else None
         )
         # with a downlink the store reports its health to the centre (rollouts, fleet status)
@@ -81,8 +94,8 @@ class SyncComponent(ComponentBase):
             self.downlink.after_message = self.health.poke
 
     def _health(self) -> StoreHealth:
-        return store_health(self.store_id, self.ctx.journal, self.ctx.metrics,
-                            self.ctx.components, list(self.sinks()))  # fmt: skip
+        return store_health(self.store_id, self.ctx.journal, self.ctx.metrics, list(self.sinks()),
+                            model=self._model, offers_path=self._offers_path)  # fmt: skip
 
     def sinks(self) -> dict[str, Callable[[], AbstractAsyncContextManager[Sink]]]:
         """Enabled sinks by name, each a factory of a fresh connection."""
@@ -148,48 +161,34 @@ class SyncComponent(ComponentBase):
 def build(
     ctx: GatewayContext,
     *,
-    still_allowed: StillAllowed | None = None,
-    downlink_handlers: DownlinkHandlers | None = None,
+    policy: ConsentPolicy = NO_CONSENT,
+    downlink: DownlinkHandlers | None = None,
+    model: ModelSlot | None = None,
+    offers_path: Path | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> SyncComponent:
-    """The sync component. Without explicit callables, they are taken from the decisioning
-    component in ``ctx.components`` if it was built; without it, no event about a person leaves
-    the store (``still_allowed`` answers False) and the downlink stays off."""
-    decisioning = ctx.components.get("decisioning")
-    if still_allowed is None:
-        still_allowed = _still_allowed_from(decisioning)
-    if downlink_handlers is None and decisioning is not None:
-        downlink_handlers = _handlers_from(decisioning, ctx.components.get("model"))
-    is_erased = getattr(decisioning, "is_suppressed", None)
-    return SyncComponent(ctx, still_allowed, downlink_handlers, http_transport=http_transport,
-                         is_erased=is_erased)
-
-
-def _still_allowed_from(decisioning: Any) -> StillAllowed:
-    if decisioning is None:
-        return lambda user_id: False
-
-    def still_allowed(user_id: str) -> bool:
-        allowed = decisioning.allows(user_id, "cdp_sync")
-        return bool(allowed and not decisioning.is_suppressed(user_id))
-
-    return still_allowed
+    """The sync component (see :class:`SyncComponent`)."""
+    return SyncComponent(ctx, policy=policy, downlink=downlink, model=model, offers_path=offers_path,
+                         http_transport=http_transport)  # fmt: skip
 
 
 def _no_model_runtime(directory: Path) -> None:
     raise DownlinkRefused("no_model_runtime", "this gateway has no model runtime to swap into")
 
 
-def _handlers_from(decisioning: Any, model: Any) -> DownlinkHandlers:
-    """Model updates swap into the ``model`` component; a model is accepted only for the product
-    catalog (sha256 of catalog.csv) the store's model in force was built for."""
-    offers = OffersFile(decisioning.offers_path)
+def downlink_handlers(
+    changes: ConsentChanges, erasure: Erasure, offers_path: Path, model: ModelSlot | None
+) -> DownlinkHandlers:
+    """What the downlink applies, from the decisioning feature's consent changes, erasure and
+    offers file, and the model slot (None: model updates are refused). A model is accepted only
+    for the product catalog (sha256 of catalog.csv) the store's model in force was built for."""
+    offers = OffersFile(offers_path)
     return DownlinkHandlers(
-        apply_consent=lambda user_id, prefs, src: decisioning.apply_consent(user_id, prefs, src),
-        record_consent=lambda change: decisioning.apply_consent(
+        apply_consent=lambda user_id, prefs, src: changes.apply_consent(user_id, prefs, src),
+        record_consent=lambda change: changes.apply_consent(
             change.user_id, change.preferences, change.source,
             message_id=f"cdp-consent-{change.id}", timestamp=change.timestamp),
-        erase=lambda user_id, request_id: decisioning.erase(user_id, request_id),
+        erase=lambda user_id, request_id: erasure.erase(user_id, request_id),
         install_offers=offers.install,
         swap_model=model.swap if model is not None else _no_model_runtime,
         catalog_version=model.catalog_version if model is not None else (lambda: None),

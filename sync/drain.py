@@ -21,10 +21,11 @@ async def drain_all(
     *,
     store_id: str | None = None,
     progress: Callable[[int], object] | None = None,
+    is_erased: Callable[[str], bool] | None = None,
 ) -> dict[str, int]:
     """Drain the enabled sinks one after the other, retrying with backoff; returns sent counts."""
     store = store_id or config.store.id
-    outbox = Outbox(journal, config.sync, still_allowed, SyncMetrics())
+    outbox = Outbox(journal, config.sync, still_allowed, SyncMetrics(), is_erased=is_erased)
     factories: dict[str, Callable[[], Any]] = {}
     if config.sync_http.enabled:
         factories["http"] = lambda: HttpSink(config.sync_http)

@@ -68,11 +68,9 @@ class Outbox:
         self.journal = journal
         self.config = config
         self.still_allowed = still_allowed
-        #: consent records leave unless the person was erased (without a check for that — given
-        #: here or as ``still_allowed.is_erased`` — only while still_allowed holds)
-        self.is_erased: Callable[[str], bool] = (
-            is_erased or getattr(still_allowed, "is_erased", None) or (lambda u: not still_allowed(u))
-        )
+        #: consent records leave unless the person was erased (without a check for that, only
+        #: while still_allowed holds)
+        self.is_erased: Callable[[str], bool] = is_erased or (lambda u: not still_allowed(u))
         self.metrics = metrics
         self._sleep = sleep
         self._rng = rng
@@ -87,15 +85,7 @@ class Outbox:
         unconsented_anonymous = [r.seq for r in records if r.user_id is None and not r.sync_allowed]
         about_no_one: set[int] = set()
         if unconsented_anonymous:
-            with self.journal.connection() as conn:
-                about_no_one = {
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT seq FROM events WHERE seq BETWEEN ? AND ?"
-                        " AND user_id IS NULL AND anonymous_id IS NULL",
-                        (unconsented_anonymous[0], unconsented_anonymous[-1]),
-                    )
-                }
+            about_no_one = self.journal.personless_seqs(unconsented_anonymous[0], unconsented_anonymous[-1])
         return records, about_no_one
 
     def select(
@@ -182,18 +172,20 @@ class Outbox:
             await _settle(ahead[1])
 
     def _confirm(self, sink: str, seq: int, rejected: list[Rejected], result: SendResult) -> None:
-        if rejected:
-            self.journal.commit(
-                [],
-                [
-                    DeadLetter(f"sync:{sink}", r.reason, r.detail, r.event.body.encode("utf-8"))
-                    for r in rejected
-                ],
-            )
-        with self.journal.transaction() as conn:  # one commit (one fsync) per batch
+        # one transaction (one fsync) per batch: the dead letters, the cursor and the counters
+        # are durable together, so a crash cannot record the refusals without the cursor move
+        with self.journal.transaction() as conn:
+            if rejected:
+                self.journal.commit(
+                    [],
+                    [
+                        DeadLetter(f"sync:{sink}", r.reason, r.detail, r.event.body.encode("utf-8"))
+                        for r in rejected
+                    ],
+                )
             self.journal.confirm(sink, seq)
             tables.record_success(conn, sink, result.sent, result.duplicates, len(rejected))
-            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            top = self.journal.max_seq()
         self.metrics.cursor_lag.labels(sink).set(max(top - seq, 0))
 
     # -- loops ----------------------------------------------------------------------------

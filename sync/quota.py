@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from edge.bus import Source
 from edge.events import Event
 from edge.ids import uuid7
-from edge.journal import INSERT_EVENT, Journal
+from edge.journal import Journal
 from sync import tables
 from sync.metrics import SyncMetrics
 from sync.policy import DEFAULT_TIER, DROP_TIERS, NEVER_DROPPED
@@ -43,27 +43,20 @@ class QuotaResult:
 def unsent_bytes(journal: Journal, sinks: Sequence[str]) -> tuple[int, int]:
     """(slowest cursor, bytes of events past it) over ``sinks``."""
     floor = min((journal.cursor(s) for s in sinks), default=0)
-    with journal.connection() as conn:
-        total = conn.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM events INDEXED BY sync_events_pending"
-            " WHERE seq > ?",
-            (floor,),
-        ).fetchone()[0]
-    return floor, int(total)
+    return floor, journal.bytes_after(floor)
 
 
-def _tier_clauses() -> list[tuple[str, list[str]]]:
+def _tiers() -> list[tuple[list[str], bool]]:
+    """Per drop tier, lowest first: (event names, whether the tier is those names — or, for
+    the default tier, every name *not* listed anywhere)."""
     listed = sorted({n for names in DROP_TIERS.values() for n in names} | NEVER_DROPPED)
-    clauses = []
+    tiers = []
     for tier in sorted(DROP_TIERS):
         if tier == DEFAULT_TIER:
-            others = sorted(set(listed) - DROP_TIERS[tier])
-            marks = ",".join("?" * len(others))
-            clauses.append((f"COALESCE(event, '') NOT IN ({marks})", others))
+            tiers.append((sorted(set(listed) - DROP_TIERS[tier]), False))
         else:
-            names = sorted(DROP_TIERS[tier])
-            clauses.append((f"event IN ({','.join('?' * len(names))})", names))
-    return clauses
+            tiers.append((sorted(DROP_TIERS[tier]), True))
+    return tiers
 
 
 def enforce_quota(
@@ -83,15 +76,10 @@ def enforce_quota(
         return QuotaResult(pending, dropped)
     to_free = pending - int(quota_bytes * low_water)
     freed = 0
-    for clause, params in _tier_clauses():
+    for names, named in _tiers():
         while freed < to_free:
             with journal.transaction() as conn:
-                rows = conn.execute(
-                    "SELECT seq, COALESCE(event, type), size FROM events"
-                    f" WHERE seq > ? AND {clause}"
-                    " ORDER BY seq LIMIT ?",
-                    (floor, *params, _CHUNK),
-                ).fetchall()
+                rows = journal.sizes_after(floor, names, named=named, limit=_CHUNK)
                 chosen = []
                 for seq, name, size in rows:
                     if freed >= to_free:
@@ -100,7 +88,7 @@ def enforce_quota(
                     freed += size
                 if not chosen:
                     break
-                conn.executemany("DELETE FROM events WHERE seq = ?", [(c[0],) for c in chosen])
+                journal.delete_events([c[0] for c in chosen])
                 counts: dict[str, tuple[int, int]] = {}
                 for _, name, size in chosen:
                     n, b = counts.get(name, (0, 0))
@@ -160,7 +148,7 @@ def report_drops(journal: Journal, store_id: str, clock: Callable[[], float] = t
             message_id, "track", DROPS_REPORTED, None, None, stamp, now_ms,
             Source(store_id, "gateway", "gateway"), body,
         )  # fmt: skip
-        conn.execute(INSERT_EVENT, event.row())  # the journal's own statement
+        journal.record(event)
         conn.execute("DELETE FROM sync_drops_unreported")
     return True
 

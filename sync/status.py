@@ -16,9 +16,7 @@ __all__ = ["sync_status"]
 def sync_status(journal: Journal, sinks: Sequence[str], quota_bytes: int) -> dict[str, Any]:
     """Blocking (SQLite); call it in a thread from async code."""
     floor, pending = unsent_bytes(journal, sinks)
-    with journal.connection() as conn:
-        row = conn.execute("SELECT MIN(received_ms) FROM events WHERE seq > ?", (floor,)).fetchone()
-    oldest = row[0]
+    oldest = journal.oldest_after(floor)
     known = tables.sink_status(journal)
     now_ms = time.time_ns() // 1_000_000
     return {

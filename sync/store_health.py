@@ -1,7 +1,7 @@
 """What a gateway reports about itself on ``cdp.status.{storeId}`` (:class:`sync.health.StoreHealth`).
 
-Read from what the gateway already keeps: the model in force (``model`` component, its
-manifest's ``version``), the offers file's version, the decisioning component's
+Read from what the gateway already keeps: the model in force (the model slot's manifest
+``version``), the offers file's version (the decisioning feature's offers file), its
 ``edge_decisions_total`` and ``edge_decision_seconds`` (p99 from the histogram's buckets, an
 upper bound), ``edge_decision_failures_total`` as ``errors`` (null when decisioning is not
 enabled), the slowest sink's backlog, and the latest downlink message refused.
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from edge.journal import Journal
+from edge.types import ModelSlot
 from sync import tables
 from sync.downlink import OffersFile
 from sync.health import StoreHealth
@@ -44,13 +45,13 @@ def decision_stats(registry: CollectorRegistry) -> tuple[int, int | None, float 
 
 
 def store_health(
-    store_id: str, journal: Journal, registry: CollectorRegistry, components: dict[str, Any],
-    sinks: Sequence[str],
+    store_id: str, journal: Journal, registry: CollectorRegistry, sinks: Sequence[str], *,
+    model: ModelSlot | None = None, offers_path: Path | None = None,
 ) -> StoreHealth:  # fmt: skip
-    """Blocking (SQLite): call it in a thread."""
-    model, decisioning = components.get("model"), components.get("decisioning")
-    version = model.holder.current.manifest.get("version") if model is not None else None
-    offers = OffersFile(decisioning.offers_path).version() if decisioning is not None else None
+    """Blocking (SQLite): call it in a thread. ``model`` and ``offers_path`` are None when the
+    gateway runs without the model or the decisioning feature."""
+    version = model.version() if model is not None else None
+    offers = OffersFile(offers_path).version() if offers_path is not None else None
     decisions, errors, p99 = decision_stats(registry)
     backlog = max((journal.backlog(s) for s in sinks), default=0)
     refused = [r for r in tables.downlink_log(journal, 20) if r["outcome"] == "refused"]

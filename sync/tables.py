@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from edge.journal import Journal, Migration
+from edge.journal import Journal, Migration, index_events
 
 __all__ = [
     "MIGRATIONS",
@@ -65,7 +65,7 @@ def _sync_v1(db: sqlite_utils.Database) -> None:
             detail TEXT NOT NULL
         )"""
     )
-    db.execute("CREATE INDEX sync_events_pending ON events(seq, size)")
+    index_events(db, "sync_events_pending", ["seq", "size"])
 
 
 MIGRATIONS: tuple[Migration, ...] = (Migration("sync-0001-outbox", _sync_v1),)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.sim.catalog import Product, load_products
 from devices.sim.clock import SimClock
 from devices.sim.fleet import Fleet, FleetDevice, load_fleet
 from devices.sim.store import SimulationReport, StoreSimulation
-from edge.component import GatewayContext
+
+if TYPE_CHECKING:
+    from devices.component import DevicesComponent
 
 __all__ = [
     "DEMO_CONFIG",
@@ -47,7 +49,7 @@ DEMO_CONFIG: dict[str, dict[str, Any]] = {
 async def run_simulation(
     fleet: Fleet,
     *,
-    devices: Any = None,
+    devices: DevicesComponent | None = None,
     hours: float | None = 1.0,
     speed: float = 120.0,
     seed: int = 1,
@@ -70,9 +72,9 @@ async def run_simulation(
 
 
 async def run_demo_store(
-    ctx: GatewayContext, fleet_file: Path, *, speed: float = 60.0, seed: int = 1, hours: float | None = None
+    devices: DevicesComponent | None, fleet_file: Path, *, speed: float = 60.0, seed: int = 1,
+    hours: float | None = None,
 ) -> SimulationReport:
-    """What ``edge demo`` runs next to its gateway: the whole store, until cancelled."""
-    return await run_simulation(
-        load_fleet(fleet_file), devices=ctx.components.get("devices"), hours=hours, speed=speed, seed=seed
-    )
+    """What ``edge demo`` runs next to its gateway (given its devices feature, if enabled): the
+    whole store, until cancelled."""
+    return await run_simulation(load_fleet(fleet_file), devices=devices, hours=hours, speed=speed, seed=seed)

@@ -30,9 +30,6 @@ class Fleet:
     http: str
     devices: tuple[FleetDevice, ...]
 
-    def of_kind(self, kind: str) -> list[FleetDevice]:
-        return [d for d in self.devices if d.kind == kind]
-
 
 def load_fleet(path: Path) -> Fleet:
     try:

@@ -34,6 +34,7 @@ class CommitAdmission:
         on_personalization_withdrawn: Callable[[str], None],
         on_stale: Callable[[int], None] = lambda n: None,
     ) -> None:
+        self.stored = eraser.journal.has  # the commit's own view: this transaction's rows too
         self.eraser = eraser
         self.consent = consent
         self.on_personalization_withdrawn = on_personalization_withdrawn
@@ -52,9 +53,7 @@ class CommitAdmission:
                 reasons.append("suppressed")
                 continue
             if event.name == CONSENT_EVENT and user_id is not None:
-                fresh = event.message_id not in seen and conn.execute(
-                    "SELECT 1 FROM events WHERE message_id = ?", (event.message_id,)
-                ).fetchone() is None
+                fresh = event.message_id not in seen and not self.stored(event.message_id)
                 seen.add(event.message_id)
                 applied = self.consent.apply_event(conn, event) if fresh else []
                 if applied:

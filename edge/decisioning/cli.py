@@ -10,17 +10,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edge import control
-from edge.config import Config
+from edge.config import Config, config_file
 from edge.decisioning import retention
-from edge.decisioning.consent import ConsentLedger
 from edge.decisioning.erasure import Eraser
 from edge.decisioning.export import export_person
 from edge.decisioning.identity import IDENTIFIER_KINDS, Identity, load_key
 from edge.decisioning.offers import OfferFileError, load_offers
+from edge.decisioning.policy import key_file
 from edge.decisioning.uplift import format_report, uplift_report
 from edge.errors import EdgeError
 from edge.events import TOKEN_PATTERN
@@ -94,7 +93,7 @@ def forget_customer(args: argparse.Namespace) -> int:
     returns; with no gateway running, erase in the journal file directly."""
     try:
         config = _config(args.config)
-        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        identity = Identity(load_key(key_file(config)), config.identity.default_region)
         token = _token(identity, args.identifier, args.kind)
         try:
             answer = control.request(_socket(config),
@@ -119,7 +118,7 @@ def export_customer(args: argparse.Namespace) -> int:
     """Ask the running gateway (one consistent snapshot of its state); else read the file."""
     try:
         config = _config(args.config)
-        identity = Identity(load_key(_key_file(config)), config.identity.default_region)
+        identity = Identity(load_key(key_file(config)), config.identity.default_region)
         token = _token(identity, args.identifier, args.kind)
         try:
             document = control.request(_socket(config), {"op": "export", "userId": token})
@@ -185,9 +184,9 @@ def _token(identity: Identity, value: str, kind: str | None) -> str:
 
 
 def _config(path: Path | None) -> Config:
-    from edge.cli import load_config_arg
+    from edge.schema import load
 
-    return load_config_arg(path)
+    return load(config_file(path))
 
 
 def _journal(config: Config) -> Journal:
@@ -198,31 +197,3 @@ def _journal(config: Config) -> Journal:
 
 def _socket(config: Config) -> Path:
     return control.socket_path(Path(config.store.state_dir))  # where the running gateway listens
-
-
-def _key_file(config: Config) -> Path:
-    if config.identity.key_file:
-        return Path(config.identity.key_file)
-    return Path(config.store.state_dir) / "identity.key"  # where the running gateway keeps it
-
-
-def still_allowed_offline(journal: Journal, config: Config) -> Callable[[str], bool]:
-    """The consent-and-erasure check ``edge sync drain`` applies outside the gateway process:
-    the same ledger and suppression list the running gateway uses, read from the journal. Its
-    ``is_erased`` lets the outbox send consent records (withdrawals too) of persons not erased."""
-    from edge.decisioning.consent import ConsentLedger
-
-    identity = Identity(load_key(_key_file(config)), config.identity.default_region)
-    return _OfflineConsent(ConsentLedger(journal), Eraser(journal, identity, time.time))
-
-
-class _OfflineConsent:
-    def __init__(self, ledger: ConsentLedger, eraser: Eraser) -> None:
-        self.ledger = ledger
-        self.eraser = eraser
-
-    def __call__(self, user_id: str) -> bool:
-        return self.ledger.allows(user_id, "cdp_sync") and not self.eraser.is_suppressed(user_id)
-
-    def is_erased(self, user_id: str) -> bool:
-        return self.eraser.is_suppressed(user_id)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edge.decisioning.identity import Identity
-from edge.decisioning.personal import Person, existing, linked_visits
+from edge.decisioning.personal import Person, existing
 from edge.events import TOKEN_PATTERN, Event
 from edge.ids import uuid7
 from edge.journal import Journal
@@ -71,8 +71,10 @@ class Eraser:
             self._digests = self._digests | digests
         return grew
 
-    def person(self, conn: sqlite3.Connection, token: str) -> Person:
-        visits = linked_visits(conn, token)
+    def person(self, token: str, *, snapshot: bool = False) -> Person:
+        """Whom to erase or export: the token, its linked visits and their digests (``snapshot``:
+        read inside this thread's open read transaction, see :meth:`Journal.visits_of`)."""
+        visits = self.journal.visits_of(token, snapshot=snapshot)
         return Person(token, visits, tuple(self.digest(s) for s in (token, *visits)))
 
     def erase(self, user_id: str, request_id: str | None = None) -> int:
@@ -86,10 +88,9 @@ class Eraser:
             raise ValueError("erase needs a customer token (ct_…); tokenise raw identifiers first")
         request_id = request_id or uuid7()
         now_ms = int(self.clock() * 1000)
-        with self.journal.connection() as conn:
-            self._suppress(self.person(conn, user_id).digests)  # first: nothing new is stored
+        self._suppress(self.person(user_id).digests)  # first: nothing new is stored
         with self.journal.transaction() as conn:
-            person = self.person(conn, user_id)  # a visit linked since is suppressed too
+            person = self.person(user_id)  # a visit linked since is suppressed too
             self._suppress(person.digests)
             conn.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?)",
                              [(d, now_ms) for d in person.digests])  # fmt: skip
@@ -126,7 +127,7 @@ class Eraser:
             return
         with self.journal.transaction() as conn:
             for user_id in sorted(u for u in late if u):
-                erase_rows(conn, self.person(conn, user_id))
+                erase_rows(conn, self.person(user_id))
         self.journal.checkpoint()  # one attempt: this runs on the journal writer's thread
 
     def pending_confirmations(self) -> list[tuple[str, int, int]]:

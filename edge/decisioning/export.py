@@ -33,7 +33,7 @@ def export_person(journal: Journal, eraser: Eraser, token: str) -> dict[str, Any
     conn = journal.reader()  # one WAL snapshot, taken beside the writer: ingest goes on
     conn.execute("BEGIN")
     try:
-        person = eraser.person(conn, token)
+        person = eraser.person(token, snapshot=True)
         for table in existing(conn):
             cursor = conn.execute(
                 f"SELECT rowid AS _rowid, * FROM {table.table} WHERE {table.subject} ORDER BY rowid",

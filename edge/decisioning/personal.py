@@ -8,7 +8,7 @@ table of the migrated schema is in neither.
 
 A person is found by their customer token (``:user``), the anonymous visit ids they identified
 in (``:anon``, a JSON array: the ``anonymousId`` of any journaled event that also carried their
-``userId`` — a ``Customer Identified`` or identify call) and the keyed digests of both
+``userId`` — a ``Customer Identified`` or identify call; :meth:`edge.journal.Journal.visits_of`) and the keyed digests of both
 (``:digests``, a JSON array), which is all a dead letter keeps of whom it was about.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["NOT_PERSONAL", "PERSONAL_TABLES", "Person", "PersonalTable", "existing", "linked_visits"]
+__all__ = ["NOT_PERSONAL", "PERSONAL_TABLES", "Person", "PersonalTable", "existing"]
 
 _ANON = "(SELECT value FROM json_each(:anon))"
 
@@ -103,13 +103,3 @@ def existing(conn: sqlite3.Connection, tables: Sequence[PersonalTable] = PERSONA
     """The personal tables this journal has (a feature not migrated has no table)."""
     present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return [t for t in tables if t.table in present]
-
-
-def linked_visits(conn: sqlite3.Connection, token: str) -> tuple[str, ...]:
-    """The anonymous ids of visits the person identified in (events carrying both ids)."""
-    rows = conn.execute(
-        "SELECT DISTINCT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL"
-        " ORDER BY anonymous_id",
-        (token,),
-    ).fetchall()
-    return tuple(r[0] for r in rows)

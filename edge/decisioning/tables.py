@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from edge.journal import Migration
+from edge.journal import Migration, add_dead_letter_subjects, index_events, never_reuse_seqs
 
 __all__ = ["MIGRATIONS"]
 
@@ -58,34 +58,14 @@ def _v2(db: sqlite_utils.Database) -> None:
     # Consent Updated event that made it (the tie-break, and what an export can show)
     db.execute("ALTER TABLE consent ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
     # linked visits (an erasure finds the anonymous events of visits the person identified in)
-    db.execute("CREATE INDEX events_anonymous ON events (anonymous_id)")
+    index_events(db, "events_anonymous", ["anonymous_id"])
     db.execute("CREATE INDEX exposures_ms ON exposures (ms)")
     db.execute("CREATE INDEX redemptions_ms ON redemptions (ms)")
-    # whom a dead letter was about, as keyed digests only (see edge.journal.Admission.subject)
-    db.execute("ALTER TABLE dead_letters ADD COLUMN subject TEXT")
-    db.execute("CREATE INDEX dead_letters_received ON dead_letters (received_ms)")
+    add_dead_letter_subjects(db)
 
 
 def _v3(db: sqlite_utils.Database) -> None:
-    """``events.seq`` never reused: an erasure may delete the newest events, and SQLite would
-    then hand their seqs to the next events — which the outbox, whose cursor is past them,
-    would never send (the erasure confirmation first). AUTOINCREMENT keeps seqs increasing;
-    the table is rebuilt once, with every index other features created on it."""
-    indexes = [r[0] for r in db.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
-    table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
-    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
-        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
-    db.execute("INSERT INTO events_v3 SELECT * FROM events")
-    db.execute("DROP TABLE events")
-    db.execute("ALTER TABLE events_v3 RENAME TO events")
-    for sql in indexes:
-        db.execute(sql)
-    high = db.execute(
-        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
-        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
-    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
-    db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
+    never_reuse_seqs(db)  # an erasure may delete the newest events: see the journal
 
 
 MIGRATIONS: tuple[Migration, ...] = (

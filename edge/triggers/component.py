@@ -9,7 +9,7 @@
 * erasure — a hook on decisioning's eraser deletes the person's firings;
 * ``run()`` — rebuild from the journal, then evaluate, tick timers, write rows, reload the library.
 
-After the wiring refactor only :func:`build` changes: the runtime takes the typed ports.
+The composition root builds it with :class:`TriggerSources` (typed ports from decisioning).
 """
 
 from __future__ import annotations
@@ -20,20 +20,23 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from edge.bus import CHANNEL_BY_KIND, Source
 from edge.component import ComponentBase, GatewayContext
 from edge.events import Event
+from edge.types import ConsentPolicy, ErasureHooks
 from edge.triggers.delivery import OfferPublisher
+from edge.triggers.ports import DecisionPort
 from edge.triggers.library import Library, LibraryError, LibraryWatcher
 from edge.triggers.report import report
 from edge.triggers.runtime import TriggerRuntime
 from edge.triggers.tables import FiringStore
 
-__all__ = ["DecisioningPorts", "TriggersComponent", "build", "event_from_row"]
+__all__ = ["DecisioningPorts", "ProfileSource", "TriggerSources", "TriggersComponent", "build", "event_from_row"]
 
 log = logging.getLogger("edge.triggers")
 
@@ -41,57 +44,78 @@ _KIND_BY_CHANNEL = {v: k for k, v in CHANNEL_BY_KIND.items()}
 _DAY_MS = 86_400_000
 
 
-def build(ctx: GatewayContext) -> TriggersComponent:
-    return TriggersComponent(ctx)
+def build(ctx: GatewayContext, sources: TriggerSources | None = None) -> TriggersComponent:
+    return TriggersComponent(ctx, sources)
+
+
+class ProfileSummary(Protocol):
+    def as_json(self, limit: int = 20) -> dict[str, Any]: ...
+
+
+class ProfileSource(Protocol):
+    """The decisioning profile store, as the triggers read it (after the consent check)."""
+
+    def purchases(self, user_id: str, now_ms: int) -> list[tuple[str, float]]: ...
+    def get(self, user_id: str) -> ProfileSummary | None: ...
+
+
+@dataclass(frozen=True)
+class TriggerSources:
+    """What the composition root hands the triggers from decisioning (edge/gateway.py)."""
+
+    policy: ConsentPolicy  # personalization consent and suppression, read at firing time
+    profiles: ProfileSource  # purchase history and the associate's summary
+    category_of: Callable[[str], str | None]  # the catalog's category of a SKU
+    price_of: Callable[[str], float]  # the catalog's price of a SKU (0.0: unknown)
+    decide: DecisionPort  # the decision engine, as ``POST /v1/decisions``
+    erasure: ErasureHooks  # a person's firings go with the rest of their data
 
 
 class DecisioningPorts:
-    """Consent policy, profile reader, catalog reader and decision call, from the decisioning
-    component (or deny-all / fixed-content stand-ins when it is not enabled)."""
+    """Consent policy, profile reader, catalog reader and decision call, from decisioning's
+    services (or deny-all / fixed-content stand-ins when decisioning is not enabled)."""
 
-    def __init__(self, decisioning: Any | None) -> None:
-        self.d: Any = decisioning
+    def __init__(self, sources: TriggerSources | None) -> None:
+        self.sources = sources
 
     def allows(self, user_id: str | None, purpose: str) -> bool:
-        return self.d is not None and user_id is not None and bool(self.d.allows(user_id, purpose))
+        return self.sources is not None and user_id is not None and self.sources.policy.allows(user_id, purpose)
 
     def is_suppressed(self, user_id: str | None) -> bool:
-        return self.d is not None and user_id is not None and bool(self.d.is_suppressed(user_id))
+        return self.sources is not None and user_id is not None and self.sources.policy.is_suppressed(user_id)
 
     def purchases(self, user_id: str, now_ms: int) -> list[tuple[str, float]]:
-        if not self.allows(user_id, "personalization"):
+        if self.sources is None or not self.allows(user_id, "personalization"):
             return []
-        return list(self.d.profiles.purchases(user_id, now_ms))
+        return list(self.sources.profiles.purchases(user_id, now_ms))
 
     def summary(self, user_id: str) -> dict[str, Any] | None:
-        if not self.allows(user_id, "personalization"):
+        if self.sources is None or not self.allows(user_id, "personalization"):
             return None
-        found = self.d.profiles.get(user_id)
+        found = self.sources.profiles.get(user_id)
         return None if found is None else found.as_json(limit=5)
 
     def category_of(self, sku: str) -> str | None:
-        return None if self.d is None else self.d._category_of(sku)
+        return None if self.sources is None else self.sources.category_of(sku)
 
     def price_of(self, sku: str) -> float:
-        try:
-            return float(self.d.recommender().catalog.item(sku).price)
-        except Exception:
+        if self.sources is None:
             return 0.0
+        return self.sources.price_of(sku)
 
     @property
-    def decide(self) -> Any:
-        return None if self.d is None else self.d.decide
+    def decide(self) -> DecisionPort | None:
+        return None if self.sources is None else self.sources.decide
 
 
 class TriggersComponent(ComponentBase):
     name = "triggers"
 
-    def __init__(self, ctx: GatewayContext) -> None:
+    def __init__(self, ctx: GatewayContext, sources: TriggerSources | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.config.triggers
-        self.store_id = ctx.topic_root.rstrip("/").rsplit("/", 1)[-1]
-        decisioning = ctx.components.get("decisioning")
-        self.ports = DecisioningPorts(decisioning)
+        self.store_id = ctx.store_id
+        self.ports = DecisioningPorts(sources)
         self.store = FiringStore(ctx.journal)
         self._metrics(ctx)
         path = Path(self.settings.path) if self.settings.path else None
@@ -106,8 +130,8 @@ class TriggersComponent(ComponentBase):
             count=self._count,
         )
         self.runtime.evaluator.idle_ms = int(self.settings.idle_minutes * 60_000)
-        if decisioning is not None and hasattr(decisioning, "add_erasure_hook"):
-            self._undo_erasure = decisioning.add_erasure_hook(self.store.erase)
+        if sources is not None:
+            self._undo_erasure = sources.erasure.add_erasure_hook(self.store.erase)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[list[Event], int]] | None = None
 

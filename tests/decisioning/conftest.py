@@ -183,7 +183,7 @@ def make_gateway(tmp_path: Path, offers: str = DEFAULT_OFFERS, **settings: Any) 
     ingestor = Ingestor(journal, IngestMetrics(registry), clock=clock)
     ctx = GatewayContext(config=config, state_dir=state, journal=journal, bus=ingestor,
                          publisher=_NullPublisher(), metrics=registry, clock=clock,
-                         topic_root=f"retail/v1/{STORE}/")
+                         store_id=STORE)
     recommender = FakeRecommender()
     component = build(ctx, recommender=lambda: recommender)
     ingestor.attach(component)

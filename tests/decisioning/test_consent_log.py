@@ -180,12 +180,13 @@ async def test_downlink_consent_merges_by_the_same_rule(gateway: Gateway) -> Non
     """The CDP's consent changes go through the journal: redelivery and lateness as above."""
     import asyncio
 
-    from sync.component import _handlers_from
+    from sync.component import downlink_handlers
     from sync.messages import ConsentChange, encode_downlink, parse_downlink
 
     gw = gateway
     token = gw.component.identity.token("loyaltyId", "777")
-    handlers = _handlers_from(gw.component, None)
+    dec = gw.component
+    handlers = downlink_handlers(dec.changes, dec.forgetting, dec.offers_path, None)
     assert handlers.record_consent is not None
 
     def apply(change: ConsentChange) -> str:  # what sync.downlink.Downlink.apply does with it
@@ -213,8 +214,8 @@ async def test_downlink_consent_merges_by_the_same_rule(gateway: Gateway) -> Non
 async def test_offline_drain_check_sends_withdrawals_but_nothing_of_the_erased(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``edge sync drain`` without the gateway: the outbox built on ``still_allowed_offline``."""
-    from edge.decisioning import cli
+    """``edge sync drain`` without the gateway: the outbox built on ``offline_policy``."""
+    from edge.decisioning import policy
 
     gw = gateway
     kept = gw.component.identity.token("loyaltyId", "31")
@@ -225,9 +226,10 @@ async def test_offline_drain_check_sends_withdrawals_but_nothing_of_the_erased(
     records = gw.journal.read_after("offline", after=0)
     gw.component.erase(erased, "offline-1")
     config = gw.component.ctx.config
-    monkeypatch.setattr(cli, "_key_file", lambda config: gw.state_dir / "identity.key")
-    check = cli.still_allowed_offline(gw.journal, config)
-    outbox = Outbox(gw.journal, SyncConfig(), check, SyncMetrics(CollectorRegistry()))
+    monkeypatch.setattr(policy, "key_file", lambda config: gw.state_dir / "identity.key")
+    check = policy.offline_policy(gw.journal, config)
+    outbox = Outbox(gw.journal, SyncConfig(), lambda u: check.allows(u, "cdp_sync"),
+                    SyncMetrics(CollectorRegistry()), is_erased=check.is_suppressed)
     outbound, _, skipped = outbox.select(records, set())
     assert [json.loads(e.body)["messageId"] for e in outbound] == [f"w-{kept}"]
     assert skipped["erased"] == 1 and skipped["no_consent"] == 2

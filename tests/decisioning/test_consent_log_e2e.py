@@ -46,7 +46,7 @@ def test_interleavings_over_http_and_mqtt_with_sync_running(tmp_path: Path) -> N
     print(f"consent log e2e: seed {seed} (CONSENT_LOG_SEED={seed} to repeat)")
     rnd = random.Random(seed)
     with live_store(tmp_path) as store, store.http() as http, mqtt_device(store, "kiosk-2") as device:
-        decisioning = store.gateway.gateway.components["decisioning"]
+        decisioning = store.gateway.gateway.features.decisioning
         models: dict[str, Model] = {}
         # per token: (sent at, acknowledged at, changes in that send)
         log: dict[str, list[tuple[float, float, list[tuple[str, int, bool]]]]] = {}

@@ -97,7 +97,7 @@ async def test_erase_by_cli_process_is_picked_up(gateway: Gateway, capsys: pytes
     other = Journal(gw.journal.path, synchronous="normal")
     monkeypatch.setattr(cli, "_config", lambda path: gw.component.ctx.config)
     monkeypatch.setattr(cli, "_journal", lambda config: other)
-    monkeypatch.setattr(cli, "_key_file", lambda config: gw.state_dir / "identity.key")
+    monkeypatch.setattr(cli, "key_file", lambda config: gw.state_dir / "identity.key")
     monkeypatch.setattr(cli, "_socket", lambda config: gw.state_dir / "control.sock")
     parser = _parser()
     args = parser.parse_args(["forget", RAW_EMAIL, "--request-id", "cli-1"])

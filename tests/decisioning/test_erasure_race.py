@@ -62,7 +62,7 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
     note = "bought-red-shoes-" + _letters(rnd, 16)
     visit = "visit-" + _letters(rnd, 16)
     with live_store(tmp_path, features=FEATURES) as store:
-        decisioning: Any = store.gateway.gateway.components["decisioning"]
+        decisioning: Any = store.gateway.gateway.features.decisioning
         token = decisioning.identity.token("email", RAW_EMAIL)
         needles = [token, token[3:], visit, note, *RAW_NEEDLES]
         toml = tmp_path / "gateway.toml"
@@ -84,7 +84,7 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
             decision = http.post("/v1/decisions", headers=store.auth("kiosk-1"), json={
                 "userId": token, "anonymousId": visit, "basket": ["SKU00002"]})
             assert decision.status_code == 200 and decision.json()["personalized"]
-            store.gateway.gateway.components["devices"].app_keys.register(token, bytes(32))  # type: ignore[attr-defined]
+            store.gateway.gateway.features.devices.app_keys.register(token, bytes(32))  # type: ignore[attr-defined]
             wait_until(store.synced, timeout=60)
             wait_until(lambda: bool(store.cdp.bodies("instr(body, ?) > 0", token)), timeout=30)
             assert scan_for([store.state_dir], [token]) != []  # the scan sees a token that is there

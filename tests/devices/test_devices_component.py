@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import tty
@@ -51,7 +52,7 @@ def _context(tmp_path: Path, sections: dict[str, dict[str, Any]], clock: list[fl
     publisher = RecordingPublisher()
     ctx = GatewayContext(
         config=config, state_dir=tmp_path, journal=journal, bus=ingestor, publisher=publisher,
-        metrics=None, clock=lambda: clock[0], topic_root="retail/v1/s1/",  # type: ignore[arg-type]
+        metrics=None, clock=lambda: clock[0], store_id="s1",  # type: ignore[arg-type]
     )  # fmt: skip
     return ctx, ingestor, journal, publisher
 
@@ -160,7 +161,7 @@ def test_counters_are_exported_to_prometheus(tmp_path: Path) -> None:
 
     clock = [NOW]
     ctx, _, journal, _ = _context(tmp_path, {"ble": {"source": "simulated"}, "pos": {"source": "simulated"}}, clock)
-    ctx.metrics = CollectorRegistry()
+    ctx = dataclasses.replace(ctx, metrics=CollectorRegistry())
     component = build(ctx)
     assert component.pos is not None and component.ble is not None
     component.pos.on_basket_bytes(b"noise" + encode_frame(ItemAdded("A1", 1, 100)))

@@ -40,7 +40,7 @@ def test_simulated_store_drives_every_device_path(tmp_path: Path) -> None:
         host, port = handle.broker
         fleet = Fleet(config.store.id, host, port, handle.http, tuple(
             FleetDevice(c.kind, c.device_id, c.mqtt_password, c.http_token) for c in creds.values()))  # fmt: skip
-        devices = handle.gateway.components["devices"]
+        devices = handle.gateway.features.devices
         report = handle.call(
             run_simulation(fleet, devices=devices, hours=0.25, speed=300.0, seed=4, clock=SimClock(300.0)), timeout=60
         )

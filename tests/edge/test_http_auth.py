@@ -31,7 +31,7 @@ def _path(template: str) -> str:
 
 def test_every_endpoint_and_role(gateway):
     handle, tokens = gateway
-    app_routes = roles_by_route(handle.gateway._app)
+    app_routes = roles_by_route(handle.gateway.app)
     assert ("POST", "/v1/events") in app_routes and ("GET", "/metrics") in app_routes
     checked = 0
     with httpx.Client(base_url=handle.http, timeout=30) as client:

@@ -45,8 +45,8 @@ def test_model_updates_swap_or_are_refused_without_a_failed_decision(tmp_path):
     )
     token = register(config, [("kiosk", "k1")])["k1"].http_token
     with running_gateway(config, features=tuple(config.features.enabled)) as handle:
-        components = handle.gateway.components
-        model, downlink = components["model"], components["sync"].downlink
+        features = handle.gateway.features
+        model, downlink = features.model, features.sync.downlink
         catalog = model.catalog_version()
         codes: list[int] = []
         stop = threading.Event()

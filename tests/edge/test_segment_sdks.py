@@ -90,7 +90,7 @@ def _check(handle, device: str, user_raw: str, email: str) -> None:
     assert len({s["messageId"] for s in stored}) == len(CALLS)
     got = sorted((s["_type"], s.get("event") or s.get("name")) for s in stored)
     assert got == sorted(CALLS), got
-    identity = handle.gateway.components["decisioning"].identity
+    identity = handle.gateway.features.decisioning.identity
     token = identity.token("userId", user_raw)
     by_type = {s["_type"]: s for s in stored}
     assert by_type["identify"]["userId"] == token

@@ -4,6 +4,7 @@ and tcpdump, on 127.0.0.1 and 127.0.0.2 (the store LAN's stand-in)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.integration
 
 def _toml(config) -> str:
     lines = []
-    for section, values in config.as_dict().items():
+    sections = {name: dataclasses.asdict(config.section(name)) for name in schema.config_schema()}
+    for section, values in sections.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
             if value is None:

@@ -72,7 +72,7 @@ def running_gateway(config: Config, features: tuple[str, ...] = ()) -> Iterator[
         asyncio.set_event_loop(loop)
 
         async def go() -> None:
-            gateway = Gateway(config, features=features)
+            gateway = Gateway(config, enabled=features)
             gateway_box["g"] = gateway
             await gateway.run()
 

@@ -25,13 +25,23 @@ from sync.component import build
 DOCS = Path(__file__).resolve().parents[2] / "sync" / "README.md"
 
 
+class AllowEveryone:
+    """A consent policy under which every event may leave (the sink, not consent, is tested)."""
+
+    def allows(self, user_id: str | None, purpose: str) -> bool:
+        return True
+
+    def is_suppressed(self, user_id: str | None) -> bool:
+        return False
+
+
 def context(tmp_path: Path, **sections: dict) -> GatewayContext:
     raw = {"store": {"id": "s1", "state_dir": str(tmp_path)}, **sections}
     config = parse_config(raw, schema.config_schema(), {})
     journal = schema.open_journal(config)
     return GatewayContext(config=config, state_dir=tmp_path, journal=journal, bus=None,  # type: ignore[arg-type]
                           publisher=None, metrics=CollectorRegistry(), clock=lambda: 1.0,  # type: ignore[arg-type]
-                          topic_root="retail/v1/s1/")  # fmt: skip
+                          store_id="s1")  # fmt: skip
 
 
 def test_plain_gateway_is_offline_and_without_decisioning_no_person_leaves(tmp_path):
@@ -52,8 +62,7 @@ def test_run_syncs_and_the_status_route_is_ops_only(tmp_path):
         got.extend(m["messageId"] for m in json.loads(gzip.decompress(request.content))["batch"])
         return httpx.Response(200)
 
-    component = build(ctx, still_allowed=lambda u: True, downlink_handlers=None,
-                      http_transport=httpx.MockTransport(handler))  # fmt: skip
+    component = build(ctx, policy=AllowEveryone(), http_transport=httpx.MockTransport(handler))
     events = fill(ctx.journal, mixed_specs(500) + [Spec("Audience Measured")])
 
     async def run_briefly():
@@ -104,12 +113,24 @@ def test_cli_commands_parse_and_are_documented():
         assert f"edge {' '.join(argv[:2])}" in docs, argv
 
 
-def test_drain_refuses_without_a_consent_check(capsys):
+@pytest.mark.integration
+def test_drain_checks_consent_with_the_gateways_own_ledger_by_default(tmp_path, receiver):
+    """No policy given: ``edge sync drain`` asks the ledger and suppression list in the journal,
+    as the running gateway would — a person whose snapshot said yes but who has no consent on
+    record (default deny) stays in the store; events about no one leave."""
+    config_path = tmp_path / "gateway.toml"
+    config_path.write_text(
+        f'[store]\nid = "s1"\nstate_dir = "{tmp_path}"\n'
+        f'[sync_http]\nenabled = true\nbase_url = "{receiver.url}"\nwrite_key = "{receiver.write_key}"\n'
+    )
+    with schema.open_journal(schema.load(config_path)) as journal:
+        events = fill(journal, [Spec("Product Viewed", user=1, consent=True), Spec("Audience Measured"),
+                                Spec("Product Viewed", anonymous=True, consent=True)])  # fmt: skip
     parser = argparse.ArgumentParser(prog="edge")
     add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["sync", "drain"])
-    assert args.func(args) == 2
-    assert "consent" in capsys.readouterr().err
+    args = parser.parse_args(["sync", "drain", "--config", str(config_path)])
+    assert args.func(args) == 0
+    assert set(receiver.received_ids()) == {events[1].message_id, events[2].message_id}
 
 
 def test_every_config_key_is_documented():
@@ -138,7 +159,7 @@ def test_sync_drain_and_status_commands(tmp_path, receiver, capsys):
         events = fill(journal, mixed_specs(3000))
     parser = argparse.ArgumentParser(prog="edge")
     add_commands(parser.add_subparsers(dest="command"),
-                 still_allowed_factory=lambda journal, config: lambda user_id: True)  # fmt: skip
+                 policy_factory=lambda journal, config: AllowEveryone())  # fmt: skip
     args = parser.parse_args(["sync", "drain", "--config", str(config_path)])
     assert args.func(args) == 0
     assert set(receiver.received_ids()) == expected_ids(events)

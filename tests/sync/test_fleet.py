@@ -134,7 +134,7 @@ def test_400_stores_through_a_cluster_losing_a_node_and_a_worker_load_exactly_on
             for thread in posting:
                 thread.join(60)
             for handle, _, _ in handles.values():
-                sync = handle.gateway.components["sync"]
+                sync = handle.gateway.features.sync
                 wait_until(lambda s=sync: s.status()["sinks"]["nats"]["backlog"] == 0, timeout=60, interval=0.2)
             gateways.close()
             for _, _, config in handles.values():

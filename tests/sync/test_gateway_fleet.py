@@ -73,7 +73,7 @@ def test_a_gateway_reports_health_and_refuses_a_broken_model_which_halts_the_rol
 
                 health, result = asyncio.run(go())
                 after = client.post("/v1/decisions", json={"placement": "kiosk_home", "basket": []})
-                serving = handle.gateway.components["model"].holder.current.manifest["version"]
+                serving = handle.gateway.features.model.holder.current.manifest["version"]
     _, report = health
     assert report.store_id == "g1" and report.model == manifest["version"]
     assert report.decisions > 0 and report.latency_p99_ms is not None and report.at <= time.time()
