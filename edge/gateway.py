@@ -119,7 +119,7 @@ def build_features(ctx: GatewayContext, enabled: Collection[str]) -> Features:
         )
     decisioning = features.decisioning
     if "edge.triggers" in enabled:
-        from edge.triggers.component import TriggerSources, TriggersComponent
+        from edge.triggers.component import TriggersComponent, TriggerSources
 
         features.triggers = TriggersComponent(
             ctx,  # the committed-event feed is its listeners() seam; publishes through ctx.publisher

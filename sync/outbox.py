@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from edge.backoff import backoff_delay
 from edge.events import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
@@ -61,7 +62,7 @@ class Outbox:
         still_allowed: StillAllowed,
         metrics: SyncMetrics,
         *,
-        sleep: Callable[[float], object] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         is_erased: Callable[[str], bool] | None = None,
     ) -> None:
@@ -257,7 +258,7 @@ class Outbox:
         finally:
             await self.forget_read_ahead(name)
 
-async def _settle(future: asyncio.Future[object]) -> None:
+async def _settle(future: asyncio.Future[Any]) -> None:
     """Wait out an unwanted read-ahead (a worker thread cannot be cancelled) and drop it."""
     try:
         await future

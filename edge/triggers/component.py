@@ -19,8 +19,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -28,13 +28,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from edge.bus import CHANNEL_BY_KIND, Source
 from edge.component import ComponentBase, GatewayContext
 from edge.events import Event
-from edge.types import ConsentPolicy, ErasureHooks
 from edge.triggers.delivery import OfferPublisher
-from edge.triggers.ports import DecisionPort
 from edge.triggers.library import Library, LibraryError, LibraryWatcher
+from edge.triggers.ports import DecisionPort
 from edge.triggers.report import report
 from edge.triggers.runtime import TriggerRuntime
 from edge.triggers.tables import FiringStore
+from edge.types import ConsentPolicy, ErasureHooks
 
 __all__ = ["DecisioningPorts", "ProfileSource", "TriggerSources", "TriggersComponent", "build", "event_from_row"]
 
