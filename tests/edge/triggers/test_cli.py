@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from helpers import runtime
+from trigger_helpers import runtime
 
 from devices.sim.triggers import make_event
 from edge import schema

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import runtime
+from trigger_helpers import runtime
 
 from devices.sim.triggers import run_month
 from edge.triggers.report import report

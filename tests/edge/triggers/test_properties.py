@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from helpers import Consent, runtime
+from trigger_helpers import Consent, runtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import Catalog, Consent, runtime
+from trigger_helpers import Catalog, Consent, runtime
 
 from devices.sim.triggers import make_event
 from edge.triggers.delivery import OfferPublisher
