@@ -590,6 +590,24 @@ class Journal:
         with self._lock:
             return tuple(r[0] for r in self._conn.execute(sql, (user_id,)))
 
+    # -- what the triggers feature asks of the events table --------------------------------
+    def stored_between(
+        self, start_ms: int, end_ms: int | None = None, *, event: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows ``(message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp,
+        received_ms, body)`` received in ``[start_ms, end_ms)`` (no end: up to now), optionally
+        of one event name only, in commit order — what a feature replays to rebuild its state."""
+        sql = ("SELECT message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp,"
+               " received_ms, body FROM events WHERE received_ms >= ?")  # fmt: skip
+        args: list[Any] = [start_ms]
+        if end_ms is not None:
+            sql += " AND received_ms < ?"
+            args.append(end_ms)
+        if event is not None:
+            sql += " AND event = ?"
+            args.append(event)
+        return list(self.reader().execute(sql + " ORDER BY seq", args))
+
     # -- reading and housekeeping ----------------------------------------------------------
     def message_ids(self) -> set[str]:
         return {r[0] for r in self.reader().execute("SELECT message_id FROM events")}

@@ -227,14 +227,9 @@ class TriggersComponent(ComponentBase):
                      self.runtime.evaluator.pending, len(fresh))
 
     def _read_history(self, learn_from: int, start: int) -> tuple[list[Event], list[Event]]:
-        conn = self.ctx.journal.reader()
-        orders = [event_from_row(r) for r in conn.execute(
-            "SELECT message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp, received_ms, body"
-            " FROM events WHERE event = 'Order Completed' AND received_ms >= ? AND received_ms < ? ORDER BY seq",
-            (learn_from, start))]
-        history = [event_from_row(r) for r in conn.execute(
-            "SELECT message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp, received_ms, body"
-            " FROM events WHERE received_ms >= ? ORDER BY seq", (start,))]
+        journal = self.ctx.journal
+        orders = [event_from_row(r) for r in journal.stored_between(learn_from, start, event="Order Completed")]
+        history = [event_from_row(r) for r in journal.stored_between(start)]
         return orders, history
 
     async def _serve(self, queue: asyncio.Queue[tuple[list[Event], int]]) -> None:

@@ -53,7 +53,7 @@ async def gateway(tmp_path, clock, library_path):
     ingestor = Ingestor(journal, IngestMetrics(registry), clock=clock)
     inbox = OfferInbox()
     ctx = GatewayContext(config=config, state_dir=tmp_path, journal=journal, bus=ingestor, publisher=inbox,
-                         metrics=registry, clock=clock, topic_root="retail/v1/s1/")
+                         metrics=registry, clock=clock, store_id="s1")
     component = build(ctx)
     ingestor.attach(component)
     ingestor.start()
