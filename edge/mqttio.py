@@ -33,16 +33,17 @@ This module is edge core: it imports neither ``sync`` nor ``devices``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
-__all__ = ["Connection", "MqttError"]
+__all__ = ["BufferedSocket", "Connection", "MqttError"]
 
 _CLOSED: Any = object()
 
@@ -53,6 +54,42 @@ class MqttError(Exception):
     def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.refused = refused  # the broker answered and said no (bad credentials, not authorised …)
+
+
+class BufferedSocket:
+    """A plain TCP socket read in large chunks for paho.
+
+    paho reads each packet with three or more ``recv`` calls (the command byte, each byte of the
+    remaining length, then the rest): at thousands of messages a second those system calls, and
+    a selector wakeup per message, are much of the gateway's cost. Reading what the kernel has
+    (up to 64 KiB) at once and handing paho slices of it turns that into one ``recv`` and one
+    wakeup for a few hundred messages; :meth:`pending` tells the reader to keep going while
+    whole packets are buffered (as it does for TLS). Everything else goes to the socket.
+    """
+
+    __slots__ = ("_sock", "_buf", "_pos")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._sock.recv(65536)  # BlockingIOError when the kernel has nothing: paho waits
+            if not buf:
+                return b""  # the peer closed
+            self._buf, pos = buf, 0
+        end = pos + size
+        self._pos = end
+        return buf[pos:end]
+
+    def pending(self) -> int:
+        return max(0, len(self._buf) - self._pos)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class Connection:
@@ -174,7 +211,11 @@ class Connection:
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+    def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        if type(sock) is socket.socket and getattr(client, "_sock", None) is sock:
+            wrapped = BufferedSocket(cast(socket.socket, sock))  # paho reads through it from now on
+            client._sock = wrapped
+            sock = wrapped
         self._soon(self._watch, sock)
 
     def _watch(self, sock: Any) -> None:
@@ -222,7 +263,8 @@ class Connection:
         client = self.client
         sock = self._sock
         client.loop_read()
-        # TLS and WebSocket sockets may hold decoded bytes the selector cannot see
+        # bytes already read (BufferedSocket) or decoded (TLS, WebSocket) the selector cannot see:
+        # read every whole packet in them now, in one wakeup
         pending = getattr(sock, "pending", None)
         while pending is not None and self._sock is sock and not self._paused and pending() > 0:
             client.loop_read()
