@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge.bus import PublishResult, Source
 from edge.component import DecideHandler
 from edge.errors import InvalidEvent
-from edge.ingest import Busy, Ingestor
+from edge.ingest import Busy, Ingestor, _Item
 from edge.mqttio import Connection, MqttError
 from edge.registry import DeviceRegistry
 
@@ -259,56 +259,55 @@ class MqttLink:
 
     # -- the message path (the loop's thread) ----------------------------------------------
     async def _consume(self, connection: Connection) -> None:
+        """Take what arrived, route and parse it, queue it for the writer in one entry."""
         ingestor = self.ingestor
-        async for msg in connection.messages():
-            ack = _acker(connection, msg.mid, msg.qos)
+        while True:
+            messages = await connection.batch()
+            items = []
+            for msg in messages:
+                ack = _acker(connection, msg.mid, msg.qos)
+                try:
+                    items.append(self._handle(msg, ack))
+                except Exception:  # never let one message end the link or stay unacked
+                    log.exception("failed to handle a message on %s", msg.topic[:200])
+                    items.append(ingestor.rejection(Source(self.store_id, "?", "gateway", "mqtt"), "internal_error",
+                                                    "the gateway failed to handle this message", b"", ack))  # fmt: skip
             try:
-                item = self._handle(msg, ack)
-                if item is not None:
-                    try:
-                        ingestor.enqueue(item, ack, block=False)
-                    except Busy:  # the writer is behind: wait for room off the loop
-                        await asyncio.to_thread(ingestor.enqueue, item, ack)
-            except Exception:  # never let one message end the link or stay unacked
-                log.exception("failed to handle a message on %s", msg.topic[:200])
-                ingestor.reject(Source(self.store_id, "?", "gateway", "mqtt"), "internal_error",
-                                "the gateway failed to handle this message", b"", ack)  # fmt: skip
+                ingestor.enqueue_many(items, block=False)
+            except Busy:  # the writer is behind: wait for room off the loop
+                await asyncio.to_thread(ingestor.enqueue_many, items)
 
-    def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> Any:
-        """Route one message; returns the item to journal (with ``ack``), or None if handled."""
+    def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> _Item:
+        """Route one message: the item to journal, refuse or only acknowledge, ``ack`` its on_done."""
+        ingestor = self.ingestor
         payload = bytes(msg.payload)  # paho's payload is bytes already: no copy
         try:
             where = route(msg.topic, self.store_id)
         except InvalidEvent as exc:
             source = Source(self.store_id, "?", "gateway", "mqtt")
-            self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
-            return None
+            return ingestor.rejection(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
         source = Source(self.store_id, where.device_id, where.kind, "mqtt")
         if msg.retain and where.leaf != "status":  # never kept: the payload may carry identifiers
             self.client.publish(msg.topic, b"", qos=1, retain=True)
             self._retained_cleared.labels(where.leaf).inc()
         if self.devices.kind(where.device_id) != where.kind:
-            self.ingestor.reject(source, "unknown_device", "no registered device of that kind and id",
-                                 payload, ack)  # fmt: skip
-            return None
+            return ingestor.rejection(source, "unknown_device", "no registered device of that kind and id",
+                                      payload, ack)  # fmt: skip
         if where.leaf == "events":
             if _wants_receipt(msg):
                 ack = self._with_receipt(ack, f"{self.root}{where.kind}/{where.device_id}/receipts", payload)
-            item = self.ingestor.prepare_payload(source, payload)
-            item.on_done = ack
-            return item
-        if where.leaf == "status":
+            item = ingestor.prepare_payload(source, payload)
+        elif where.leaf == "status":
             if not payload:  # a device clearing its retained status
-                self.ingestor.passthrough(ack)
-                return None
+                return ingestor.ack_only(ack)
             status = _status_text(payload)
             event = {"event": "Device Status", "properties": {"status": status, "kind": where.kind}}
-            item = self.ingestor.prepare(source, [event], payload)
-            item.on_done = ack
-            return item
-        self._decide(source, msg)
-        self.ingestor.passthrough(ack)
-        return None
+            item = ingestor.prepare(source, [event], payload)
+        else:
+            self._decide(source, msg)
+            return ingestor.ack_only(ack)
+        item.on_done = ack
+        return item
 
     def _with_receipt(self, ack: Callable[[Any], None], topic: str, payload: bytes) -> Callable[[Any], None]:
         def ack_and_receipt(result: Any) -> None:  # in the journal writer's thread

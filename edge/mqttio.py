@@ -328,6 +328,27 @@ class Connection:
                 raise MqttError(self.closed.result())
             yield message
 
+    async def batch(self) -> list[mqtt.MQTTMessage]:
+        """Every message waiting now, in order (waits for one); raises :class:`MqttError` once
+        the connection ended and what it received was taken. One await for many messages."""
+        assert self._loop is not None and self.closed is not None
+        queue = self._queue
+        while not queue:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+            self._waiter = None
+        if queue[0] is _CLOSED:
+            raise MqttError(self.closed.result())
+        taken = []
+        while queue and queue[0] is not _CLOSED:
+            taken.append(queue.popleft())
+        if self._paused:
+            self._paused = False
+            if self._sock is not None:
+                self._loop.add_reader(self._sock, self._readable)
+                self._loop.call_soon(self._readable)
+        return taken
+
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received on this connection (manual_ack); a no-op once it ended."""
         if qos and self.connected:
