@@ -3,13 +3,14 @@
     .venv/bin/python bench/ingest.py [--mode all|drain|live|flood|peer] [--events 50000] ...
 
 The measured process (gateway, bare subscriber, peer) is pinned to ``--core`` (default 0) by
-this script with taskset; in flood and peer modes this process (broker client, publisher,
-counters) pins itself, and the broker, to the other core.
+this script with taskset; this process (publisher, counters, journal polling) pins itself, and
+the brokers, to the other core. CPU seconds are read from /proc; compare the ratios printed in
+one run, since absolute figures move with the machine's load.
 
 Modes (``all``, the default, runs drain, live and peer; each runs alone too):
 
 flood: one publisher floods ``--flood-events`` (20,000) QoS 1 ~200-byte events live into the
-   broker while the gateway (default features) ingests them; rate = events / (first publish →
+   broker while the gateway (``--features``: the default set) ingests them; rate = events / (first publish →
    last event committed in the journal), with the gateway's CPU seconds per 1,000 events
    (from /proc) and its RSS peak. Every event is committed before its PUBACK.
 peer: flood, then the same workload through ThingsBoard IoT Gateway 3.8.5 (the nearest
@@ -26,8 +27,9 @@ peer: flood, then the same workload through ThingsBoard IoT Gateway 3.8.5 (the n
    The gateway drains twice: with the identifier guard's matchers off (``guard.identifiers``),
    then on; the ratio on/off is the guard's cost.
 2. Live latency (``live``): events published at a fixed rate; publish → visible-in-journal latency, p50/p99,
-   by polling the journal from this (unpinned) process every millisecond.
-3. Gateway RSS (VmRSS / VmHWM).
+   by polling the journal from this process (on the other core) every millisecond; ``--repeat``
+   runs in a row (target: p99 <= 50 ms in every one).
+3. Gateway RSS (VmRSS / VmHWM) after the live runs, and its peak in the flood.
 
 ``--tls`` runs the store-network benchmark instead (``bench/ingest_tls.py``): device → journal
 over MQTT/TLS vs plaintext in the same run, and a 400-device TLS reconnect storm.

@@ -1,12 +1,13 @@
 """The ingest path: raw inputs → typed events → journal, with group commit.
 
-Callers (the MQTT network thread, HTTP handlers, local adapters) parse and enrich in their own
-thread, then queue the result for the single journal writer thread. The writer takes everything
+Callers (the MQTT link on the event loop, HTTP handlers, local adapters) parse and enrich in
+their own thread, then queue the result for the single journal writer thread (the MQTT link
+queues each batch of messages as one entry, :meth:`Ingestor.enqueue_many`). The writer takes everything
 queued at that moment, commits it in one transaction and only then reports back — so an MQTT
 message is acknowledged to the broker and an HTTP request answered only once durable. Because
 one thread commits in arrival order, MQTT acknowledgements also go out in arrival order.
 
-The queue is bounded: a full queue blocks the MQTT thread (the broker then holds the backlog),
+The queue is bounded: a full queue makes the MQTT link wait (the broker then holds the backlog),
 makes HTTP answer 503 with Retry-After, and makes adapters wait.
 """
 

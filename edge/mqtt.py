@@ -137,6 +137,7 @@ class MqttLink:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._answers: set[asyncio.Task[None]] = set()
+        self._routes: dict[str, tuple[Route, Source]] = {}
         self._connected_gauge = Gauge(
             "edge_mqtt_connected", "1 while the gateway is connected to the broker", registry=metrics
         )
@@ -281,12 +282,18 @@ class MqttLink:
         """Route one message: the item to journal, refuse or only acknowledge, ``ack`` its on_done."""
         ingestor = self.ingestor
         payload = bytes(msg.payload)  # paho's payload is bytes already: no copy
-        try:
-            where = route(msg.topic, self.store_id)
-        except InvalidEvent as exc:
-            source = Source(self.store_id, "?", "gateway", "mqtt")
-            return ingestor.rejection(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
-        source = Source(self.store_id, where.device_id, where.kind, "mqtt")
+        topic = msg.topic
+        known = self._routes.get(topic)
+        if known is None:
+            try:
+                where = route(topic, self.store_id)
+            except InvalidEvent as exc:
+                source = Source(self.store_id, "?", "gateway", "mqtt")
+                return ingestor.rejection(source, exc.reason, f"{exc.detail} (topic {topic[:120]})", payload, ack)
+            if len(self._routes) >= 10_000:  # devices' topics repeat: a small cache, emptied if it fills
+                self._routes.clear()
+            known = self._routes[topic] = (where, Source(self.store_id, where.device_id, where.kind, "mqtt"))
+        where, source = known
         if msg.retain and where.leaf != "status":  # never kept: the payload may carry identifiers
             self.client.publish(msg.topic, b"", qos=1, retain=True)
             self._retained_cleared.labels(where.leaf).inc()
