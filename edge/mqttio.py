@@ -64,15 +64,21 @@ class BufferedSocket:
     a selector wakeup per message, are much of the gateway's cost. Reading what the kernel has
     (up to 64 KiB) at once and handing paho slices of it turns that into one ``recv`` and one
     wakeup for a few hundred messages; :meth:`pending` tells the reader to keep going while
-    whole packets are buffered (as it does for TLS). Everything else goes to the socket.
+    whole packets are buffered (as it does for TLS).
+
+    Writes are gathered the same way: paho sends each packet (each PUBACK of a group commit)
+    with its own ``send``; here they are kept until :meth:`flush`, which the connection calls
+    after paho's ``loop_write`` — one ``send`` for all of them. :meth:`close` flushes first, so
+    a DISCONNECT is never lost. Everything else goes to the socket.
     """
 
-    __slots__ = ("_sock", "_buf", "_pos")
+    __slots__ = ("_sock", "_buf", "_pos", "_out")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._out = bytearray()
 
     def recv(self, size: int) -> bytes:
         buf, pos = self._buf, self._pos
@@ -87,6 +93,28 @@ class BufferedSocket:
 
     def pending(self) -> int:
         return max(0, len(self._buf) - self._pos)
+
+    def send(self, data: bytes | bytearray) -> int:
+        self._out += data
+        return len(data)
+
+    def flush(self) -> bool:
+        """Send what was gathered; True when all of it went (else call again when writable)."""
+        out = self._out
+        while out:
+            try:
+                sent = self._sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                return False
+            del out[:sent]
+        return True
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass
+        self._sock.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -187,6 +215,8 @@ class Connection:
         sock = self._sock
         if sock is not None:
             self._unwatch(sock)
+            if isinstance(sock, BufferedSocket):
+                sock = sock._sock  # not even what was gathered to send
             try:
                 sock.close()
             except OSError:
@@ -256,7 +286,7 @@ class Connection:
             return  # not watched yet (connect in progress): _watch adds the writer
         if on:
             self._loop.add_writer(sock, self._writable)
-        else:
+        elif not (isinstance(sock, BufferedSocket) and sock._out):
             self._loop.remove_writer(sock)
 
     def _readable(self) -> None:
@@ -270,7 +300,18 @@ class Connection:
             client.loop_read()
 
     def _writable(self) -> None:
+        sock = self._sock
         self.client.loop_write()
+        if isinstance(sock, BufferedSocket) and sock is self._sock:
+            try:
+                done = sock.flush()
+            except OSError:
+                return  # paho sees the broken socket at its next read
+            assert self._loop is not None
+            if not done:
+                self._loop.add_writer(sock, self._writable)  # the rest when the kernel has room
+            elif not self._writing:
+                self._loop.remove_writer(sock)
 
     async def _misc_loop(self) -> None:
         while True:

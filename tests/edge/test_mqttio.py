@@ -62,6 +62,13 @@ def test_buffered_socket_hands_out_what_one_recv_read() -> None:
         assert wrapped.recv(100) == b"hello\x30\x03abc"[:100]  # at most what is buffered
         assert wrapped.pending() == 0
         assert wrapped.fileno() == b.fileno()  # everything else is the socket's
+        assert wrapped.send(b"\x40\x02\x00\x01") == 4 and wrapped.send(b"\x40\x02\x00\x02") == 4
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(100)  # gathered, not sent yet
+        assert wrapped.flush()
+        assert a.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02"  # both in one send
+        a.setblocking(True)
         a.close()
         assert wrapped.recv(1) == b""  # the peer closed
     finally:
