@@ -181,6 +181,20 @@ class Rig:
     def publish(self, n: int, prefix: str, **kw) -> None:
         publish(n, prefix, self.pub.mqtt_username, self.pub.mqtt_password, self.port, **kw)
 
+    def flood(self, n: int, prefix: str, topic: str, publisher: str) -> None:
+        """The flood's one publisher: Mosquitto's own C client (``mosquitto_pub -l``, one line a
+        message, 1,000 in flight) unless ``--publisher paho`` — a Python publisher sharing the
+        other core with the broker tops out near the rates measured, hiding the consumer's."""
+        if publisher == "paho":
+            self.publish(n, prefix, topic=topic)
+            return
+        lines = self.tmp / f"{prefix}.lines"
+        lines.write_text("".join(_payload(i, prefix) + "\n" for i in range(n)))
+        with open(lines, "rb") as stdin:
+            subprocess.run(["taskset", "-c", BENCH_CORE, "mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-u", self.pub.mqtt_username, "-P", self.pub.mqtt_password, "-V", "5", "-q", "1",
+                            "-M", "1000", "-t", topic, "-l"], stdin=stdin, check=True, timeout=600)
+
     def max_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
@@ -301,7 +315,7 @@ def run_flood(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         start_seq = rig.max_seq()
         cpu0 = _cpu_s(gw.pid)
         t0 = time.perf_counter()
-        publisher = threading.Thread(target=rig.publish, args=(n, f"flood{int(t0)}"))
+        publisher = threading.Thread(target=rig.flood, args=(n, f"flood{int(t0)}", TOPIC, args.publisher))
         publisher.start()
         deadline = t0 + 300
         while rig.max_seq() - start_seq < n and time.perf_counter() < deadline:
@@ -359,7 +373,7 @@ def run_peer(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         n = args.flood_events
         cpu0 = _cpu_s(peer.pid)
         t0 = time.perf_counter()
-        publisher = threading.Thread(target=rig.publish, args=(n, "peer"), kwargs={"topic": PEER_TOPIC})
+        publisher = threading.Thread(target=rig.flood, args=(n, "peer", PEER_TOPIC, args.publisher))
         publisher.start()
         deadline = t0 + 600
         while counter.seen("peer") < n and time.perf_counter() < deadline and peer.poll() is None:
@@ -522,6 +536,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="live: consecutive runs (default 5)")
     parser.add_argument("--features", choices=["default", "none"], default="default",
                         help="gateway features: the config's default set, or none (default: default)")
+    parser.add_argument("--publisher", choices=["c", "paho"], default="c",
+                        help="flood/peer publisher: mosquitto_pub -l (default) or a paho client")
     parser.add_argument("--core", default="0", help="the core the measured process is pinned to (default 0)")
     parser.add_argument("--bare-subscriber", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--subscribe-only", action="store_true", help=argparse.SUPPRESS)
