@@ -22,10 +22,11 @@ crashes after its PUBACK loses nothing. :meth:`DeviceClient.wait_committed` wait
 TLS: ``tls_ca`` (the store CA, PEM text) turns TLS on; ``client_cert``/``client_key`` (PEM) add
 mutual TLS; ``transport="websockets"`` speaks MQTT over (secure) WebSockets at ``ws_path``.
 :meth:`DeviceClient.from_bundle` builds a client from ``edge devices add``'s provisioning bundle.
-paho reconnects by itself; subscriptions are renewed on every connect. The retained
-``…/status`` is ``{"status": "online"}`` while connected and the Last Will sets ``offline``.
-paho's own network thread does the I/O; results cross into asyncio with
-``call_soon_threadsafe``. Vendor types stop here: :class:`Offer` messages are plain dataclasses.
+The gateway's idiom (:class:`edge.mqttio.Connection`): paho driven by the event loop, no thread
+of its own; a background task is the reconnect loop (1 s doubling to 10 s) and renews the
+subscriptions on every connect. The retained ``…/status`` is ``{"status": "online"}`` while
+connected and the Last Will sets ``offline``. Vendor types stop here: :class:`Offer` messages
+are plain dataclasses.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from paho.mqtt.properties import Properties
 
 from devices.errors import DeviceUnavailable
 from edge.ids import uuid7
+from edge.mqttio import Connection, MqttError
 
 __all__ = ["DeviceClient", "DeviceIdentity", "Offer"]
 
@@ -126,7 +128,8 @@ class DeviceClient:
         self._timeout_s = timeout_s
         self._keepalive_s = keepalive_s
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connected: asyncio.Future[None] | None = None
+        self._connection: Connection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._published: dict[int, asyncio.Future[None]] = {}
         self._early_acks: set[int] = set()
         self._replies: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
@@ -157,12 +160,8 @@ class DeviceClient:
             client.tls_set_context(_tls_context(tls_ca, client_cert, client_key))
         if password is not None or username is not None:
             client.username_pw_set(username or identity.device_id, password)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.will_set(f"{identity.base}/status", json.dumps({"status": "offline"}), qos=1, retain=True)
-        client.on_connect = self._on_connect
         client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
         self._client = client
 
     @classmethod
@@ -183,33 +182,19 @@ class DeviceClient:
             tls |= {"transport": "websockets", "ws_path": "/" + rest.split("/", 1)[1]}
         return cls(identity, host.strip("[]"), int(port), password, **tls, **options)
 
-    # -- paho callbacks (network thread) ---------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        assert self._loop is not None
-        if not reason.is_failure:  # a clean session: renew the subscriptions on every (re)connect
-            for topic in self._subscriptions:
-                client.subscribe(topic, qos=1)
-        self._loop.call_soon_threadsafe(self._connect_done, reason.is_failure, str(reason))
-
-    def _connect_done(self, failed: bool, reason: str) -> None:
-        if not failed:  # a reconnect: what the old broker acknowledged may be gone with it
-            for pending in self._pending.values():
-                if pending.acked:
-                    pending.due = 0.0
-            self._arm_timer(0.0)
-        if self._connected is not None and not self._connected.done():
-            if failed:
-                self._connected.set_exception(DeviceUnavailable(f"broker refused {self.identity.device_id}: {reason}"))
-            else:
-                self._connected.set_result(None)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            log.info("device %s disconnected: %s", self.identity.device_id, reason)
+    # -- connection events and paho callbacks (the loop's thread) --------------------------
+    def _up(self) -> None:
+        """Connected (again): renew the subscriptions; what the old broker acknowledged may be
+        gone with it, so pending events are due now."""
+        for topic in self._subscriptions:
+            self._client.subscribe(topic, qos=1)
+        for pending in self._pending.values():
+            if pending.acked:
+                pending.due = 0.0
+        self._arm_timer(0.0)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._publish_done, mid)
+        self._publish_done(mid)
 
     def _publish_done(self, mid: int) -> None:
         future = self._published.pop(mid, None)
@@ -218,15 +203,14 @@ class DeviceClient:
         elif not future.done():
             future.set_result(None)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
+    def _receive(self, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
         correlation = getattr(props, "CorrelationData", None) if props else None
         try:
             payload = json.loads(msg.payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             payload = msg.payload.decode("utf-8", errors="replace")
-        self._loop.call_soon_threadsafe(self._deliver, msg.topic, payload, bool(msg.retain), correlation)
+        self._deliver(msg.topic, payload, bool(msg.retain), correlation)
 
     def _deliver(self, topic: str, payload: Any, retained: bool, correlation: bytes | None) -> None:
         if topic == self._receipts_topic:
@@ -272,7 +256,7 @@ class DeviceClient:
     def _resend_due(self) -> None:
         """Publish again what is pending past its due time (same messageIds: de-duplicated)."""
         self._timer = None
-        if not self._client.is_connected():
+        if not self.connected:
             return  # the next connect re-arms the timer
         now = time.monotonic()
         for pending in self._pending.values():
@@ -310,29 +294,64 @@ class DeviceClient:
             raise DeviceUnavailable(f"{self.pending} events not confirmed by the gateway in time") from None
 
     # -- connection ------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.connected
+
+    def _new_connection(self) -> Connection:
+        return Connection(self._client, self._host, self._port, keepalive=self._keepalive_s, clean_start=True,
+                          timeout_s=self._timeout_s)  # fmt: skip
+
+    async def _open(self, connection: Connection) -> None:
+        try:
+            await connection.__aenter__()
+        except MqttError as exc:
+            if exc.refused:
+                raise DeviceUnavailable(f"broker refused {self.identity.device_id}: {exc}") from exc
+            raise DeviceUnavailable(str(exc)) from exc
+        self._connection = connection
+        self._up()
+
     async def __aenter__(self) -> DeviceClient:
         self._loop = asyncio.get_running_loop()
-        self._connected = self._loop.create_future()
+        connection = self._new_connection()
+        await self._open(connection)
+        self._supervisor = self._loop.create_task(self._supervise(connection), name=f"mqtt-{self.identity.device_id}")
         try:
-            await self._loop.run_in_executor(
-                None, lambda: self._client.connect(self._host, self._port, self._keepalive_s, clean_start=True)
-            )
-        except OSError as exc:
-            raise DeviceUnavailable(f"cannot reach the broker at {self._host}:{self._port}: {exc}") from exc
-        self._client.loop_start()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._connected), self._timeout_s)
             await self.set_status("online")
         except BaseException:
             await self._shutdown()
             raise
         return self
 
+    async def _supervise(self, connection: Connection) -> None:
+        """Consume the connection's messages; when it ends, reconnect (the reconnect loop)."""
+        delay = 1.0
+        while True:
+            try:
+                async for msg in connection.messages():
+                    self._receive(msg)
+            except MqttError as exc:
+                log.info("device %s disconnected: %s", self.identity.device_id, exc)
+            await connection.__aexit__(None, None, None)
+            self._connection = None
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+                connection = self._new_connection()
+                try:
+                    await self._open(connection)
+                except DeviceUnavailable as exc:
+                    log.info("device %s: reconnect failed: %s", self.identity.device_id, exc)
+                    continue
+                delay = 1.0
+                break
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if self._client.is_connected():
+            if self.connected:
                 await self.set_status("offline")
         except (DeviceUnavailable, TimeoutError):
             pass
@@ -343,10 +362,18 @@ class DeviceClient:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._client.disconnect()
-        assert self._loop is not None
-        await self._loop.run_in_executor(None, self._client.loop_stop)
-        for future in [*self._published.values(), *self._replies.values()]:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except asyncio.CancelledError:
+                pass
+            self._supervisor = None
+        if self._connection is not None:
+            await self._connection.__aexit__(None, None, None)  # a clean DISCONNECT: no Last Will
+            self._connection = None
+        futures: list[asyncio.Future[Any]] = [*self._published.values(), *self._replies.values()]
+        for future in futures:
             if not future.done():
                 future.cancel()
 

@@ -279,7 +279,7 @@ class Gateway:
                         worker.cancel()
             finally:
                 sock.close()
-                await asyncio.to_thread(link.stop)
+                await link.stop()
                 await asyncio.to_thread(ingestor.stop)
         finally:
             with contextlib.suppress(Exception):

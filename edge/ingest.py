@@ -1,12 +1,13 @@
 """The ingest path: raw inputs → typed events → journal, with group commit.
 
-Callers (the MQTT network thread, HTTP handlers, local adapters) parse and enrich in their own
-thread, then queue the result for the single journal writer thread. The writer takes everything
+Callers (the MQTT link on the event loop, HTTP handlers, local adapters) parse and enrich in
+their own thread, then queue the result for the single journal writer thread (the MQTT link
+queues each batch of messages as one entry, :meth:`Ingestor.enqueue_many`). The writer takes everything
 queued at that moment, commits it in one transaction and only then reports back — so an MQTT
 message is acknowledged to the broker and an HTTP request answered only once durable. Because
 one thread commits in arrival order, MQTT acknowledgements also go out in arrival order.
 
-The queue is bounded: a full queue blocks the MQTT thread (the broker then holds the backlog),
+The queue is bounded: a full queue makes the MQTT link wait (the broker then holds the backlog),
 makes HTTP answer 503 with Retry-After, and makes adapters wait.
 """
 
@@ -57,6 +58,7 @@ class _Item:
 
 
 _STOP = object()
+_GATEWAY = Source("", "", "gateway", "mqtt")
 
 
 class Ingestor:
@@ -176,18 +178,34 @@ class Ingestor:
 
     def reject(self, source: Source, reason: str, detail: str, payload: bytes, on_done: Done | None) -> None:
         """Queue a refusal that happened before parsing (unknown topic, unknown device …)."""
-        item = _Item(source, [], [DeadLetter(_label(source), reason, detail, payload, self.excerpt(payload))],
+        self._queue.put(self.rejection(source, reason, detail, payload, on_done))
+
+    def rejection(self, source: Source, reason: str, detail: str, payload: bytes, on_done: Done | None) -> _Item:
+        """The item :meth:`reject` queues, for a caller that queues items together (:meth:`enqueue_many`)."""
+        return _Item(source, [], [DeadLetter(_label(source), reason, detail, payload, self.excerpt(payload))],
                      [Rejection(0, reason, detail)], on_done)  # fmt: skip
-        self._queue.put(item)
 
     def passthrough(self, on_done: Done) -> None:
         """Queue only an acknowledgement, so MQTT acks stay in arrival order."""
-        self._queue.put(_Item(Source("", "", "gateway", "mqtt"), [], [], [], on_done))
+        self._queue.put(self.ack_only(on_done))
+
+    @staticmethod
+    def ack_only(on_done: Done) -> _Item:
+        """The item :meth:`passthrough` queues."""
+        return _Item(_GATEWAY, [], [], [], on_done)
 
     def enqueue(self, item: _Item, on_done: Done | None, *, block: bool = True) -> None:
         item.on_done = on_done
         try:
             self._queue.put(item, block=block)
+        except queue.Full:
+            raise Busy("the journal writer is behind; retry shortly") from None
+
+    def enqueue_many(self, items: list[_Item], *, block: bool = True) -> None:
+        """Queue items (``on_done`` already set) as one entry: the writer wakes once for them
+        and commits them in this order, in one group."""
+        try:
+            self._queue.put(items, block=block)
         except queue.Full:
             raise Busy("the journal writer is behind; retry shortly") from None
 
@@ -217,8 +235,8 @@ class Ingestor:
             first = self._queue.get()
             if first is _STOP:
                 break
-            batch: list[_Item] = [first]
-            count = len(first.events)
+            batch: list[_Item] = list(first) if type(first) is list else [first]
+            count = sum(len(item.events) for item in batch)
             lingered = False
             while count < self.max_batch:
                 try:
@@ -238,8 +256,12 @@ class Ingestor:
                 if nxt is _STOP:
                     stopping = True
                     break
-                batch.append(nxt)
-                count += len(nxt.events)
+                if type(nxt) is list:
+                    batch.extend(nxt)
+                    count += sum(len(item.events) for item in nxt)
+                else:
+                    batch.append(nxt)
+                    count += len(nxt.events)
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:

@@ -1,8 +1,13 @@
 """The gateway's MQTT link (paho-mqtt 2.x, MQTT 5): durable ingest, decisions, status.
 
+* One idiom with the device client: :class:`edge.mqttio.Connection` drives paho on the event
+  loop (no paho thread); :meth:`MqttLink.run` is the reconnect loop around it. Each message is
+  routed, parsed and guarded on the loop, then queued for the journal writer thread.
 * Persistent session (``clean_start=False`` with a session expiry) so the broker keeps queuing
   while the gateway is down; ``manual_ack=True`` and the PUBACK is sent only after the journal
-  commit (the ack callback runs in the journal writer, in arrival order).
+  commit (the ack callback runs in the journal writer, in arrival order, and the acks of one
+  group commit cross to the loop together). An ack is bound to the connection that received
+  the message: after a reconnect the broker redelivers instead (the journal drops the copy).
 * One subscription, ``retail/v1/{store}/#`` with MQTT 5 *no local*, so anything a device sends
   reaches the gateway and an unknown topic is refused with a reason instead of vanishing.
   Retain handling 2 (retained copies are never replayed) with *retain as published*, so a live
@@ -23,12 +28,15 @@ only that device write; the gateway also checks the device is registered with th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -40,7 +48,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edge.bus import PublishResult, Source
 from edge.component import DecideHandler
 from edge.errors import InvalidEvent
-from edge.ingest import Ingestor
+from edge.ingest import Busy, Ingestor, _Item
+from edge.mqttio import Connection, MqttError
 from edge.registry import DeviceRegistry
 
 __all__ = ["MqttLink", "Route", "gateway_subscription", "route"]
@@ -92,6 +101,10 @@ class _RegistryCache:
 
 
 class MqttLink:
+    """The gateway's MQTT link: :meth:`run` keeps one :class:`edge.mqttio.Connection` up (a
+    reconnect loop around it) on the event loop; messages are routed, parsed and queued for the
+    journal writer here, and acknowledged from the writer after the commit."""
+
     def __init__(
         self,
         *,
@@ -120,6 +133,11 @@ class MqttLink:
         self.connected = threading.Event()
         self._version = version
         self._failing = False
+        self._connection: Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._answers: set[asyncio.Task[None]] = set()
+        self._routes: dict[str, tuple[Route, Source]] = {}
         self._connected_gauge = Gauge(
             "edge_mqtt_connected", "1 while the gateway is connected to the broker", registry=metrics
         )
@@ -136,106 +154,170 @@ class MqttLink:
         )
         client.username_pw_set(username, password)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(10_000)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
         self.client = client
         self._connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._connect_properties.SessionExpiryInterval = session_expiry_s
         self._connect_properties.ReceiveMaximum = min(receive_maximum, 65535)
+        self._receive_maximum = min(receive_maximum, 65535)
         self._keepalive = keepalive_s
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start :meth:`run` as a task on ``loop`` (the running one)."""
         self.loop = loop
-        self.client.connect_async(
-            self.host, self.port, keepalive=self._keepalive, clean_start=False,
-            properties=self._connect_properties,
-        )  # fmt: skip
-        self.client.loop_start()
+        self._task = loop.create_task(self.run(), name="mqtt-link")
 
-    def stop(self) -> None:
-        """Publish 'offline' (retained), disconnect cleanly, stop the network thread."""
-        if self.connected.is_set():
+    async def run(self) -> None:
+        """Connect, consume, and on any loss reconnect (1 s doubling to 30 s) until stopped."""
+        self.loop = asyncio.get_running_loop()
+        delay = 1.0
+        while not self._stopping:
+            connection = Connection(self.client, self.host, self.port, keepalive=self._keepalive,
+                                    clean_start=False, properties=self._connect_properties,
+                                    queue_max=self._receive_maximum + 1)  # fmt: skip
+            try:
+                async with connection:
+                    self._up(connection)
+                    delay = 1.0
+                    await self._consume(connection)
+            except MqttError as exc:
+                self._down(exc)
+            if not self._stopping:
+                await asyncio.sleep(delay * random.uniform(0.8, 1.0))
+                delay = min(30.0, delay * 2)
+
+    def _up(self, connection: Connection) -> None:
+        if self._failing:
+            log.warning("broker connection recovered")
+        self._failing = False
+        self._connection = connection
+        topic, options = gateway_subscription(self.store_id)
+        self.client.subscribe(topic, options=options)
+        self.client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        self.connected.set()
+        self._connected_gauge.set(1)
+
+    def _down(self, exc: MqttError) -> None:
+        was_up = self.connected.is_set()
+        self.connected.clear()
+        self._connected_gauge.set(0)
+        self._connection = None
+        if self._stopping:
+            return
+        if exc.refused or not was_up:
+            if not self._failing:
+                log.error("cannot connect the gateway to the broker: %s", exc)
+            self._failing = True
+        else:
+            log.warning("lost the broker (%s); reconnecting", exc)
+
+    async def stop(self) -> None:
+        """Publish 'offline' (retained), disconnect cleanly, end :meth:`run`."""
+        self._stopping = True
+        connection = self._connection
+        if connection is not None and connection.connected:
             info = self.client.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
-            info.wait_for_publish(timeout=2)
-        self.client.disconnect()
-        self.client.loop_stop()
+            for _ in range(200):
+                if info.is_published() or not connection.connected:
+                    break
+                await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._answers):
+            task.cancel()
+
+    def reconnect(self) -> None:
+        """Drop the connection without a DISCONNECT (from any thread); :meth:`run` reconnects."""
+        connection = self._connection
+        if connection is not None:
+            connection.call(connection.abort)
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> None:  # fmt: skip
-        self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        """Publish as the gateway, from any thread (paho calls are made in the loop's thread)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if self._in_loop():
+            self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        else:
+            loop.call_soon_threadsafe(partial(self.client.publish, topic, payload, qos=qos, retain=retain,
+                                              properties=properties))  # fmt: skip
+
+    def _in_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
 
     def _status(self, state: str) -> str:
         return json.dumps({"status": state, "storeId": self.store_id, "version": self._version,
                            "at": int(time.time())})  # fmt: skip
 
-    # -- paho callbacks (network thread) ---------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            if not self._failing:
-                log.error("broker refused the gateway: %s", reason)
-            self._failing = True
-            return
-        if self._failing:
-            log.warning("broker connection recovered")
-        self._failing = False
-        topic, options = gateway_subscription(self.store_id)
-        client.subscribe(topic, options=options)
-        client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
-        self.connected.set()
-        self._connected_gauge.set(1)
+    # -- the message path (the loop's thread) ----------------------------------------------
+    async def _consume(self, connection: Connection) -> None:
+        """Take what arrived, route and parse it, queue it for the writer in one entry."""
+        ingestor = self.ingestor
+        while True:
+            messages = await connection.batch()
+            items = []
+            for msg in messages:
+                ack = _acker(connection, msg.mid, msg.qos)
+                try:
+                    items.append(self._handle(msg, ack))
+                except Exception:  # never let one message end the link or stay unacked
+                    log.exception("failed to handle a message on %s", msg.topic[:200])
+                    items.append(ingestor.rejection(Source(self.store_id, "?", "gateway", "mqtt"), "internal_error",
+                                                    "the gateway failed to handle this message", b"", ack))  # fmt: skip
+            try:
+                ingestor.enqueue_many(items, block=False)
+            except Busy:  # the writer is behind: wait for room off the loop
+                await asyncio.to_thread(ingestor.enqueue_many, items)
 
-    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
-        self.connected.clear()
-        self._connected_gauge.set(0)
-        if not self._failing and reason != 0:
-            log.warning("disconnected from broker: %s; reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        ack = _acker(client, msg.mid, msg.qos)
-        try:
-            self._handle(msg, ack)
-        except Exception:  # never let one message kill the network thread or stay unacked
-            log.exception("failed to handle a message on %s", msg.topic[:200])
-            self.ingestor.reject(Source(self.store_id, "?", "gateway", "mqtt"), "internal_error",
-                                 "the gateway failed to handle this message", b"", ack)  # fmt: skip
-
-    def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> None:
-        payload = bytes(msg.payload)
-        try:
-            where = route(msg.topic, self.store_id)
-        except InvalidEvent as exc:
-            source = Source(self.store_id, "?", "gateway", "mqtt")
-            self.ingestor.reject(source, exc.reason, f"{exc.detail} (topic {msg.topic[:120]})", payload, ack)
-            return
-        source = Source(self.store_id, where.device_id, where.kind, "mqtt")
+    def _handle(self, msg: mqtt.MQTTMessage, ack: Callable[[Any], None]) -> _Item:
+        """Route one message: the item to journal, refuse or only acknowledge, ``ack`` its on_done."""
+        ingestor = self.ingestor
+        payload = bytes(msg.payload)  # paho's payload is bytes already: no copy
+        topic = msg.topic
+        known = self._routes.get(topic)
+        if known is None:
+            try:
+                where = route(topic, self.store_id)
+            except InvalidEvent as exc:
+                source = Source(self.store_id, "?", "gateway", "mqtt")
+                return ingestor.rejection(source, exc.reason, f"{exc.detail} (topic {topic[:120]})", payload, ack)
+            if len(self._routes) >= 10_000:  # devices' topics repeat: a small cache, emptied if it fills
+                self._routes.clear()
+            known = self._routes[topic] = (where, Source(self.store_id, where.device_id, where.kind, "mqtt"))
+        where, source = known
         if msg.retain and where.leaf != "status":  # never kept: the payload may carry identifiers
             self.client.publish(msg.topic, b"", qos=1, retain=True)
             self._retained_cleared.labels(where.leaf).inc()
         if self.devices.kind(where.device_id) != where.kind:
-            self.ingestor.reject(source, "unknown_device", "no registered device of that kind and id",
-                                 payload, ack)  # fmt: skip
-            return
+            return ingestor.rejection(source, "unknown_device", "no registered device of that kind and id",
+                                      payload, ack)  # fmt: skip
         if where.leaf == "events":
             if _wants_receipt(msg):
                 ack = self._with_receipt(ack, f"{self.root}{where.kind}/{where.device_id}/receipts", payload)
-            self.ingestor.enqueue(self.ingestor.prepare_payload(source, payload), ack)
+            item = ingestor.prepare_payload(source, payload)
         elif where.leaf == "status":
             if not payload:  # a device clearing its retained status
-                self.ingestor.passthrough(ack)
-                return
+                return ingestor.ack_only(ack)
             status = _status_text(payload)
             event = {"event": "Device Status", "properties": {"status": status, "kind": where.kind}}
-            self.ingestor.enqueue(self.ingestor.prepare(source, [event], payload), ack)
+            item = ingestor.prepare(source, [event], payload)
         else:
             self._decide(source, msg)
-            self.ingestor.passthrough(ack)
+            return ingestor.ack_only(ack)
+        item.on_done = ack
+        return item
 
     def _with_receipt(self, ack: Callable[[Any], None], topic: str, payload: bytes) -> Callable[[Any], None]:
-        def ack_and_receipt(result: Any) -> None:
+        def ack_and_receipt(result: Any) -> None:  # in the journal writer's thread
             ack(result)
             if isinstance(result, PublishResult):
                 rejected = [{"messageId": mid, "reason": r.reason}
@@ -243,7 +325,7 @@ class MqttLink:
                                               strict=True)]  # fmt: skip
                 body = json.dumps({"committed": list(result.message_ids), "rejected": rejected},
                                   separators=(",", ":"))  # fmt: skip
-                self.client.publish(topic, body, qos=1)
+                self.publish(topic, body, qos=1)
                 self._receipts.inc()
 
         return ack_and_receipt
@@ -257,7 +339,9 @@ class MqttLink:
                                  bytes(msg.payload), None)  # fmt: skip
             return
         assert self.loop is not None
-        asyncio.run_coroutine_threadsafe(self._answer(source, bytes(msg.payload), reply_to, correlation), self.loop)
+        task = self.loop.create_task(self._answer(source, bytes(msg.payload), reply_to, correlation))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
 
     async def _answer(self, source: Source, payload: bytes, reply_to: str, correlation: bytes | None) -> None:
         try:
@@ -278,12 +362,11 @@ class MqttLink:
         self.publish(reply_to, json.dumps(response), qos=1, properties=props)
 
 
-def _acker(client: mqtt.Client, mid: int, qos: int) -> Callable[[Any], None]:
-    def ack(result: Any) -> None:
+def _acker(connection: Connection, mid: int, qos: int) -> Callable[[Any], None]:
+    def ack(result: Any) -> None:  # in the journal writer's thread, in arrival order
         if isinstance(result, BaseException):
             return  # not durable: no PUBACK, the broker redelivers after reconnect
-        if qos > 0:
-            client.ack(mid, qos)
+        connection.ack_threadsafe(mid, qos)
 
     return ack
 

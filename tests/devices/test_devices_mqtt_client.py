@@ -123,8 +123,9 @@ def test_last_will_marks_a_vanished_device_offline(tmp_path: Path) -> None:
         async def main() -> None:
             client = DeviceClient(identity, "127.0.0.1", port, "k1-secret", keepalive_s=1)
             await client.__aenter__()
-            client._client.socket().close()  # the kiosk loses power: no DISCONNECT is sent
-            client._client.loop_stop()
+            assert client._supervisor is not None and client._connection is not None
+            client._supervisor.cancel()  # the kiosk loses power: no DISCONNECT is sent, no reconnect
+            client._connection.abort()
 
         asyncio.run(main())
         gateway.wait_for(lambda m: [p for t, p, _ in m if t.endswith("/status")][-1:] == [{"status": "offline"}], 10)

@@ -168,7 +168,8 @@ def test_a_burst_of_poison_beyond_receive_maximum_is_acknowledged_and_ingest_goe
         ).fetchone()[0]
     # acknowledged: reconnecting the gateway's persistent session redelivers none of them
     link = handle.gateway.context.publisher
-    link.client.reconnect()
+    link.reconnect()
+    wait_until(lambda: not link.connected.is_set())
     wait_until(link.connected.is_set)
     time.sleep(1.0)
     with schema.open_journal(handle.config) as journal:

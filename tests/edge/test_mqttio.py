@@ -1,0 +1,162 @@
+"""edge.mqttio: paho driven by the event loop, against a real Mosquitto and real paho publishers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import socket
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from support.services import free_port, mosquitto
+
+from edge.mqttio import BufferedSocket, Connection, MqttError
+
+TOPIC = "bench/t"
+
+
+def _conf(tmp_path: Path, port: int) -> str:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    return (f"user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"max_inflight_messages 1000\nmax_queued_messages 100000\n")  # fmt: skip
+
+
+def _publish(port: int, payloads: list[bytes]) -> None:
+    """A real paho publisher, in its own thread: QoS 1, waits for every PUBACK."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(TOPIC, p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(20)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _client(client_id: str, manual_ack: bool) -> mqtt.Client:
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                       manual_ack=manual_ack)  # fmt: skip
+
+
+def _session() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 600
+    return props
+
+
+def test_buffered_socket_hands_out_what_one_recv_read() -> None:
+    a, b = socket.socketpair()
+    try:
+        b.setblocking(False)
+        wrapped = BufferedSocket(b)
+        with pytest.raises(BlockingIOError):
+            wrapped.recv(1)
+        a.sendall(b"\x30\x05hello\x30\x03abc")
+        assert wrapped.recv(1) == b"\x30"
+        assert wrapped.pending() == 11
+        assert wrapped.recv(1) == b"\x05"
+        assert wrapped.recv(100) == b"hello\x30\x03abc"[:100]  # at most what is buffered
+        assert wrapped.pending() == 0
+        assert wrapped.fileno() == b.fileno()  # everything else is the socket's
+        assert wrapped.send(b"\x40\x02\x00\x01") == 4 and wrapped.send(b"\x40\x02\x00\x02") == 4
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(100)  # gathered, not sent yet
+        assert wrapped.flush()
+        assert a.recv(100) == b"\x40\x02\x00\x01\x40\x02\x00\x02"  # both in one send
+        a.setblocking(True)
+        a.close()
+        assert wrapped.recv(1) == b""  # the peer closed
+    finally:
+        a.close()
+        b.close()
+
+
+def test_messages_arrive_in_order_through_a_bounded_queue(tmp_path: Path) -> None:
+    port = free_port()
+    payloads = [f"m{i}:".encode() + b"x" * 190 for i in range(3000)]
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+
+        async def main() -> tuple[list[bytes], int]:
+            client = _client("sub", manual_ack=False)
+            async with Connection(client, "127.0.0.1", port, queue_max=50) as conn:
+                client.subscribe(TOPIC, qos=1)
+                await asyncio.sleep(0.3)
+                publisher = asyncio.create_task(asyncio.to_thread(_publish, port, payloads))
+                await asyncio.sleep(1.0)  # nobody consumes: reading stops at the bound
+                backlog = len(conn._queue)
+                got = []
+                async for message in conn.messages():
+                    got.append(message.payload)
+                    if len(got) == len(payloads):
+                        break
+                await publisher
+            return got, backlog
+
+        got, backlog = asyncio.run(main())
+    assert got == payloads
+    assert 50 <= backlog <= 50 + 1  # paused at the bound; TCP and the broker held the rest
+
+
+def test_acks_after_the_connection_ended_are_dropped_and_the_broker_redelivers(tmp_path: Path) -> None:
+    port = free_port()
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+
+        async def main() -> tuple[list[bytes], list[bytes]]:
+            client = _client("gw", manual_ack=True)
+            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
+                client.subscribe(TOPIC, qos=1)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(_publish, port, [b"a", b"b", b"c"])
+                first = []
+                async for message in conn.messages():
+                    first.append(message)
+                    if len(first) == 3:
+                        break
+                conn.ack(first[0].mid, 1)  # "a" is durable
+                await asyncio.sleep(0.3)
+                conn.abort()  # lost before "b" and "c" were acknowledged
+                conn.ack_threadsafe(first[1].mid, 1)  # a late ack: must not reach a later connection
+                conn.ack(first[2].mid, 1)
+                with pytest.raises(MqttError):
+                    async for _ in conn.messages():
+                        pass
+            again = []
+            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
+                async for message in conn.messages():
+                    again.append(message.payload)
+                    conn.ack(message.mid, 1)
+                    if len(again) == 2:
+                        break
+            return [m.payload for m in first], again
+
+        first, again = asyncio.run(main())
+    assert first == [b"a", b"b", b"c"]
+    assert again == [b"b", b"c"]  # redelivered; "a" was acknowledged and is not
+
+
+def test_a_refused_login_and_an_absent_broker_raise_mqtt_error(tmp_path: Path) -> None:
+    port = free_port()
+    user = pwd.getpwuid(os.getuid()).pw_name
+    (tmp_path / "pw").write_text("")
+    conf = f"user {user}\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {tmp_path / 'pw'}\n"
+    with mosquitto(conf, tmp_path, port):
+
+        async def refused() -> None:
+            async with Connection(_client("x", False), "127.0.0.1", port):
+                pass
+
+        with pytest.raises(MqttError) as info:
+            asyncio.run(refused())
+        assert info.value.refused
+
+    async def absent() -> None:
+        async with Connection(_client("y", False), "127.0.0.1", free_port()):
+            pass
+
+    with pytest.raises(MqttError, match="cannot reach"):
+        asyncio.run(absent())
