@@ -36,6 +36,7 @@ from edge.ingest import Ingestor
 from edge.metrics import IngestMetrics
 from edge.mqtt import MqttLink
 from edge.notify import notify, watchdog_interval
+from edge.pages import StorePages
 from edge.registry import GATEWAY_USER, DeviceRegistry
 from edge.schema import open_journal
 from edge.sessions import prime_gateway_session
@@ -144,6 +145,8 @@ class Gateway:
                 link.decide = link.decide or component.decide_handler()
             hub = StreamHub(registry, metrics.registry)
             ingestor.listeners.append(hub.listener)
+            pages = StorePages(ctx, registry)
+            ingestor.listeners.append(pages.listener)
             readiness: dict[str, Callable[[], bool]] = {
                 "broker": link.connected.is_set,
                 "journal": lambda: ingestor.healthy,
@@ -152,7 +155,7 @@ class Gateway:
                 readiness.update(component.readiness())
             ingestor.start()
             link.start(loop)
-            routers = [hub.router(), *(r for c in self.components.values() for r in c.routers())]
+            routers = [hub.router(), pages.router(), *(r for c in self.components.values() for r in c.routers())]
             if network.pki is not None and cfg.tls.http and (mqtts := network.listener("mqtts")):
                 routers.append(bridge_router(*mqtts, network.bridge_context()))
             app = create_app(
