@@ -59,6 +59,7 @@ class Browser:
     requests: list[str] = field(default_factory=list)
 
     def open(self, handle: GatewayHandle, page: str, creds: Credentials | None = None, query: str = "") -> Any:
+        self.requests.clear()  # the network log is per page under test
         tab = self.context.new_page()
         tab.on("request", lambda r: self.requests.append(r.url))
         tab.on("websocket", lambda ws: self.requests.append(ws.url))
