@@ -35,7 +35,7 @@ from edge.errors import RegistryError
 from edge.journal import Journal, Migration
 from edge.registry import REGISTERED_KINDS, DeviceRegistry
 
-__all__ = ["MIGRATIONS", "Pairing", "PairingError"]
+__all__ = ["MIGRATIONS", "Pairing", "PairingError", "approve"]
 
 TTL_S = 900
 MAX_PENDING = 20
@@ -195,6 +195,14 @@ class Pairing:
             return {"code": normalise_code(code), "state": "declined"}
 
         return api
+
+
+def approve(config: Config, code: str, kind: str, device_id: str | None = None) -> dict[str, Any]:
+    """``edge devices pair``: approve in the journal file (the running gateway reads the same table)."""
+    from edge import schema
+
+    with schema.open_journal(config) as journal:
+        return Pairing(config, DeviceRegistry(journal), journal).approve(code, kind, device_id)
 
 
 def _iso(ms: int) -> str:
