@@ -11,7 +11,7 @@
    only hashes. Nobody who saw the code on the screen can take the credentials without the claim.
 
 Codes expire after :data:`TTL_S`; at most :data:`MAX_PENDING` wait at once (more are refused
-with 503, so an open endpoint cannot fill the disk). The table holds no personal data.
+with 429 and ``Retry-After``, so an open endpoint cannot fill the disk). The table holds no personal data.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Pairing:
         with self._journal.transaction() as conn:
             conn.execute("DELETE FROM pairings WHERE expires_ms < ?", (now,))
             if conn.execute("SELECT COUNT(*) FROM pairings").fetchone()[0] >= MAX_PENDING:
-                raise PairingError(503, "busy", f"{MAX_PENDING} pairings are waiting; approve or let them expire")
+                raise PairingError(429, "busy", f"{MAX_PENDING} pairings are waiting; approve or let them expire")
             while True:
                 code = "".join(secrets.choice(_ALPHABET) for _ in range(6))
                 if conn.execute("SELECT 1 FROM pairings WHERE code = ?", (code,)).fetchone() is None:
@@ -149,7 +149,8 @@ class Pairing:
         api = APIRouter(tags=["pairing"])
 
         def refused(exc: PairingError) -> JSONResponse:
-            return JSONResponse({"error": exc.reason, "detail": exc.detail}, exc.status)
+            headers = {"Retry-After": "60"} if exc.status == 429 else None
+            return JSONResponse({"error": exc.reason, "detail": exc.detail}, exc.status, headers=headers)
 
         @api.post("/v1/pairing")
         async def ask(body: dict[str, Any] | None = Body(None)) -> Any:

@@ -75,12 +75,12 @@ const Charts = (() => {
       const shown = fmt(r.value, digits) + (r.low !== undefined && r.low !== null ? ` [${fmt(r.low, digits)}, ${fmt(r.high, digits)}]` : "");
       root.append(svg("text", { x: w - R + 6, y: cy + 4 }, `${shown} ${unit}`.trim()));
     });
-    const table = Edge.el("table", { class: "visually-hidden" }, Edge.el("caption", { text: title }),
+    const table = Edge.el("table", {}, Edge.el("caption", { text: title }),
       Edge.el("tr", {}, Edge.el("th", { scope: "col", text: "item" }), Edge.el("th", { scope: "col", text: "value" }),
         Edge.el("th", { scope: "col", text: "interval" })),
       rows.map(r => Edge.el("tr", {}, Edge.el("td", { text: r.label }), Edge.el("td", { text: fmt(r.value, digits) }),
         Edge.el("td", { text: r.low === undefined || r.low === null ? "—" : `${fmt(r.low, digits)} to ${fmt(r.high, digits)}` }))));
-    Edge.clear(container).append(root, table);
+    Edge.clear(container).append(root, Edge.el("div", { class: "visually-hidden" }, table));
   }
   return { line, bars };
 })();

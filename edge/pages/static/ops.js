@@ -17,10 +17,10 @@
     return s < 90 ? `${Math.round(s)} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
   }
   function table(caption, head, rows) {
-    return el("table", {}, el("caption", { class: "visually-hidden", text: caption }),
+    return el("div", { class: "table-wrap" }, el("table", {}, el("caption", { class: "visually-hidden", text: caption }),
       el("tr", {}, head.map(h => el("th", { scope: "col", text: h }))),
       rows.length ? rows.map(r => el("tr", {}, r.map(c => el("td", {}, c)))) :
-        el("tr", {}, el("td", { colspan: head.length, text: "none" })));
+        el("tr", {}, el("td", { colspan: head.length, text: "none" }))));
   }
 
   async function overview() {
