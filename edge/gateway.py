@@ -171,8 +171,9 @@ class Gateway:
             port = sock.getsockname()[1]
             self.http_url = f"{'https' if network.uvicorn_ssl() else 'http'}://{cfg.http.host}:{port}"
             network.record(port)
+            # a stop waits at most 5 s for open connections: a browser page's WebSocket may never close its side
             server_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           **network.uvicorn_ssl())  # fmt: skip
+                                           timeout_graceful_shutdown=5, **network.uvicorn_ssl())  # fmt: skip
             server_config.load()
             network.http_ssl = server_config.ssl  # renewal loads the new chain into this very context
             server = _Server(server_config)

@@ -106,5 +106,4 @@ def test_display_shows_the_offer_again_after_a_gateway_restart(tmp_path, browser
         assert tab.get_attribute("#slot", "data-decision-id") == offer["decisionId"]
         assert tab.get_attribute("#conn", "data-state") == "online"
         assert browser.foreign_requests(handle) == []
-        tab.close()  # see the README, "Store pages": a stop waits for open WebSockets
     assert took < 5, took
