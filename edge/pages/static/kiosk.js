@@ -153,5 +153,5 @@
   }
 
   reset();
-  Edge.every(10000, () => Edge.api("GET", "/healthz").then(Edge.flush));
+  Edge.every(3000, () => Edge.api("GET", "/healthz").then(Edge.flush));
 })();

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pagekit import FEATURES, axe_violations, pages_config, push_offer, screenshot, wait_for
+from pagekit import FEATURES, axe_violations, device_storage, pages_config, push_offer, screenshot, wait_for
 from support.gateway import register, running_gateway
 
 from edge.broker import free_port
@@ -82,22 +82,36 @@ def test_display_shows_the_pushed_offer_and_reports_its_impression(store, browse
 
 
 def test_display_shows_the_offer_again_after_a_gateway_restart(tmp_path, browser):
+    """…and every other page says it is offline while the gateway is away, then recovers by itself."""
     state = tmp_path / "state"
     ports = {"http": free_port("127.0.0.2"), "mqtt": free_port(), "mqtts": free_port("127.0.0.2")}
     config = pages_config(state, http={"port": ports["http"]}, mqtt={"managed_port": ports["mqtt"]},
                           broker={"mqtts_port": ports["mqtts"]})  # fmt: skip
-    creds = register(config, [("display", "display-r")])
+    creds = register(config, [("display", "display-r"), ("kiosk", "kiosk-r"), ("tablet", "tablet-r"), ("ops", "ops-r")])
     offer = pushed(("bev-cola-2for1", "Two for one on our best-selling drink"))
     with running_gateway(config, features=FEATURES) as handle:
         push_offer(handle, "display", "display-r", offer)
         tab = browser.open(handle, "display", creds["display-r"], "?slotSeconds=1")
+        others = {name: browser.context.new_page() for name in ("kiosk", "tablet", "ops")}
+        for name, page in others.items():
+            device = creds[f"{name}-r"]
+            page.add_init_script(
+                f"localStorage.setItem('edge.device', {json.dumps(json.dumps(device_storage(handle, device)))});"
+            )
+            page.goto(f"{handle.http}/pages/{name}?pollMs=1000")
         wait_for(lambda: tab.get_attribute("#slot", "data-source") == "live")
+        for page in others.values():
+            wait_for(lambda page=page: page.get_attribute("#conn", "data-state") == "online")
         before = int(tab.get_attribute("#slot", "data-received"))
-    # the gateway (and its managed broker) is down: the saved playlist stays on screen
+    # the gateway (and its managed broker) is down: the saved playlist stays on screen, every page says so
     wait_for(lambda: tab.get_attribute("#conn", "data-state") in ("offline", "connecting"))
     assert tab.get_attribute("#slot", "data-source") == "cache"
     assert tab.get_attribute("#slot", "data-decision-id") == offer["decisionId"]
+    assert "reconnecting" in tab.inner_text("#conn")
     screenshot(tab, "display-offline")
+    for name, page in others.items():
+        wait_for(lambda page=page: page.get_attribute("#conn", "data-state") == "offline", timeout=10)
+        assert "reconnecting" in page.inner_text("#conn"), name
     with running_gateway(config, features=FEATURES) as handle:
         back = time.monotonic()
         wait_for(lambda: int(tab.get_attribute("#slot", "data-received")) > before, timeout=5)
@@ -105,5 +119,9 @@ def test_display_shows_the_offer_again_after_a_gateway_restart(tmp_path, browser
         assert tab.get_attribute("#slot", "data-source") == "live"
         assert tab.get_attribute("#slot", "data-decision-id") == offer["decisionId"]
         assert tab.get_attribute("#conn", "data-state") == "online"
+        for page in others.values():
+            wait_for(lambda page=page: page.get_attribute("#conn", "data-state") == "online", timeout=10)
         assert browser.foreign_requests(handle) == []
+        for page in others.values():
+            page.close()
     assert took < 5, took
