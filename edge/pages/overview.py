@@ -125,10 +125,10 @@ class Overview:
             "consent": self._consent(),
             "erasures": self._count("SELECT COUNT(*) FROM erasures"),
             "versions": dict(self._versions()),
-            "certificate": {
-                "expiresInS": expiry if "edge_tls_server_cert_expiry_seconds" in families else None,
+            "certificate": {  # the gauges exist from the start; a gateway without TLS never sets them
+                "expiresInS": expiry if not_after else None,
                 "notAfter": _iso(not_after) if not_after else None,
-            },  # fmt: skip
+            },
         }
 
     def _rates(self, now: float, counters: dict[str, float]) -> dict[str, float | None]:

@@ -19,7 +19,7 @@ const Charts = (() => {
 
   // series: [{name, points: [[tSeconds, value]]}]
   function line(container, title, series, unit) {
-    const w = 720, h = 240, L = 56, R = 12, T = 14, B = 36;
+    const w = 720, h = 260, L = 56, R = 12, T = 34, B = 36;
     const all = series.flatMap(s => s.points);
     const root = frame(title, w, h);
     const t0 = all.length ? Math.min(...all.map(p => p[0])) : 0, t1 = all.length ? Math.max(...all.map(p => p[0])) : 1;
@@ -39,8 +39,8 @@ const Charts = (() => {
           points: s.points.map(p => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ") }));
       }
       const last = s.points.length ? s.points[s.points.length - 1][1] : null;
-      root.append(svg("rect", { x: w - R - 230, y: T + i * 18, width: 12, height: 12, fill: c }));
-      root.append(svg("text", { x: w - R - 212, y: T + 10 + i * 18 }, `${s.name}: ${fmt(last, 2)} ${unit}`));
+      root.append(svg("rect", { x: L + i * 300, y: 8, width: 12, height: 12, fill: c }));
+      root.append(svg("text", { x: L + 18 + i * 300, y: 18 }, `${s.name}: ${fmt(last, 2)} ${unit}`));
     });
     Edge.clear(container).append(root);
   }

@@ -37,8 +37,8 @@
     clear(document.getElementById("kpis")).append(
       kpi("events ingested per second", n(o.rates.ingestPerS, 2), "kpi-ingest"),
       kpi("decisions per second", n(o.rates.decisionsPerS, 2), "kpi-decisions"),
-      kpi("p99 journal commit (ms)", n(o.p99Ms.journalCommit, 1)),
-      kpi("p99 decision (ms)", n(o.p99Ms.decision, 1)),
+      kpi("p99 journal commit (ms, at most)", n(o.p99Ms.journalCommit, 1)),
+      kpi("p99 decision (ms, at most)", n(o.p99Ms.decision, 1)),
       kpi("devices online", `${online} of ${o.devices.length}`),
       kpi("dead letters", String(dead)),
       kpi("dropped", String(drops)),
