@@ -142,7 +142,10 @@ class Pairing:
             conn.execute("DELETE FROM pairings WHERE code = ?", (code,))
         from edge.provision import provision
 
-        bundle = provision(self._config, row[2], row[3])
+        try:
+            bundle = provision(self._config, row[2], row[3])
+        except RegistryError as exc:  # the id was taken since the approval: the device asks again
+            raise PairingError(409, "exists", str(exc)) from None
         return {"state": "paired", "bundle": bundle}
 
     def router(self) -> APIRouter:

@@ -41,7 +41,7 @@
       const response = await fetch(`/v1/pairing/${encodeURIComponent(p.code)}`, { headers: { "X-Pairing-Claim": p.claim }, cache: "no-store" });
       Edge.setState("online", Edge.ONLINE);
       r = await response.json();
-      if (response.status === 404) {  // declined or expired: a fresh code
+      if (response.status === 404 || response.status === 409) {  // declined, expired, or its id was taken: a fresh code
         sessionStorage.removeItem(PENDING);
         $("pair-error").textContent = "That code is no longer valid; here is a new one.";
         return;

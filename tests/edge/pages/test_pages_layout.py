@@ -47,4 +47,6 @@ def test_pages_forbid_every_other_host(store):
         assert answer.status_code == 200 and answer.headers["content-security-policy"] == CSP
     assert "connect-src 'self'" in CSP and "default-src 'self'" in CSP and "script-src 'self'" in CSP
     assert httpx.get(f"{handle.http}/pages/nope", verify=False).status_code == 404
+    index = httpx.get(f"{handle.http}/pages/", verify=False)
+    assert index.status_code == 200 and all(f'href="/pages/{p}"' in index.text for p, _ in PAGES)
     assert httpx.get(f"{handle.http}/pages/static/..%2Fpairing.py", verify=False).status_code == 404
