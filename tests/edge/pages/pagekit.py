@@ -5,6 +5,7 @@ host but the gateway, axe-core), screenshots, and the one function that pushes a
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -78,6 +79,8 @@ class Browser:
 @contextmanager
 def chromium(profile: Path) -> Iterator[Browser]:
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed; .ci/bootstrap test must install it")
         pytest.skip("Debian's chromium is not installed (.ci/bootstrap test installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
