@@ -92,6 +92,15 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_pair(args: argparse.Namespace) -> int:
+    from edge.pairing import approve
+
+    done = approve(load_config_arg(args.config), args.code, args.kind, args.id)
+    print(f"approved {done['code']} as {done['kind']} {done['deviceId']!r}: the device's pairing page now fetches its "
+          "own credentials (its provisioning bundle, handed over once)")  # fmt: skip
+    return 0
+
+
 def cmd_devices_list(args: argparse.Namespace) -> int:
     from edge.registry import DeviceRegistry
 
@@ -212,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also issue a client certificate for mutual TLS (CN = the device id)")  # fmt: skip
     _config_option(p)
     p.set_defaults(func=cmd_devices_add)
+    p = devices.add_parser("pair", help="approve the pairing code a new device's page shows (/pages/pair); the "
+                           "device then fetches its own credentials")  # fmt: skip
+    p.add_argument("code", help="the code as the device shows it")
+    p.add_argument("--kind", required=True, choices=sorted({"kiosk", "display", "tablet", "pos", "ops"}))
+    p.add_argument("--id", help="device id (default: <kind>-<code>)")
+    _config_option(p)
+    p.set_defaults(func=cmd_devices_pair)
     p = devices.add_parser("list", help="list registered devices")
     _config_option(p)
     p.set_defaults(func=cmd_devices_list)

@@ -41,6 +41,7 @@ from edge.ingest import Ingestor
 from edge.metrics import IngestMetrics
 from edge.mqtt import MqttLink
 from edge.notify import notify, watchdog_interval
+from edge.pages import StorePages
 from edge.registry import GATEWAY_USER, DeviceRegistry
 from edge.schema import open_journal
 from edge.sessions import prime_gateway_session
@@ -230,6 +231,12 @@ class Gateway:
                 link.decide = link.decide or component.decide_handler()
             hub = StreamHub(registry, metrics.registry)
             ingestor.listeners.append(hub.listener)
+            decisioning = self.features.decisioning
+            pages = StorePages(  # the store pages (kiosk, display, tablet, ops, pairing): core, always served
+                ctx, registry, model=self.features.model,
+                offers_version=(lambda: decisioning.offers.version) if decisioning is not None else None,
+            )  # fmt: skip
+            ingestor.listeners.append(pages.listener)
             readiness: dict[str, Callable[[], bool]] = {
                 "broker": link.connected.is_set,
                 "journal": lambda: ingestor.healthy,
@@ -238,7 +245,7 @@ class Gateway:
                 readiness.update(component.readiness())
             ingestor.start()
             link.start(loop)
-            routers = [hub.router(), *(r for c in components for r in c.routers())]
+            routers = [hub.router(), pages.router(), *(r for c in components for r in c.routers())]
             if network.pki is not None and cfg.tls.http and (mqtts := network.listener("mqtts")):
                 routers.append(bridge_router(*mqtts, network.bridge_context()))
             app = create_app(
@@ -254,8 +261,9 @@ class Gateway:
             port = sock.getsockname()[1]
             self.http_url = f"{'https' if network.uvicorn_ssl() else 'http'}://{cfg.http.host}:{port}"
             network.record(port)
+            # a stop waits at most 5 s for open connections: a browser page's WebSocket may never close its side
             server_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           **network.uvicorn_ssl())  # fmt: skip
+                                           timeout_graceful_shutdown=5, **network.uvicorn_ssl())  # fmt: skip
             server_config.load()
             network.http_ssl = server_config.ssl  # renewal loads the new chain into this very context
             server = _Server(server_config)

@@ -85,6 +85,10 @@ class ModelComponent(ComponentBase):
         """The product catalog the model in force was built for (sha256 of its catalog.csv)."""
         return str(self.holder.current.manifest["catalog_sha256"])
 
+    def directory(self) -> Path:
+        """The directory the model in force was loaded from."""
+        return Path(self.holder.current.model_dir)
+
     def version(self) -> str | None:
         """The model in force's manifest ``version`` (None if it names none)."""
         found = self.holder.current.manifest.get("version")

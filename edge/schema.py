@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge import listeners, registry, settings
+from edge import listeners, pairing, registry, settings
 from edge.config import Config, load_config
 from edge.journal import Journal, Migration
 from edge.settings import FEATURES
@@ -42,7 +42,7 @@ def config_schema() -> dict[str, type]:
 
 
 def migrations() -> tuple[Migration, ...]:
-    found: list[Migration] = list(registry.MIGRATIONS)
+    found: list[Migration] = [*registry.MIGRATIONS, *pairing.MIGRATIONS]
     for feature in _features():
         found.extend(getattr(feature, "MIGRATIONS", ()))
     return tuple(found)

@@ -122,3 +122,7 @@ class ModelSlot(Protocol):
     def version(self) -> str | None:
         """The model in force's manifest ``version``."""
         ...
+
+    def directory(self) -> Path:
+        """The directory the model in force was loaded from (its catalog.csv, model.onnx …)."""
+        ...

@@ -83,6 +83,7 @@ NOT_PERSONAL: dict[str, str] = {
     "sync_drops": "quota drop counts per event name",
     "sync_drops_unreported": "quota drop counts not yet reported",
     "sync_downlink": "downlink message ids and outcomes (ids are the centre's, not the person's)",
+    "pairings": "device pairing codes waiting for approval (claim hashes, kind, device id)",
 }
 
 

@@ -13,7 +13,9 @@ from edge.http import roles_by_route
 
 pytestmark = pytest.mark.integration
 
-OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+        # the store pages' static files, and pairing's two steps a device takes before it has a token
+        "/pages", "/pages/", "/pages/{page}", "/pages/static/{name}", "/v1/pairing", "/v1/pairing/{code}"}
 SAMPLE = {"userId": "ct_" + "0" * 32, "decisionId": "d-1", "offerId": "o-1", "sink": "http"}
 
 
