@@ -1,7 +1,7 @@
 """Store devices: BLE beacons and app presence, serial POS, cameras, MQTT device clients.
 
 The gateway wires this package through :data:`CONFIG_SECTIONS`, :data:`MIGRATIONS` and
-:func:`build`; ``edge simulate`` comes from :mod:`devices.cli`. Importing the package is cheap:
+:func:`build`; ``edge simulate`` comes from :mod:`edge.simulate` (an entry point: it may start a whole gateway). Importing the package is cheap:
 the vendor libraries (bleak, pyserial, OpenCV) load only when :func:`build` runs.
 """
 

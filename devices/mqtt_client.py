@@ -272,7 +272,7 @@ class DeviceClient:
 
     @staticmethod
     def _receipt_properties() -> Properties:
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho ships no annotations here
         props.UserProperty = [("receipt", "1")]
         return props
 
@@ -438,7 +438,7 @@ class DeviceClient:
         correlation = uuid.uuid4().bytes
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self._replies[correlation] = future
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = self._response_topic
         props.CorrelationData = correlation
         try:

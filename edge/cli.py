@@ -21,7 +21,7 @@ from edge.errors import EdgeError
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = ("models.cli", "edge.decisioning.cli", "edge.triggers.cli", "devices.cli", "sync.cli")
+COMMAND_MODULES = ("models.cli", "edge.decisioning.cli", "edge.triggers.cli", "edge.simulate", "sync.cli")
 
 
 def load_config_arg(path: Path | None) -> Config:
@@ -93,9 +93,12 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
 
 
 def cmd_devices_pair(args: argparse.Namespace) -> int:
-    from edge.pairing import approve
+    from edge.pairing import Pairing
+    from edge.registry import DeviceRegistry
 
-    done = approve(load_config_arg(args.config), args.code, args.kind, args.id)
+    config = load_config_arg(args.config)
+    with schema.open_journal(config) as journal:  # the running gateway reads the same table
+        done = Pairing(config, DeviceRegistry(journal), journal).approve(args.code, args.kind, args.id)
     print(f"approved {done['code']} as {done['kind']} {done['deviceId']!r}: the device's pairing page now fetches its "
           "own credentials (its provisioning bundle, handed over once)")  # fmt: skip
     return 0

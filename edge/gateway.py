@@ -152,6 +152,16 @@ def build_features(ctx: GatewayContext, enabled: Collection[str]) -> Features:
     return features
 
 
+def _model_dir(features: Features) -> Callable[[], Path]:
+    """The directory of the model in force (the shipped default without the model feature)."""
+    model = features.model
+    if model is not None:
+        return model.directory
+    from models import DEFAULT_MODEL_DIR
+
+    return lambda: Path(DEFAULT_MODEL_DIR)
+
+
 class Gateway:
     def __init__(
         self,
@@ -233,7 +243,7 @@ class Gateway:
             ingestor.listeners.append(hub.listener)
             decisioning = self.features.decisioning
             pages = StorePages(  # the store pages (kiosk, display, tablet, ops, pairing): core, always served
-                ctx, registry, model=self.features.model,
+                ctx, registry, model=self.features.model, model_dir=_model_dir(self.features),
                 offers_version=(lambda: decisioning.offers.version) if decisioning is not None else None,
             )  # fmt: skip
             ingestor.listeners.append(pages.listener)

@@ -30,12 +30,13 @@ from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 
 from edge.auth import Principal, require
+from edge.bundle import issue_bundle
 from edge.config import Config
 from edge.errors import RegistryError
 from edge.journal import Journal, Migration
 from edge.registry import REGISTERED_KINDS, DeviceRegistry
 
-__all__ = ["MIGRATIONS", "Pairing", "PairingError", "approve"]
+__all__ = ["MIGRATIONS", "Pairing", "PairingError"]
 
 TTL_S = 900
 MAX_PENDING = 20
@@ -140,10 +141,8 @@ class Pairing:
             if row[2] is None:
                 return {"state": "pending", "expiresAt": _iso(row[1])}
             conn.execute("DELETE FROM pairings WHERE code = ?", (code,))
-        from edge.provision import provision
-
         try:
-            bundle = provision(self._config, row[2], row[3])
+            bundle = issue_bundle(self._config, self._registry, row[2], row[3])
         except RegistryError as exc:  # the id was taken since the approval: the device asks again
             raise PairingError(409, "exists", str(exc)) from None
         return {"state": "paired", "bundle": bundle}
@@ -199,14 +198,6 @@ class Pairing:
             return {"code": normalise_code(code), "state": "declined"}
 
         return api
-
-
-def approve(config: Config, code: str, kind: str, device_id: str | None = None) -> dict[str, Any]:
-    """``edge devices pair``: approve in the journal file (the running gateway reads the same table)."""
-    from edge import schema
-
-    with schema.open_journal(config) as journal:
-        return Pairing(config, DeviceRegistry(journal), journal).approve(code, kind, device_id)
 
 
 def _iso(ms: int) -> str:

@@ -20,11 +20,12 @@ from typing import Any
 
 from edge import schema
 from edge.broker import broker_dir, gateway_password, reload_broker, sync_broker_files
+from edge.bundle import issue_bundle
 from edge.config import Config
 from edge.errors import BrokerError
 from edge.registry import DeviceRegistry
 from edge.sessions import kick
-from edge.store_network import make_pki, provisioning_urls, read_network
+from edge.store_network import make_pki, read_network
 
 __all__ = ["provision", "revoke"]
 
@@ -32,27 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def provision(config: Config, kind: str, device_id: str, *, client_cert: bool = False) -> dict[str, Any]:
-    state_dir = Path(config.store.state_dir)
+    """``edge devices add``: register the device in the journal file and hand over its bundle."""
     pki = make_pki(config)
     if not pki.ca_path.exists():  # before the first start; later the gateway alone renews (and reloads) it
         pki.ensure()
     with schema.open_journal(config) as journal:
-        registry = DeviceRegistry(journal)
-        creds = registry.add(kind, device_id)
-        sync_broker_files(registry, config.store.id, state_dir)
-    reload_broker(state_dir)
-    root = f"retail/v1/{config.store.id}/{creds.kind}/{creds.device_id}"
-    bundle: dict[str, Any] = {
-        "store_id": config.store.id, "device_id": creds.device_id, "kind": creds.kind,
-        "urls": provisioning_urls(config, read_network(state_dir)),
-        "mqtt_username": creds.mqtt_username, "mqtt_password": creds.mqtt_password, "http_token": creds.http_token,
-        "ca_cert": pki.ca_pem(),
-        "topics": {leaf: f"{root}/{leaf}" for leaf in ("events", "status", "decide", "offers", "receipts")},
-    }  # fmt: skip
-    if client_cert:
-        issued = pki.issue_client(creds.device_id)
-        bundle |= {"client_cert": issued.cert_pem, "client_key": issued.key_pem}
-    return bundle
+        return issue_bundle(config, DeviceRegistry(journal), kind, device_id, client_cert=client_cert)
 
 
 def revoke(config: Config, device_id: str) -> dict[str, Any]:

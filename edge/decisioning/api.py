@@ -16,7 +16,7 @@ A refused request answers 422 ``{"error": reason, "detail": …}``; details neve
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
@@ -29,9 +29,29 @@ from edge.events import TOKEN_PATTERN
 from edge.ids import uuid7
 
 if TYPE_CHECKING:
-    from edge.decisioning.component import DecisioningComponent
+    from edge.component import GatewayContext
+    from edge.decisioning.consent import ConsentLedger
+    from edge.decisioning.identity import Identity
+    from edge.decisioning.profile import ProfileStore
+    from edge.decisioning.uplift import CampaignUplift
 
-__all__ = ["router"]
+
+class DecisioningFacade(Protocol):
+    """What the HTTP routes use of the decisioning feature (its component is one)."""
+
+    ctx: GatewayContext
+    store_id: str
+    identity: Identity
+    consent: ConsentLedger
+    profiles: ProfileStore
+
+    async def decide(self, source: Source, body: dict[str, Any]) -> dict[str, Any]: ...
+    def allows(self, user_id: str | None, purpose: str) -> bool: ...
+    def erase(self, user_id: str, request_id: str | None = None) -> int: ...
+    def export(self, user_id: str) -> dict[str, Any]: ...
+    def uplift(self) -> list[CampaignUplift]: ...
+
+__all__ = ["DecisioningFacade", "router"]
 
 _SOURCE_BY_ROLE = {"kiosk": "kiosk", "tablet": "associate", "ops": "cdp"}
 
@@ -46,7 +66,7 @@ def _token(user_id: str) -> str:
     return user_id
 
 
-def router(component: DecisioningComponent) -> APIRouter:
+def router(component: DecisioningFacade) -> APIRouter:
     api = APIRouter(tags=["decisioning"])
 
     def source(principal: Principal) -> Source:

@@ -54,12 +54,13 @@ class StorePages:
     """Built by the composition root; ``listener`` goes on the ingest listeners, ``router()`` on the app."""
 
     def __init__(
-        self, ctx: GatewayContext, registry: DeviceRegistry, *, model: ModelSlot | None = None,
-        offers_version: Callable[[], str | None] | None = None,
+        self, ctx: GatewayContext, registry: DeviceRegistry, *, model_dir: Callable[[], Path],
+        model: ModelSlot | None = None, offers_version: Callable[[], str | None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._registry = registry
-        self._model = model  # the recommender in force: versions, and the products the kiosk lists
+        self._model = model  # the recommender in force: its versions
+        self._model_dir = model_dir  # where the products the kiosk lists are (the model's catalog.csv)
         self._offers_version = offers_version  # the offer catalog in force (decisioning)
         self.watch = DeviceWatch()
         self.listener = self.watch.listener
@@ -75,12 +76,7 @@ class StorePages:
                 "offerCatalog": (offers() or None) if offers else None}  # fmt: skip
 
     def _products(self) -> list[dict[str, Any]]:
-        if self._model is not None:
-            directory = self._model.directory()
-        else:
-            from models import DEFAULT_MODEL_DIR
-
-            directory = DEFAULT_MODEL_DIR
+        directory = self._model_dir()
         with open(Path(directory) / "catalog.csv", newline="") as fh:
             rows = []
             for row in csv.DictReader(fh):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from edge.auth import Principal, require
 
-if TYPE_CHECKING:
-    from edge.triggers.component import TriggersComponent
+__all__ = ["Reporting", "TriggersReport", "router"]
 
-__all__ = ["TriggersReport", "router"]
+
+class Reporting(Protocol):
+    """What the report route uses of the triggers feature (its component is one)."""
+
+    def report(self) -> dict[str, Any]: ...
 
 
 class Uplift(BaseModel):
@@ -67,7 +70,7 @@ class TriggersReport(BaseModel):
     triggers: list[TriggerRow]
 
 
-def router(component: TriggersComponent) -> APIRouter:
+def router(component: Reporting) -> APIRouter:
     api = APIRouter(tags=["triggers"])
 
     @api.get("/v1/reports/triggers", response_model=TriggersReport)

@@ -51,9 +51,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from edge import schema
-    from edge.cli import load_config_arg
+    from edge.config import config_file
 
-    config = load_config_arg(args.config)
+    config = schema.load(config_file(args.config))
     return config, schema.open_journal(config)
 
 

@@ -4,7 +4,7 @@ import argparse
 import re
 from pathlib import Path
 
-from devices.cli import add_commands
+from edge.simulate import add_commands
 from devices.config import CONFIG_SECTIONS
 from edge.config import section_keys
 

@@ -90,7 +90,7 @@ def test_the_root_names_every_feature_the_configuration_can_enable():
     source = (ROOT / "edge" / "gateway.py").read_text()
     for name in FEATURES:
         assert f'"{name}" in enabled' in source, f"edge/gateway.py does not build {name}"
-    assert set(Features.__dataclass_fields__) == {"model", "decisioning", "devices", "sync"}
+    assert set(Features.__dataclass_fields__) == {"model", "decisioning", "triggers", "devices", "sync"}
 
 
 def _ctx(tmp_path: Path, enabled: list[str]):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from trigger_helpers import Consent, runtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trigger_helpers import Consent, runtime
 
 from devices.sim.triggers import make_event
 

@@ -1,4 +1,7 @@
-"""``edge simulate``: a thin command over :mod:`devices.sim`."""
+"""``edge simulate``: a thin command over :mod:`devices.sim`.
+
+An entry point beside ``edge demo``: without ``--fleet`` it starts a whole gateway in this
+process, so it lives with the entry points, not inside the devices feature."""
 
 from __future__ import annotations
 
