@@ -616,6 +616,11 @@ class Journal:
         row = self.reader().execute("SELECT body FROM events WHERE message_id = ?", (message_id,)).fetchone()
         return row[0] if row else None
 
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters kept, by reason (the ops dashboard)."""
+        rows = self.reader().execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY 1").fetchall()
+        return {str(reason): int(n) for reason, n in rows}
+
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
             cur = self._conn.execute(

@@ -34,7 +34,7 @@ from edge.pages.overview import DeviceWatch, Overview
 from edge.registry import DeviceRegistry
 from edge.types import ModelSlot
 
-__all__ = ["PAGES", "StorePages"]
+__all__ = ["CSP", "PAGES", "DeviceWatch", "Overview", "StorePages"]
 
 PAGES = ("kiosk", "display", "tablet", "ops", "pair")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",

@@ -141,8 +141,7 @@ class Overview:
         return {k: round(max(0.0, v - first.get(k, 0.0)) / (now - first_t), 3) for k, v in counters.items()}
 
     def _dead_letters(self) -> dict[str, int]:
-        rows = self._journal.reader().execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY 1").fetchall()
-        return {str(r): int(n) for r, n in rows}
+        return self._journal.dead_letter_counts()
 
     def _consent(self) -> dict[str, dict[str, int]] | None:
         try:

@@ -4,9 +4,9 @@ import argparse
 import re
 from pathlib import Path
 
-from edge.simulate import add_commands
 from devices.config import CONFIG_SECTIONS
 from edge.config import section_keys
+from edge.simulate import add_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 

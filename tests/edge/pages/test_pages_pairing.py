@@ -4,6 +4,7 @@ and opens its page, which then works with them (a display subscribing over /mqtt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from pagekit import axe_violations, push_offer, screenshot, wait_for
 from test_pages_display import pushed
 
+from edge import schema
 from edge.cli import main
 
 pytestmark = pytest.mark.integration
@@ -18,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 def _toml(config) -> str:
     lines = []
-    for section, values in config.as_dict().items():
+    for section in schema.config_schema():
+        values = dataclasses.asdict(config.section(section))
         lines.append(f"[{section}]")
         lines += [
             f"{k} = {json.dumps(str(v) if hasattr(v, 'parts') else v)}" for k, v in values.items() if v is not None
