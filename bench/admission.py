@@ -41,12 +41,20 @@ def events(n: int, seed: int = 7) -> list[Event]:
     for i in range(n):
         token = f"ct_{rnd.randrange(5000):032x}"
         if i % 50 == 0:
-            raw = {"event": "Consent Updated", "userId": token, "messageId": f"c-{i}",
-                   "timestamp": f"2026-12-01T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z",
-                   "properties": {"categoryPreferences": {"cdp_sync": rnd.random() < 0.7}, "consentSource": "app"}}
+            raw = {
+                "event": "Consent Updated",
+                "userId": token,
+                "messageId": f"c-{i}",
+                "timestamp": f"2026-12-01T10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z",
+                "properties": {"categoryPreferences": {"cdp_sync": rnd.random() < 0.7}, "consentSource": "app"},
+            }
         else:
-            raw = {"event": "Product Viewed", "userId": token, "messageId": f"e-{i}",
-                   "properties": {"sku": f"SKU{rnd.randrange(50000):05d}", "price": 2.5}}
+            raw = {
+                "event": "Product Viewed",
+                "userId": token,
+                "messageId": f"e-{i}",
+                "properties": {"sku": f"SKU{rnd.randrange(50000):05d}", "price": 2.5},
+            }
         out.append(parse_event(raw, SOURCE, 1_796_000_000_000 + i))
     return out
 
@@ -59,8 +67,10 @@ def run(batch: list[Event], group: int, admission: str, suppressed: int) -> floa
             eraser = Eraser(journal, identity, time.time)
             if suppressed:
                 with journal.transaction() as conn:
-                    conn.executemany("INSERT INTO suppressions VALUES (?, 0)",
-                                     [(eraser.digest(f"ct_{10**6 + i:032x}"),) for i in range(suppressed)])
+                    conn.executemany(
+                        "INSERT INTO suppressions VALUES (?, 0)",
+                        [(eraser.digest(f"ct_{10**6 + i:032x}"),) for i in range(suppressed)],
+                    )
                 eraser.refresh()
             ledger = ConsentLedger(journal)
             journal.admit_with(CommitAdmission(eraser, ledger, lambda user_id: None))
@@ -87,7 +97,9 @@ def main() -> None:
     print(f"group commits of {args.group}, {args.events} events, one core:")
     print(f"  bare Journal.commit                      {bare:10,.0f} events/s")
     print(f"  + admission, empty suppression list      {empty:10,.0f} events/s  (ratio {empty / bare:.2f})")
-    print(f"  + admission, {args.suppressed:,} persons suppressed    {listed:10,.0f} events/s  (ratio {listed / bare:.2f})")
+    print(
+        f"  + admission, {args.suppressed:,} persons suppressed    {listed:10,.0f} events/s  (ratio {listed / bare:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -202,8 +202,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-attach-"))
     print(f"{args.rate:.0f} ev/s for {args.seconds:.0f} s, WAN cut at {args.cut_at:.0f} s for {args.cut:.0f} s")
-    print("mode    journaled  at hub  reached hub in cut  acked during cut  max unsent in journal"
-          "  hub has the cut's events")
+    print(
+        "mode    journaled  at hub  reached hub in cut  acked during cut  max unsent in journal"
+        "  hub has the cut's events"
+    )
     for mode in ("direct", "leaf"):
         r = asyncio.run(scenario(mode, work, args))
         print(f"{r['mode']:<7} {r['produced']:>9}  {r['hub']:>6}  {r['hub_gain_in_cut']:>18}"

@@ -109,17 +109,28 @@ def serve_bare(model: Path, port: int) -> None:
         else:
             skus = json.loads(body or b"{}").get("basket", [])
             idx = [i for i in (catalog.index(s) for s in skus) if i is not None] or [-1]
-            items, scores = session.run(None, {
-                "basket": np.array([idx], dtype=np.int64), "history": empty_h,
-                "history_weights": zero_w, "context": ctx})
+            items, scores = session.run(
+                None,
+                {
+                    "basket": np.array([idx], dtype=np.int64),
+                    "history": empty_h,
+                    "history_weights": zero_w,
+                    "context": ctx,
+                },
+            )
             out = json.dumps({"items": items[0][:10].tolist()}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(out)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": out})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="httptools",
-                lifespan="off", timeout_keep_alive=120)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", http="httptools", lifespan="off", timeout_keep_alive=120
+    )
 
 
 def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: list[str]) -> None:
@@ -143,13 +154,23 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
     from models.runtime import ModelHolder
 
     config = parse_config({"offers": {"path": str(offers)}}, CONFIG_SECTIONS, env={})
-    journal = Journal(state / "journal.db", synchronous=os.environ.get("BENCH_JOURNAL_SYNC", "full"),  # type: ignore[arg-type]
-                      migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS))
+    journal = Journal(
+        state / "journal.db",
+        synchronous=os.environ.get("BENCH_JOURNAL_SYNC", "full"),  # type: ignore[arg-type]
+        migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS),
+    )
     registry = CollectorRegistry()
     ingestor = Ingestor(journal, IngestMetrics(registry))
-    ctx = GatewayContext(config=config, state_dir=state, journal=journal, bus=ingestor,
-                         publisher=None, metrics=registry, clock=time.time,  # type: ignore[arg-type]
-                         store_id="store-001")
+    ctx = GatewayContext(
+        config=config,
+        state_dir=state,
+        journal=journal,
+        bus=ingestor,
+        publisher=None,
+        metrics=registry,
+        clock=time.time,  # type: ignore[arg-type]
+        store_id="store-001",
+    )
     holder = ModelHolder(model)
     component = build(ctx, recommender=lambda: holder.current)
     ingestor.attach(component)
@@ -164,12 +185,25 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
         rng = random.Random(1)
         for c in range(CONSENTED):
             ids = {"loyaltyId": f"{c:08d}"}
-            await ingestor.publish(src, [
-                {"event": "Consent Updated", "properties": {"identifiers": dict(ids),
-                 "categoryPreferences": {"personalization": True, "cdp_sync": True}}},
-                {"event": "Order Completed", "properties": {"identifiers": dict(ids), "products": [
-                    {"sku": s, "quantity": 1, "price": 1.0} for s in rng.sample(popular, 5)]}},
-            ])
+            await ingestor.publish(
+                src,
+                [
+                    {
+                        "event": "Consent Updated",
+                        "properties": {
+                            "identifiers": dict(ids),
+                            "categoryPreferences": {"personalization": True, "cdp_sync": True},
+                        },
+                    },
+                    {
+                        "event": "Order Completed",
+                        "properties": {
+                            "identifiers": dict(ids),
+                            "products": [{"sku": s, "quantity": 1, "price": 1.0} for s in rng.sample(popular, 5)],
+                        },
+                    },
+                ],
+            )
         print(json.dumps({"token": token}), flush=True)
         name_threads()
         freeze_long_lived()  # as edge.gateway does once it is loaded
@@ -190,8 +224,15 @@ def serve_gateway(model: Path, offers: Path, state: Path, port: int, popular: li
 
     for router in component.routers():
         app.include_router(router)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="httptools",
-                timeout_keep_alive=120, access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="httptools",
+        timeout_keep_alive=120,
+        access_log=False,
+    )
 
 
 def name_threads() -> None:
@@ -240,13 +281,19 @@ class _Connection:
 
 def _request(path: str, headers: dict[str, str], body: dict[str, Any]) -> bytes:
     payload = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-async def offered_load(port: int, path: str, headers: dict[str, str], bodies: list[dict[str, Any]],
-                       rate: float, warmed: Any) -> tuple[list[float], int, int]:
+async def offered_load(
+    port: int, path: str, headers: dict[str, str], bodies: list[dict[str, Any]], rate: float, warmed: Any
+) -> tuple[list[float], int, int]:
     idle: list[_Connection] = []
     requests = [_request(path, headers, b) for b in bodies]
 
@@ -288,8 +335,12 @@ async def offered_load(port: int, path: str, headers: dict[str, str], bodies: li
     for conn in idle:
         conn.writer.close()
     if slow:
-        print(f"{'':35}{len(slow)} requests over 15 ms, sent at "
-              + ", ".join(f"{t:.1f}" for t in slow[:12]) + (" …" if len(slow) > 12 else "") + " s")
+        print(
+            f"{'':35}{len(slow)} requests over 15 ms, sent at "
+            + ", ".join(f"{t:.1f}" for t in slow[:12])
+            + (" …" if len(slow) > 12 else "")
+            + " s"
+        )
     return latencies, errors, offers
 
 
@@ -336,8 +387,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(name: str, server_args: list[str], port: int, path: str, bodies: list[dict[str, Any]],
-            rate: float, gateway: bool) -> dict[str, float]:
+def measure(
+    name: str, server_args: list[str], port: int, path: str, bodies: list[dict[str, Any]], rate: float, gateway: bool
+) -> dict[str, float]:
     proc, token = start_server(server_args, gateway)
     try:
         wait_ready(port)
@@ -357,15 +409,29 @@ def measure(name: str, server_args: list[str], port: int, path: str, bodies: lis
         proc.terminate()
         proc.wait(10)
     ms = [x * 1000 for x in latencies]
-    row = {"p50_ms": percentile(ms, 0.5), "p90_ms": percentile(ms, 0.9), "p99_ms": percentile(ms, 0.99),
-           "max_ms": max(ms), "requests": len(ms), "errors": errors, "rate": len(ms) / elapsed,
-           "cpu_ms": 1000 * cpu / len(ms), "offers": offers / len(ms)}
-    print(f"{name:<34} p50 {row['p50_ms']:6.2f} ms  p90 {row['p90_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
-          f"  max {row['max_ms']:7.2f} ms  {row['requests']:.0f} req, {row['errors']:.0f} errors,"
-          f" {row['rate']:.0f} req/s achieved; server CPU {row['cpu_ms']:.2f} ms/request"
-          f" ({100 * cpu / elapsed:.0f} % of its core); {row['offers']:.2f} offers/response", flush=True)
-    print(" " * 35 + "CPU ms/request by thread: " + ", ".join(
-        f"{k} {1000 * v / len(ms):.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0))
+    row = {
+        "p50_ms": percentile(ms, 0.5),
+        "p90_ms": percentile(ms, 0.9),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": max(ms),
+        "requests": len(ms),
+        "errors": errors,
+        "rate": len(ms) / elapsed,
+        "cpu_ms": 1000 * cpu / len(ms),
+        "offers": offers / len(ms),
+    }
+    print(
+        f"{name:<34} p50 {row['p50_ms']:6.2f} ms  p90 {row['p90_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+        f"  max {row['max_ms']:7.2f} ms  {row['requests']:.0f} req, {row['errors']:.0f} errors,"
+        f" {row['rate']:.0f} req/s achieved; server CPU {row['cpu_ms']:.2f} ms/request"
+        f" ({100 * cpu / elapsed:.0f} % of its core); {row['offers']:.2f} offers/response",
+        flush=True,
+    )
+    print(
+        " " * 35
+        + "CPU ms/request by thread: "
+        + ", ".join(f"{k} {1000 * v / len(ms):.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0)
+    )
     return row
 
 
@@ -387,23 +453,40 @@ def main() -> None:
         bodies = []
         for i in range(n + 50):
             customer = rng.randrange(CUSTOMERS)
-            bodies.append({"identifiers": {"loyaltyId": f"{customer:08d}"},
-                           "visitId": f"v{customer}-{i // 400}",
-                           "basket": rng.sample(popular[:200], rng.randrange(0, 5)),
-                           "zone": f"z{rng.randrange(8)}", "weather": "clear"})
-        print(f"model {model} ({args.skus} SKUs), {args.offers} offers, {args.rate:.0f} req/s offered"
-              f" for {args.seconds:.0f} s, server on core 0, load from core 1", flush=True)
+            bodies.append(
+                {
+                    "identifiers": {"loyaltyId": f"{customer:08d}"},
+                    "visitId": f"v{customer}-{i // 400}",
+                    "basket": rng.sample(popular[:200], rng.randrange(0, 5)),
+                    "zone": f"z{rng.randrange(8)}",
+                    "weather": "clear",
+                }
+            )
+        print(
+            f"model {model} ({args.skus} SKUs), {args.offers} offers, {args.rate:.0f} req/s offered"
+            f" for {args.seconds:.0f} s, server on core 0, load from core 1",
+            flush=True,
+        )
         port = free_port()
-        bare = measure("bare uvicorn + session.run", ["bare", str(model), str(port)], port, "/score",
-                       bodies, args.rate, False)
+        bare = measure(
+            "bare uvicorn + session.run", ["bare", str(model), str(port)], port, "/score", bodies, args.rate, False
+        )
         port = free_port()
         state = Path(tmp) / "state"
-        gw = measure("gateway POST /v1/decisions", ["gateway", str(model), str(port), str(offers),
-                     str(state), str(Path(tmp) / "popular.json")], port, "/v1/decisions", bodies,
-                     args.rate, True)
-    print(f"gateway/bare p99 = {gw['p99_ms'] / bare['p99_ms']:.2f}x (target ≤ 2x);"
-          f" gateway p99 {gw['p99_ms']:.2f} ms (target ≤ 15 ms);"
-          f" CPU per request gateway/bare = {gw['cpu_ms'] / bare['cpu_ms']:.2f}x")
+        gw = measure(
+            "gateway POST /v1/decisions",
+            ["gateway", str(model), str(port), str(offers), str(state), str(Path(tmp) / "popular.json")],
+            port,
+            "/v1/decisions",
+            bodies,
+            args.rate,
+            True,
+        )
+    print(
+        f"gateway/bare p99 = {gw['p99_ms'] / bare['p99_ms']:.2f}x (target ≤ 2x);"
+        f" gateway p99 {gw['p99_ms']:.2f} ms (target ≤ 15 ms);"
+        f" CPU per request gateway/bare = {gw['cpu_ms'] / bare['cpu_ms']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
@@ -414,7 +497,6 @@ if __name__ == "__main__":
         else:
             state_dir = Path(sys.argv[6])
             state_dir.mkdir(parents=True, exist_ok=True)
-            serve_gateway(model_dir, Path(sys.argv[5]), state_dir, port_text,
-                          json.loads(Path(sys.argv[7]).read_text()))
+            serve_gateway(model_dir, Path(sys.argv[5]), state_dir, port_text, json.loads(Path(sys.argv[7]).read_text()))
     else:
         main()

@@ -102,7 +102,9 @@ def parsers() -> None:
     raw = _ibeacon(1, 2)
     bare = rate(lambda: struct.unpack_from(">16sHHb", raw, 2), 200_000)
     ads = rate(parse_one, 200_000)
-    print(f"BLE parser        {ads:12,.0f} advertisements/s   (bare struct.unpack {bare:,.0f}/s; ratio {ads / bare:.2f})")
+    print(
+        f"BLE parser        {ads:12,.0f} advertisements/s   (bare struct.unpack {bare:,.0f}/s; ratio {ads / bare:.2f})"
+    )
     stream = b"".join(encode_frame(ItemAdded(f"SKU-{n}", 1 + n % 3, 100 + n)) for n in range(1000))
     decoder = FrameDecoder()
     started = time.perf_counter()
@@ -110,8 +112,10 @@ def parsers() -> None:
         decoder.feed(stream)
     frames = 20_000 / (time.perf_counter() - started)
     bare_split = rate(lambda: stream.split(b"\x03"), 2_000) * 1000
-    print(f"POS frame decoder {frames:12,.0f} frames/s           (bare bytes.split {bare_split:,.0f} frames/s; ratio {frames / bare_split:.3f})")
-    receipt = (Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pos" / "receipt_corner_market.hex")
+    print(
+        f"POS frame decoder {frames:12,.0f} frames/s           (bare bytes.split {bare_split:,.0f} frames/s; ratio {frames / bare_split:.3f})"
+    )
+    receipt = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pos" / "receipt_corner_market.hex"
     one = bytes.fromhex(" ".join(line.split("#", 1)[0] for line in receipt.read_text().splitlines()))
     tape = one * 200
     receipts = ReceiptDecoder()
@@ -197,7 +201,9 @@ async def load(seconds: float) -> None:
     camera.close()
     share = cpu / wall
     bare_share = bare_frame_s * n_frames / wall
-    print(f"load: {n_ads / wall:.0f} advertisements/s from 200 devices + camera {n_frames / wall:.1f} fps, {wall:.1f} s")
+    print(
+        f"load: {n_ads / wall:.0f} advertisements/s from 200 devices + camera {n_frames / wall:.1f} fps, {wall:.1f} s"
+    )
     print(f"  device path CPU  {share * 100:5.1f} % of one core   (target < 20 %)")
     print(f"  bare OpenCV part {bare_share * 100:5.1f} % of one core   (resize + MOG2 + zbar ×2 + QR detect, same frames;"
           f" ratio {share / bare_share:.2f})")  # fmt: skip

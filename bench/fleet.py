@@ -195,9 +195,11 @@ def wait_rows(dsn: str, want: int, timeout: float, cpu: Cpu | None = None) -> tu
                 if cpu is not None and start is not None and rows > start[0]:
                     end, per = cpu.sample(), 1000 / (rows - start[0])
                     d = {k: end[k] - start[1][k] for k in end}
-                    spent = (f"CPU s per 1,000 rows: workers {d['workers'] * per:.3f}, nats-servers"
-                             f" {d['nats'] * per:.3f}, postgres {d['postgres'] * per:.3f};"
-                             f" machine {d['busy'] / d['total']:.0%} busy ({os.cpu_count()} cores, other sessions included)")
+                    spent = (
+                        f"CPU s per 1,000 rows: workers {d['workers'] * per:.3f}, nats-servers"
+                        f" {d['nats'] * per:.3f}, postgres {d['postgres'] * per:.3f};"
+                        f" machine {d['busy'] / d['total']:.0%} busy ({os.cpu_count()} cores, other sessions included)"
+                    )
                 return int(rows), float(first or 0), float(last or 0), spent
             time.sleep(0.25)
 
@@ -217,8 +219,10 @@ def bare_copy(dsn: str) -> tuple[float, float, float]:
         conn.execute(f"CREATE TABLE bare_keyed (LIKE cdp_events INCLUDING DEFAULTS, {key})"
                      " PARTITION BY RANGE (received_month)")  # fmt: skip
         for i, month in enumerate(months):
-            conn.execute(f"CREATE TABLE bare_keyed_{i} PARTITION OF bare_keyed FOR VALUES FROM"
-                         f" ('{month}') TO ('{month}'::date + interval '1 month')")
+            conn.execute(
+                f"CREATE TABLE bare_keyed_{i} PARTITION OF bare_keyed FOR VALUES FROM"
+                f" ('{month}') TO ('{month}'::date + interval '1 month')"
+            )
         conn.execute("CREATE INDEX ON bare_indexed (user_id)")
         conn.execute("CREATE INDEX ON bare_keyed (user_id)")
         conn.commit()
@@ -258,8 +262,10 @@ def main() -> None:
         per_store = max(1, args.backlog // STORES)
         started = time.monotonic()
         let_out = run_stores(fleet, hub.urls, work, per_store)
-        print(f"backlog: {let_out} consented events of {per_store * STORES} from {STORES} stores"
-              f" published in {time.monotonic() - started:.1f} s")
+        print(
+            f"backlog: {let_out} consented events of {per_store * STORES} from {STORES} stores"
+            f" published in {time.monotonic() - started:.1f} s"
+        )
         results: dict[int, float] = {}
         postmaster = postmaster_pid(admin)
         copy_rate = indexed_rate = keyed_rate = fetch_rate = 0.0
@@ -279,14 +285,23 @@ def main() -> None:
             print(f"{n} worker(s): {rows} rows in {last - first:.2f} s = {results[n]:,.0f} rows/s; {spent}", flush=True)
             if not copy_rate:
                 copy_rate, indexed_rate, keyed_rate = bare_copy(dsn)
-                fetch_rate = asyncio.run(bare_fetch(hub.urls, hub.central_credentials,
-                                                    hub.central_config(fetch_batch=args.fetch_batch), let_out))
+                fetch_rate = asyncio.run(
+                    bare_fetch(
+                        hub.urls, hub.central_credentials, hub.central_config(fetch_batch=args.fetch_batch), let_out
+                    )
+                )
         base = results.get(1) or next(iter(results.values()))
-        print(f"workers  rows/s    vs 1 worker  vs bare COPY  vs COPY into keyed partitions (fetch_batch {args.fetch_batch})")
+        print(
+            f"workers  rows/s    vs 1 worker  vs bare COPY  vs COPY into keyed partitions (fetch_batch {args.fetch_batch})"
+        )
         for n, rate in results.items():
-            print(f"{n:>7}  {rate:>8,.0f}  {rate / base:>10.2f}x  {rate / copy_rate:>11.1%}  {rate / keyed_rate:>11.1%}")
-        print(f"bare COPY of the same rows: {copy_rate:,.0f} rows/s into a plain table, {indexed_rate:,.0f}"
-              f" with the job's key and index, {keyed_rate:,.0f} into a partitioned table with them")
+            print(
+                f"{n:>7}  {rate:>8,.0f}  {rate / base:>10.2f}x  {rate / copy_rate:>11.1%}  {rate / keyed_rate:>11.1%}"
+            )
+        print(
+            f"bare COPY of the same rows: {copy_rate:,.0f} rows/s into a plain table, {indexed_rate:,.0f}"
+            f" with the job's key and index, {keyed_rate:,.0f} into a partitioned table with them"
+        )
         print(f"bare nats-py fetch + ack of the same backlog (one client, no PostgreSQL): {fetch_rate:,.0f} msg/s")
         if args.seconds <= 0:
             return
@@ -307,8 +322,10 @@ def main() -> None:
                 " WITHIN GROUP (ORDER BY lag), count(*) FROM (SELECT extract(epoch FROM loaded_at"
                 " - received_at::timestamptz) AS lag FROM cdp_events) AS l"
             ).fetchone()
-        print(f"live: {sent} consented events at {args.rate:.0f} ev/s offered for {args.seconds:.0f} s,"
-              f" 2 workers: end-to-end lag p50 {p50:.2f} s, p99 {p99:.2f} s ({n_live} events)")
+        print(
+            f"live: {sent} consented events at {args.rate:.0f} ev/s offered for {args.seconds:.0f} s,"
+            f" 2 workers: end-to-end lag p50 {p50:.2f} s, p99 {p99:.2f} s ({n_live} events)"
+        )
 
 
 if __name__ == "__main__":

@@ -68,10 +68,8 @@ PEER_VERSION = "3.8.5"
 BENCH_CORE = "1"
 
 
-def _client(client_id: str, user: str, password: str, port: int, clean: bool = True,
-            inflight: int = 20) -> mqtt.Client:
-    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=mqtt.MQTTv5)
+def _client(client_id: str, user: str, password: str, port: int, clean: bool = True, inflight: int = 20) -> mqtt.Client:
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.max_inflight_messages_set(inflight)
     c.username_pw_set(user, password)
     props = Properties(PacketTypes.CONNECT)
@@ -84,13 +82,32 @@ def _client(client_id: str, user: str, password: str, port: int, clean: bool = T
 def _payload(i: int, prefix: str) -> str:
     """A ~200-byte event; each its own timestamp (the peer merges readings of equal time)."""
     at = f"2026-11-22T{10 + i // 3_600_000 % 10:02d}:{i // 60_000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
-    return json.dumps({"messageId": f"{prefix}-{i}", "event": "Product Added", "timestamp": at,
-                       "properties": {"sku": f"SKU-{i % 5000:05d}", "quantity": 1, "price": 2.49,
-                                      "currency": "EUR", "list": "aisle-07"}})
+    return json.dumps(
+        {
+            "messageId": f"{prefix}-{i}",
+            "event": "Product Added",
+            "timestamp": at,
+            "properties": {
+                "sku": f"SKU-{i % 5000:05d}",
+                "quantity": 1,
+                "price": 2.49,
+                "currency": "EUR",
+                "list": "aisle-07",
+            },
+        }
+    )
 
 
-def publish(n: int, prefix: str, user: str, password: str, port: int, rate: float = 0.0,
-            sent_at: dict[str, float] | None = None, topic: str = TOPIC) -> None:
+def publish(
+    n: int,
+    prefix: str,
+    user: str,
+    password: str,
+    port: int,
+    rate: float = 0.0,
+    sent_at: dict[str, float] | None = None,
+    topic: str = TOPIC,
+) -> None:
     c = _client(f"pub-{prefix}", user, password, port, inflight=1000)
     c.loop_start()
     start = time.perf_counter()
@@ -142,7 +159,8 @@ class Rig:
         enabled = "[features]\nenabled = []\n" if features == "none" else ""
         self.cfg_path.write_text(
             f'[store]\nid = "bench"\nstate_dir = "{self.tmp / "state"}"\n[mqtt]\nmode = "external"\n'
-            f'url = "mqtt://127.0.0.1:{self.port}"\n[http]\nport = 0\n{enabled}[log]\nlevel = "warning"\n')
+            f'url = "mqtt://127.0.0.1:{self.port}"\n[http]\nport = 0\n{enabled}[log]\nlevel = "warning"\n'
+        )
         self.config = schema.load(self.cfg_path, env={})
         with schema.open_journal(self.config) as journal:
             registry = DeviceRegistry(journal)
@@ -152,8 +170,11 @@ class Rig:
         self.widen_acl()
         conf = self.tmp / "mosquitto.conf"
         conf.write_text(mosquitto_conf(self.config.store.state_dir, "127.0.0.1", self.port, 5_000_000))
-        self.broker = subprocess.Popen(["taskset", "-c", BENCH_CORE, "mosquitto", "-c", str(conf)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.broker = subprocess.Popen(
+            ["taskset", "-c", BENCH_CORE, "mosquitto", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port("127.0.0.1", self.port, 10, self.broker)
         self.log = open(self.tmp / "gateway.log", "ab")
         self.db = sqlite3.connect(str(schema.journal_path(self.config)), timeout=30)
@@ -173,8 +194,12 @@ class Rig:
     def gateway(self, core: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start the gateway pinned to ``core`` and wait until it is online."""
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
-        gw = subprocess.Popen(["taskset", "-c", core, sys.executable, "-m", "edge.cli", "run", "--config",
-                               str(self.cfg_path)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        gw = subprocess.Popen(
+            ["taskset", "-c", core, sys.executable, "-m", "edge.cli", "run", "--config", str(self.cfg_path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         _wait_online(self.port, self.pub)
         return gw
 
@@ -191,9 +216,34 @@ class Rig:
         lines = self.tmp / f"{prefix}.lines"
         lines.write_text("".join(_payload(i, prefix) + "\n" for i in range(n)))
         with open(lines, "rb") as stdin:
-            subprocess.run(["taskset", "-c", BENCH_CORE, "mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
-                            "-u", self.pub.mqtt_username, "-P", self.pub.mqtt_password, "-V", "5", "-q", "1",
-                            "-M", "1000", "-t", topic, "-l"], stdin=stdin, check=True, timeout=600)
+            subprocess.run(
+                [
+                    "taskset",
+                    "-c",
+                    BENCH_CORE,
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-u",
+                    self.pub.mqtt_username,
+                    "-P",
+                    self.pub.mqtt_password,
+                    "-V",
+                    "5",
+                    "-q",
+                    "1",
+                    "-M",
+                    "1000",
+                    "-t",
+                    topic,
+                    "-l",
+                ],
+                stdin=stdin,
+                check=True,
+                timeout=600,
+            )
 
     def max_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
@@ -240,15 +290,21 @@ def run_drain(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
     def drain(prefix: str, extra_env: dict[str, str]) -> float:
         _stop(rig.gateway(args.core, extra_env))
         rig.publish(args.events, prefix)
-        gw = subprocess.Popen(["taskset", "-c", args.core, sys.executable, "-m", "edge.cli", "run", "--config",
-                               str(rig.cfg_path)], stdout=rig.log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1", **extra_env))
+        gw = subprocess.Popen(
+            ["taskset", "-c", args.core, sys.executable, "-m", "edge.cli", "run", "--config", str(rig.cfg_path)],
+            stdout=rig.log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **extra_env),
+        )
         like = (f"{prefix}-%",)
         try:
-            while rig.db.execute("SELECT COUNT(*) FROM events WHERE message_id LIKE ?", like).fetchone()[0] < args.events:
+            while (
+                rig.db.execute("SELECT COUNT(*) FROM events WHERE message_id LIKE ?", like).fetchone()[0] < args.events
+            ):
                 time.sleep(0.2)
-            first, last = rig.db.execute("SELECT MIN(received_ms), MAX(received_ms) FROM events"
-                                         " WHERE message_id LIKE ?", like).fetchone()
+            first, last = rig.db.execute(
+                "SELECT MIN(received_ms), MAX(received_ms) FROM events WHERE message_id LIKE ?", like
+            ).fetchone()
         finally:
             _stop(gw)
         return (args.events - 1) / ((last - first) / 1000)
@@ -264,8 +320,10 @@ def run_drain(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
     print(f"  ratio gateway / bare                 {gw_rate / bare_rate:10.2f}   (target >= 0.70)")
     print(f"  gateway, identifier guard off        {off_rate:10,.0f} events/s")
     print(f"  ratio guard on / off                 {gw_rate / off_rate:10.2f}   (target >= 0.90)")
-    print(f"  validate + guard + parse, in-process  {prepare_on:8.1f} us/event, guard matchers off {prepare_off:.1f}"
-          f" (ratio {prepare_off / prepare_on:.2f})")
+    print(
+        f"  validate + guard + parse, in-process  {prepare_on:8.1f} us/event, guard matchers off {prepare_off:.1f}"
+        f" (ratio {prepare_off / prepare_on:.2f})"
+    )
     return {"bare": bare_rate, "gateway": gw_rate, "ratio": gw_rate / bare_rate}
 
 
@@ -280,8 +338,9 @@ def run_live(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
             cursor = rig.max_seq()
             n_live = int(args.rate * args.seconds)
             prefix = f"live{run}"
-            publisher = threading.Thread(target=rig.publish, args=(n_live, prefix),
-                                         kwargs={"rate": args.rate, "sent_at": sent_at})
+            publisher = threading.Thread(
+                target=rig.publish, args=(n_live, prefix), kwargs={"rate": args.rate, "sent_at": sent_at}
+            )
             publisher.start()
             deadline = time.time() + args.seconds + 30
             while len(seen) < n_live and time.time() < deadline:
@@ -296,9 +355,11 @@ def run_live(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
             p50 = statistics.median(latencies)
             p99 = latencies[int(0.99 * (len(latencies) - 1))]
             p99s.append(p99)
-            print(f"live {args.rate:,.0f} events/s for {args.seconds:.0f} s (run {run + 1}/{args.repeat}): "
-                  f"publish->commit p50 {p50:.1f} ms, p99 {p99:.1f} ms   (target p99 <= 50 ms); "
-                  f"{len(latencies)}/{n_live} seen")
+            print(
+                f"live {args.rate:,.0f} events/s for {args.seconds:.0f} s (run {run + 1}/{args.repeat}): "
+                f"publish->commit p50 {p50:.1f} ms, p99 {p99:.1f} ms   (target p99 <= 50 ms); "
+                f"{len(latencies)}/{n_live} seen"
+            )
         rss = _rss(gw.pid)
     finally:
         _stop(gw)
@@ -327,13 +388,21 @@ def run_flood(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         rss = _rss(gw.pid)
     finally:
         _stop(gw)
-    result = {"rate": done / elapsed, "cpu_per_1000": cpu / done * 1000, "rss_peak_mb": rss["VmHWM"] / 1024,
-              "events": done}
-    print(f"flood — one publisher, {n} QoS 1 events of ~{len(_payload(0, 'flood0000000000'))} bytes, live; "
-          f"gateway pinned to core {args.core}, broker + publisher on core {BENCH_CORE}")
-    print(f"  gateway, committed before PUBACK      {result['rate']:10,.0f} events/s   "
-          f"{result['cpu_per_1000']:.3f} CPU-s/1,000 (target <= 0.12)   RSS peak {result['rss_peak_mb']:.0f} MB"
-          f" (target <= 120)   {done}/{n} committed")
+    result = {
+        "rate": done / elapsed,
+        "cpu_per_1000": cpu / done * 1000,
+        "rss_peak_mb": rss["VmHWM"] / 1024,
+        "events": done,
+    }
+    print(
+        f"flood — one publisher, {n} QoS 1 events of ~{len(_payload(0, 'flood0000000000'))} bytes, live; "
+        f"gateway pinned to core {args.core}, broker + publisher on core {BENCH_CORE}"
+    )
+    print(
+        f"  gateway, committed before PUBACK      {result['rate']:10,.0f} events/s   "
+        f"{result['cpu_per_1000']:.3f} CPU-s/1,000 (target <= 0.12)   RSS peak {result['rss_peak_mb']:.0f} MB"
+        f" (target <= 120)   {done}/{n} committed"
+    )
     return result
 
 
@@ -344,19 +413,34 @@ def run_peer(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
     platform_port = free_port()
     platform_conf = rig.tmp / "platform.conf"
     platform_conf.write_text(f"listener {platform_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    platform = subprocess.Popen(["taskset", "-c", BENCH_CORE, "mosquitto", "-c", str(platform_conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    platform = subprocess.Popen(
+        ["taskset", "-c", BENCH_CORE, "mosquitto", "-c", str(platform_conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port("127.0.0.1", platform_port, 10, platform)
     counter = _Platform(platform_port)
     config_dir = _peer_config(rig, python, platform_port)
     log = open(rig.tmp / "peer.log", "ab")
-    launcher = ("import thingsboard_gateway.tb_utility.tb_updater as u\n"
-                "u.TBUpdater.check_for_new_version = lambda self: None  # no update check: no traffic off this machine\n"
-                "from thingsboard_gateway.tb_gateway import main\nmain()\n")
-    env = dict(os.environ, TB_GW_CONFIG_DIR=str(config_dir) + "/", HTTP_PROXY="http://127.0.0.1:9",
-               HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost")
-    peer = subprocess.Popen(["taskset", "-c", args.core, str(python), "-c", launcher], cwd=rig.tmp / "peer",
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    launcher = (
+        "import thingsboard_gateway.tb_utility.tb_updater as u\n"
+        "u.TBUpdater.check_for_new_version = lambda self: None  # no update check: no traffic off this machine\n"
+        "from thingsboard_gateway.tb_gateway import main\nmain()\n"
+    )
+    env = dict(
+        os.environ,
+        TB_GW_CONFIG_DIR=str(config_dir) + "/",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    peer = subprocess.Popen(
+        ["taskset", "-c", args.core, str(python), "-c", launcher],
+        cwd=rig.tmp / "peer",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         # warm up: single events until one reaches the platform (connector subscribed, limits applied)
         deadline = time.time() + 120
@@ -389,13 +473,21 @@ def run_peer(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         counter.close()
         platform.terminate()
         platform.wait()
-    result = {"rate": done / elapsed, "cpu_per_1000": cpu / max(done, 1) * 1000,
-              "rss_peak_mb": rss["VmHWM"] / 1024, "events": done}
-    print(f"peer — ThingsBoard IoT Gateway {PEER_VERSION} (MQTT connector, SQLite storage, acks before storing),"
-          f" same workload, pinned to core {args.core}")
-    print(f"  peer, readings at the platform        {result['rate']:10,.0f} readings/s "
-          f"{result['cpu_per_1000']:.3f} CPU-s/1,000                RSS peak {result['rss_peak_mb']:.0f} MB"
-          f"                {done}/{n} forwarded")
+    result = {
+        "rate": done / elapsed,
+        "cpu_per_1000": cpu / max(done, 1) * 1000,
+        "rss_peak_mb": rss["VmHWM"] / 1024,
+        "events": done,
+    }
+    print(
+        f"peer — ThingsBoard IoT Gateway {PEER_VERSION} (MQTT connector, SQLite storage, acks before storing),"
+        f" same workload, pinned to core {args.core}"
+    )
+    print(
+        f"  peer, readings at the platform        {result['rate']:10,.0f} readings/s "
+        f"{result['cpu_per_1000']:.3f} CPU-s/1,000                RSS peak {result['rss_peak_mb']:.0f} MB"
+        f"                {done}/{n} forwarded"
+    )
     return result
 
 
@@ -406,8 +498,9 @@ class _Platform:
         self._ids: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self.last_at: float | None = None
-        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="platform",
-                        protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="platform", protocol=mqtt.MQTTv311
+        )
         c.on_message = self._on_message
         c.connect("127.0.0.1", port)
         c.subscribe("v1/#", qos=1)
@@ -418,8 +511,12 @@ class _Platform:
         if msg.topic.startswith("v1/devices/me/rpc/request/"):
             request = json.loads(msg.payload)
             if request.get("method") == "getSessionLimits":  # no limits: as fast as it can
-                reply = {"maxPayloadSize": 65536, "maxInflightMessages": 10000, "rateLimits": {},
-                         "gatewayRateLimits": {}}
+                reply = {
+                    "maxPayloadSize": 65536,
+                    "maxInflightMessages": 10000,
+                    "rateLimits": {},
+                    "gatewayRateLimits": {},
+                }
                 client.publish("v1/devices/me/rpc/response/" + msg.topic.rsplit("/", 1)[1], json.dumps(reply), qos=1)
             return
         if msg.topic != "v1/gateway/telemetry":
@@ -462,9 +559,21 @@ def _peer_python() -> Path:
 def _peer_config(rig: Rig, python: Path, platform_port: int) -> Path:
     """The peer's config dir: its shipped defaults, then the gateway, storage and connector set
     for this workload (logging at WARNING, statistics and remote configuration off)."""
-    shipped = Path(subprocess.run([str(python), "-c", "import thingsboard_gateway, os; "
-                                   "print(os.path.dirname(thingsboard_gateway.__file__))"],
-                                  check=True, capture_output=True, text=True).stdout.strip()) / "config"
+    shipped = (
+        Path(
+            subprocess.run(
+                [
+                    str(python),
+                    "-c",
+                    "import thingsboard_gateway, os; print(os.path.dirname(thingsboard_gateway.__file__))",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
+        / "config"
+    )
     config_dir = rig.tmp / "peer" / "config"
     (rig.tmp / "peer").mkdir(exist_ok=True)
     import shutil
@@ -481,44 +590,74 @@ def _peer_config(rig: Rig, python: Path, platform_port: int) -> Path:
     (config_dir / "logs.json").write_text(json.dumps(logs, indent=2))
     main = {
         "thingsboard": {
-            "host": "127.0.0.1", "port": platform_port, "remoteShell": False, "remoteConfiguration": False,
-            "latencyDebugMode": False, "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600,
-                                                      "customStatsSendPeriodInSeconds": 3600},
+            "host": "127.0.0.1",
+            "port": platform_port,
+            "remoteShell": False,
+            "remoteConfiguration": False,
+            "latencyDebugMode": False,
+            "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600, "customStatsSendPeriodInSeconds": 3600},
             "deviceFiltering": {"enable": False, "filterFile": "list.json"},
-            "maxPayloadSizeBytes": 8196, "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
-            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
-            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
+            "maxPayloadSizeBytes": 8196,
+            "minPackSendDelayMS": 50,
+            "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600,
+            "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"},
+            "qos": 1,
             "reportStrategy": {"type": "ON_RECEIVED"},
             "checkingDeviceActivity": {"checkDeviceInactivity": False},
         },
-        "storage": {"type": "sqlite", "data_file_path": str(rig.tmp / "peer" / "storage.db"),
-                    "messages_ttl_check_in_hours": 1, "messages_ttl_in_days": 7,
-                    "max_read_records_count": 1000, "writing_batch_size": 1000},
+        "storage": {
+            "type": "sqlite",
+            "data_file_path": str(rig.tmp / "peer" / "storage.db"),
+            "messages_ttl_check_in_hours": 1,
+            "messages_ttl_in_days": 7,
+            "max_read_records_count": 1000,
+            "writing_batch_size": 1000,
+        },
         "grpc": {"enabled": False},
         "connectors": [{"type": "mqtt", "name": "MQTT Broker Connector", "configuration": "bench_mqtt.json"}],
     }
     (config_dir / "tb_gateway.json").write_text(json.dumps(main, indent=2))
     connector = {
-        "broker": {"name": "store broker", "host": "127.0.0.1", "port": rig.port, "clientId": "tb-peer",
-                   "version": 5, "maxMessageNumberPerWorker": 10, "maxNumberOfWorkers": 100,
-                   "cleanSession": True, "cleanStart": True, "sessionExpiryInterval": 0,
-                   "security": {"type": "basic", "username": "sub1", "password": rig.sub.mqtt_password}},
-        "mapping": [{
-            "topicFilter": PEER_TOPIC, "subscriptionQos": 1,
-            "converter": {
-                "type": "json",
-                "deviceInfo": {"deviceNameExpressionSource": "constant", "deviceNameExpression": "pub1",
-                               "deviceProfileExpressionSource": "constant", "deviceProfileExpression": "pos"},
-                "sendDataOnlyOnChange": False, "timeout": 60000, "attributes": [],
-                "timeseries": [
-                    {"type": "string", "key": "messageId", "value": "${messageId}"},
-                    {"type": "string", "key": "event", "value": "${event}"},
-                    {"type": "string", "key": "sku", "value": "${properties.sku}"},
-                    {"type": "integer", "key": "quantity", "value": "${properties.quantity}"},
-                    {"type": "double", "key": "price", "value": "${properties.price}"},
-                ],
-            },
-        }],
+        "broker": {
+            "name": "store broker",
+            "host": "127.0.0.1",
+            "port": rig.port,
+            "clientId": "tb-peer",
+            "version": 5,
+            "maxMessageNumberPerWorker": 10,
+            "maxNumberOfWorkers": 100,
+            "cleanSession": True,
+            "cleanStart": True,
+            "sessionExpiryInterval": 0,
+            "security": {"type": "basic", "username": "sub1", "password": rig.sub.mqtt_password},
+        },
+        "mapping": [
+            {
+                "topicFilter": PEER_TOPIC,
+                "subscriptionQos": 1,
+                "converter": {
+                    "type": "json",
+                    "deviceInfo": {
+                        "deviceNameExpressionSource": "constant",
+                        "deviceNameExpression": "pub1",
+                        "deviceProfileExpressionSource": "constant",
+                        "deviceProfileExpression": "pos",
+                    },
+                    "sendDataOnlyOnChange": False,
+                    "timeout": 60000,
+                    "attributes": [],
+                    "timeseries": [
+                        {"type": "string", "key": "messageId", "value": "${messageId}"},
+                        {"type": "string", "key": "event", "value": "${event}"},
+                        {"type": "string", "key": "sku", "value": "${properties.sku}"},
+                        {"type": "integer", "key": "quantity", "value": "${properties.quantity}"},
+                        {"type": "double", "key": "price", "value": "${properties.price}"},
+                    ],
+                },
+            }
+        ],
         "requestsMapping": {},
     }
     (config_dir / "bench_mqtt.json").write_text(json.dumps(connector, indent=2))
@@ -527,17 +666,29 @@ def _peer_config(rig: Rig, python: Path, platform_port: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["all", "drain", "live", "flood", "peer"], default="all",
-                        help="what to run (default all: drain, live, then flood + peer)")
+    parser.add_argument(
+        "--mode",
+        choices=["all", "drain", "live", "flood", "peer"],
+        default="all",
+        help="what to run (default all: drain, live, then flood + peer)",
+    )
     parser.add_argument("--events", type=int, default=50_000, help="drain: backlog size (default 50,000)")
     parser.add_argument("--flood-events", type=int, default=20_000, help="flood/peer: events published (20,000)")
     parser.add_argument("--rate", type=float, default=2000.0, help="live: events/s (default 2,000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="live: seconds per run (default 10)")
     parser.add_argument("--repeat", type=int, default=5, help="live: consecutive runs (default 5)")
-    parser.add_argument("--features", choices=["default", "none"], default="default",
-                        help="gateway features: the config's default set, or none (default: default)")
-    parser.add_argument("--publisher", choices=["c", "paho"], default="c",
-                        help="flood/peer publisher: mosquitto_pub -l (default) or a paho client")
+    parser.add_argument(
+        "--features",
+        choices=["default", "none"],
+        default="default",
+        help="gateway features: the config's default set, or none (default: default)",
+    )
+    parser.add_argument(
+        "--publisher",
+        choices=["c", "paho"],
+        default="c",
+        help="flood/peer publisher: mosquitto_pub -l (default) or a paho client",
+    )
     parser.add_argument("--core", default="0", help="the core the measured process is pinned to (default 0)")
     parser.add_argument("--bare-subscriber", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--subscribe-only", action="store_true", help=argparse.SUPPRESS)
@@ -566,9 +717,11 @@ def main() -> None:
             ours = run_flood(rig, args)
         if args.mode in ("all", "peer"):
             theirs = run_peer(rig, args)
-            print(f"  ratio gateway / peer: events/s {ours['rate'] / theirs['rate']:.2f} (target >= 3), "
-                  f"CPU per event {theirs['cpu_per_1000'] / ours['cpu_per_1000']:.2f}x less, "
-                  f"RSS peak {ours['rss_peak_mb'] / theirs['rss_peak_mb']:.2f}")
+            print(
+                f"  ratio gateway / peer: events/s {ours['rate'] / theirs['rate']:.2f} (target >= 3), "
+                f"CPU per event {theirs['cpu_per_1000'] / ours['cpu_per_1000']:.2f}x less, "
+                f"RSS peak {ours['rss_peak_mb'] / theirs['rss_peak_mb']:.2f}"
+            )
     finally:
         rig.close()
     print("(absolute figures depend on the machine and its load: compare the ratios from one run)")

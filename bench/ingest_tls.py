@@ -54,8 +54,12 @@ def _flood(host: str, port: int, context: ssl.SSLContext | None, creds, topic: s
     c.loop_start()
     infos = []
     for i in range(n):
-        body = {"messageId": f"{prefix}-{i}", "event": "Product Added", "timestamp": "2026-11-22T10:00:00.000Z",
-                "properties": {"sku": f"SKU-{i % 5000:05d}", "quantity": 1, "price": 2.49}}
+        body = {
+            "messageId": f"{prefix}-{i}",
+            "event": "Product Added",
+            "timestamp": "2026-11-22T10:00:00.000Z",
+            "properties": {"sku": f"SKU-{i % 5000:05d}", "quantity": 1, "price": 2.49},
+        }
         infos.append(c.publish(topic, json.dumps(body), qos=1))
     for info in infos:
         info.wait_for_publish(120)
@@ -92,13 +96,23 @@ def run(events: int, core: str, rounds: int = 2) -> None:
     listeners = network.prepare(port)
     network.record(0)
     conf = tmp / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(config.store.state_dir, "127.0.0.1", port, 5_000_000, listeners=listeners,
-                                   broker=config.broker, pki=network.pki))
+    conf.write_text(
+        mosquitto_conf(
+            config.store.state_dir,
+            "127.0.0.1",
+            port,
+            5_000_000,
+            listeners=listeners,
+            broker=config.broker,
+            pki=network.pki,
+        )
+    )
     other = "1" if core == "0" else "0"
 
     def start_broker() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["taskset", "-c", other, "mosquitto", "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["taskset", "-c", other, "mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         (broker_dir(config.store.state_dir) / "mosquitto.pid").write_text(f"{proc.pid}\n")
         wait_for_port("127.0.0.1", port, 10, proc)
         return proc
@@ -112,8 +126,12 @@ def run(events: int, core: str, rounds: int = 2) -> None:
     topic = "retail/v1/bench/pos/pub1/events"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(tmp / "gateway.log", "ab")
-    gw = subprocess.Popen(["taskset", "-c", core, sys.executable, "-m", "edge.cli", "run", "--config", str(cfg_path)],
-                          stdout=log, stderr=subprocess.STDOUT, env=env)
+    gw = subprocess.Popen(
+        ["taskset", "-c", core, sys.executable, "-m", "edge.cli", "run", "--config", str(cfg_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     db = sqlite3.connect(str(schema.journal_path(config)), timeout=30)
     rates: dict[str, list[float]] = {"plain": [], "tls": []}
     try:
@@ -134,7 +152,9 @@ def run(events: int, core: str, rounds: int = 2) -> None:
                                      str(network.pki.ca_path), tls_port[0], str(tls_port[1])],
                                     stdout=subprocess.PIPE, text=True) for w in range(WORKERS)]  # fmt: skip
         for worker in workers:
-            assert worker.stdout is not None and worker.stdout.readline().strip() == "up", "storm clients did not connect"
+            assert worker.stdout is not None and worker.stdout.readline().strip() == "up", (
+                "storm clients did not connect"
+            )
         time.sleep(1.0)
         cpu_before = _cpu_s(gw.pid)
         broker.send_signal(signal.SIGTERM)
@@ -160,14 +180,22 @@ def run(events: int, core: str, rounds: int = 2) -> None:
         broker.terminate()
         broker.wait()
     plain, tls = statistics.median(rates["plain"]), statistics.median(rates["tls"])
-    print(f"TLS ingest benchmark — {events} QoS 1 events per run, device -> broker -> gateway journal; "
-          f"gateway pinned to core {core}, broker and publisher on core {other}")
-    print(f"  plaintext device listener      {plain:10,.0f} events/s   (runs: {', '.join(f'{x:,.0f}' for x in rates['plain'])})")
-    print(f"  MQTT over TLS (8883 role)      {tls:10,.0f} events/s   (runs: {', '.join(f'{x:,.0f}' for x in rates['tls'])})")
+    print(
+        f"TLS ingest benchmark — {events} QoS 1 events per run, device -> broker -> gateway journal; "
+        f"gateway pinned to core {core}, broker and publisher on core {other}"
+    )
+    print(
+        f"  plaintext device listener      {plain:10,.0f} events/s   (runs: {', '.join(f'{x:,.0f}' for x in rates['plain'])})"
+    )
+    print(
+        f"  MQTT over TLS (8883 role)      {tls:10,.0f} events/s   (runs: {', '.join(f'{x:,.0f}' for x in rates['tls'])})"
+    )
     print(f"  ratio TLS / plaintext          {tls / plain:10.2f}   (target >= 0.80)")
-    print(f"  reconnect storm: {STORM} TLS devices + the gateway back {storm_s:.1f} s after a broker restart; "
-          f"gateway CPU meanwhile {storm_cpu:.2f} s ({100 * storm_cpu / storm_s:.0f} % of its core; "
-          f"the restarted broker {broker_cpu:.2f} s)")
+    print(
+        f"  reconnect storm: {STORM} TLS devices + the gateway back {storm_s:.1f} s after a broker restart; "
+        f"gateway CPU meanwhile {storm_cpu:.2f} s ({100 * storm_cpu / storm_s:.0f} % of its core; "
+        f"the restarted broker {broker_cpu:.2f} s)"
+    )
 
 
 def _wait_gateway(address: tuple[str, int], creds) -> None:

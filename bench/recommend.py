@@ -52,13 +52,16 @@ def synthetic_model(out: Path, n: int, rng: np.random.Generator) -> None:
         w_ctx=rng.normal(0, 0.2, (CTX_DIM, n)).astype(np.float32),
         prior=(-np.log1p(np.arange(n)) - 3).astype(np.float32),
         repeat=rng.uniform(0.5, 2, n).astype(np.float32),
-        a_basket=3.0, a_user=1.0, category=rng.integers(0, n_cat, n),
-        category_share=np.full(n_cat, 1 / n_cat, np.float32), a_taste=1.0, taste_prior=5.0,
+        a_basket=3.0,
+        a_user=1.0,
+        category=rng.integers(0, n_cat, n),
+        category_share=np.full(n_cat, 1 / n_cat, np.float32),
+        a_taste=1.0,
+        taste_prior=5.0,
         partners=rng.integers(0, n, (n, WIDTH)).astype(np.int32),
         partner_weights=rng.uniform(0, 0.3, (n, WIDTH)).astype(np.float32),
     )
-    catalog = Catalog([CatalogItem(f"S{i:06d}", f"item {i}", f"c{i % n_cat}", 1.0, 0.3)
-                       for i in range(n)])
+    catalog = Catalog([CatalogItem(f"S{i:06d}", f"item {i}", f"c{i % n_cat}", 1.0, 0.3) for i in range(n)])
     kernel = HistoryKernel(np.full(SHAPE, 0.1), np.full(n, 10.0))
     write_model_dir(out, params, catalog, kernel, created="2026-01-01T00:00:00")
 
@@ -81,16 +84,13 @@ def bench(n: int, root: Path) -> None:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     # the same session options as Recommender.load (which pre-packs the table by default)
-    bare = ort.InferenceSession(str(out / "model.onnx"), options,
-                                providers=["CPUExecutionProvider"])
+    bare = ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
     skus = rec.catalog.skus
     requests = []
     for _ in range(64):
         basket = [skus[i] for i in rng.integers(0, n, 5)]
-        history = [(skus[i], float(w)) for i, w in zip(rng.integers(0, n, 20),
-                                                       rng.uniform(0, 1, 20), strict=True)]
-        requests.append((basket, history, Context(hour=int(rng.integers(0, 24)),
-                                                  weekday=int(rng.integers(0, 7)))))
+        history = [(skus[i], float(w)) for i, w in zip(rng.integers(0, n, 20), rng.uniform(0, 1, 20), strict=True)]
+        requests.append((basket, history, Context(hour=int(rng.integers(0, 24)), weekday=int(rng.integers(0, 7)))))
 
     def feeds(reqs: list) -> dict[str, np.ndarray]:
         b = np.array([[rec.catalog.index(s) for s in r[0]] for r in reqs], dtype=np.int64)
@@ -139,15 +139,19 @@ def bench(n: int, root: Path) -> None:
     b50, b99 = percentiles(bare_ns)
     size = (out / "model.onnx").stat().st_size / 2**20
     print(f"\n== {n:,} SKUs, dim {DIM}, model.onnx {size:.1f} MiB, 1 intra-op thread ==")
-    print(f"load (verify sha256 + catalog + session + warm-up): {load_s * 1000:.0f} ms; "
-          f"RSS {rss0:.0f} → {rss1:.0f} MiB (+{rss1 - rss0:.0f}), after bare session "
-          f"{rss_mib():.0f} MiB")
+    print(
+        f"load (verify sha256 + catalog + session + warm-up): {load_s * 1000:.0f} ms; "
+        f"RSS {rss0:.0f} → {rss1:.0f} MiB (+{rss1 - rss0:.0f}), after bare session "
+        f"{rss_mib():.0f} MiB"
+    )
     print(f"{'single request':<22}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'  Recommender':<22}{w50:>10.3f}{w99:>10.3f}")
     print(f"{'  bare session.run':<22}{b50:>10.3f}{b99:>10.3f}")
     print(f"{'  ratio':<22}{w50 / b50:>10.2f}{w99 / b99:>10.2f}")
-    print(f"batch {BATCH} throughput: Recommender {wrap_tp:,.0f} req/s, bare {bare_tp:,.0f} req/s,"
-          f" ratio {bare_tp / wrap_tp:.2f}")
+    print(
+        f"batch {BATCH} throughput: Recommender {wrap_tp:,.0f} req/s, bare {bare_tp:,.0f} req/s,"
+        f" ratio {bare_tp / wrap_tp:.2f}"
+    )
     rec.close()
 
 

@@ -125,8 +125,9 @@ async def bare_http(url: str, prebuilt: list[bytes]) -> float:
     async with httpx.AsyncClient(base_url=url, auth=httpx.BasicAuth("bench", ""), timeout=30) as client:
         t0 = time.perf_counter()
         for body in prebuilt:
-            r = await client.post("/v1/batch", content=body, headers={"content-encoding": "gzip",
-                                                                      "content-type": "application/json"})
+            r = await client.post(
+                "/v1/batch", content=body, headers={"content-encoding": "gzip", "content-type": "application/json"}
+            )
             r.raise_for_status()
         return time.perf_counter() - t0
 

@@ -58,14 +58,18 @@ def library_text(n: int = 200) -> str:
     for i in range(n):
         kind = i % 10
         zone = ZONES[i % len(ZONES)]
-        head = ['[[triggers]]', f'id = "t{i:03d}"', "version = 1", 'audience = "anonymous"', "holdout = 0.15"]
+        head = ["[[triggers]]", f'id = "t{i:03d}"', "version = 1", 'audience = "anonymous"', "holdout = 0.15"]
         if kind < 6:  # 120 event triggers: a zone and a SKU range
-            sig = (f'signal = {{ kind = "event", event = "Product Viewed", where = {{ "properties.zoneId" = "{zone}",'
-                   f' "properties.price" = {{ gte = {i % 7} }}, channel = "kiosk" }} }}')
+            sig = (
+                f'signal = {{ kind = "event", event = "Product Viewed", where = {{ "properties.zoneId" = "{zone}",'
+                f' "properties.price" = {{ gte = {i % 7} }}, channel = "kiosk" }} }}'
+            )
             act = 'action = { touchpoint = "display", content = "fixed" }'
         elif kind < 8:  # 40 sequences: viewed, not added within 10 min
-            sig = (f'signal = {{ kind = "sequence", event = "Product Viewed", then_not = "Product Added", same = "sku",'
-                   f' within_minutes = 10, where = {{ "properties.zoneId" = "{zone}" }} }}')
+            sig = (
+                f'signal = {{ kind = "sequence", event = "Product Viewed", then_not = "Product Added", same = "sku",'
+                f' within_minutes = 10, where = {{ "properties.zoneId" = "{zone}" }} }}'
+            )
             act = 'action = { touchpoint = "kiosk", content = "fixed" }'
         elif kind == 8:  # 20 dwells
             sig = f'signal = {{ kind = "dwell", zone = "{zone}", minutes = 3 }}'
@@ -73,9 +77,18 @@ def library_text(n: int = 200) -> str:
         else:  # 20 basket complements
             sig = 'signal = { kind = "complement", where = { channel = "pos" } }'
             act = 'action = { touchpoint = "pos", content = "fixed" }'
-        out += [*head, sig, act, "contact = { per_unit_day = 2, per_visit = 1 }",
-                "[[triggers.variants]]", 'id = "a"', f'offer = {{ offerId = "o{i}a", title = "A {i}" }}',
-                "[[triggers.variants]]", 'id = "b"', f'offer = {{ offerId = "o{i}b", title = "B {i}" }}']
+        out += [
+            *head,
+            sig,
+            act,
+            "contact = { per_unit_day = 2, per_visit = 1 }",
+            "[[triggers.variants]]",
+            'id = "a"',
+            f'offer = {{ offerId = "o{i}a", title = "A {i}" }}',
+            "[[triggers.variants]]",
+            'id = "b"',
+            f'offer = {{ offerId = "o{i}b", title = "B {i}" }}',
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -94,22 +107,36 @@ MATCH_EVERY = 20  # one event in N is in a zone with triggers (--match sets it)
 
 def _event(i: int, matching: bool, visits: int) -> dict[str, Any]:
     zone = ZONES[(i // MATCH_EVERY) % len(ZONES)] if matching else "elsewhere"
-    return {"type": "track", "event": "Product Viewed", "messageId": f"bench-{i}", "anonymousId": f"visit-{i % visits}",
-            "properties": {"sku": f"SKU{i % 5000:05d}", "zoneId": zone, "price": float(i % 9)}}
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": f"bench-{i}",
+        "anonymousId": f"visit-{i % visits}",
+        "properties": {"sku": f"SKU{i % 5000:05d}", "zoneId": zone, "price": float(i % 9)},
+    }
 
 
 class Rig:
     def __init__(self, tmp: Path, with_triggers: bool, library: Path) -> None:
-        self.journal = Journal(tmp / "journal.db", synchronous="normal",
-                               migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS))
+        self.journal = Journal(
+            tmp / "journal.db", synchronous="normal", migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS)
+        )
         self.registry = CollectorRegistry()
         self.ingestor = Ingestor(self.journal, IngestMetrics(self.registry), max_batch=2000, linger_ms=1.0)
         self.component = None
         self.committed: dict[str, int] = {}
         if with_triggers:
             config = parse_config({"triggers": {"path": str(library)}}, CONFIG_SECTIONS, {})
-            ctx = GatewayContext(config=config, state_dir=tmp, journal=self.journal, bus=self.ingestor,
-                                 publisher=Recorder(), metrics=self.registry, clock=time.time, topic_root="retail/v1/b/")
+            ctx = GatewayContext(
+                config=config,
+                state_dir=tmp,
+                journal=self.journal,
+                bus=self.ingestor,
+                publisher=Recorder(),
+                metrics=self.registry,
+                clock=time.time,
+                topic_root="retail/v1/b/",
+            )
             self.component = build(ctx)
             self.ingestor.attach(self.component)
         self.ingestor.start()
@@ -142,7 +169,10 @@ async def throughput(tmp: Path, with_triggers: bool, library: Path, n: int, tag:
         cpu = time.process_time()
         pending = []
         for j in range(0, n, batch):
-            events = [_event(i, i % MATCH_EVERY == 0, 10_000) | {"messageId": f"{tag}-{i}"} for i in range(j, min(n, j + batch))]
+            events = [
+                _event(i, i % MATCH_EVERY == 0, 10_000) | {"messageId": f"{tag}-{i}"}
+                for i in range(j, min(n, j + batch))
+            ]
             pending.append(asyncio.create_task(rig.ingestor.publish(SOURCE, events)))
             if len(pending) >= 40:
                 await asyncio.gather(*pending)
@@ -200,7 +230,10 @@ async def latency(tmp: Path, library: Path, rate: float, seconds: float) -> tupl
             delay = target - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            events = [_event(k, k % MATCH_EVERY == 0, 50_000) | {"messageId": f"lat-{k}"} for k in range(i, min(n, i + per_step))]
+            events = [
+                _event(k, k % MATCH_EVERY == 0, 50_000) | {"messageId": f"lat-{k}"}
+                for k in range(i, min(n, i + per_step))
+            ]
             tasks.append(asyncio.create_task(rig.ingestor.publish(SOURCE, events)))
             i += per_step
         await asyncio.gather(*tasks)
@@ -228,9 +261,15 @@ def memory_per_10k(library: Path) -> tuple[int, int]:
 
     lib = load_library(library)
     ev = Evaluator(lib, consent=Consent(), catalog=Catalog())
-    events = [make_event("Product Viewed", 1_767_600_000_000 + i, anonymous_id=f"visit-{i}",
-                         properties={"sku": f"SKU{i % 5000:05d}", "zoneId": ZONES[i % len(ZONES)], "price": 3.0})
-              for i in range(10_000)]
+    events = [
+        make_event(
+            "Product Viewed",
+            1_767_600_000_000 + i,
+            anonymous_id=f"visit-{i}",
+            properties={"sku": f"SKU{i % 5000:05d}", "zoneId": ZONES[i % len(ZONES)], "price": 3.0},
+        )
+        for i in range(10_000)
+    ]
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
@@ -247,10 +286,18 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=2000.0, help="events/s for the latency run")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     ap.add_argument("--events", type=int, default=40_000, help="events per throughput run")
-    ap.add_argument("--match", type=float, default=0.05, help="share of events in a zone that has triggers"
-                    " (each such event matches that zone's 10 triggers)")
-    ap.add_argument("--pin", action="store_true", help="pin this process to one core (a Pi core's stand-in;"
-                    " leave off on a loaded shared machine, where the CPU-time ratio is the figure to read)")
+    ap.add_argument(
+        "--match",
+        type=float,
+        default=0.05,
+        help="share of events in a zone that has triggers (each such event matches that zone's 10 triggers)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin this process to one core (a Pi core's stand-in;"
+        " leave off on a loaded shared machine, where the CPU-time ratio is the figure to read)",
+    )
     args = ap.parse_args()
     global MATCH_EVERY
     MATCH_EVERY = max(1, round(1 / args.match))
@@ -280,18 +327,26 @@ def main() -> int:
         with_t = statistics.median(r[i] for r in out["rates"]["with"])
         runs_wo = ", ".join(f"{r[i]:,.0f}" for r in out["rates"]["without"])
         runs_w = ", ".join(f"{r[i]:,.0f}" for r in out["rates"]["with"])
-        print(f"ingest throughput, {what}: without triggers {without:,.0f} events/s ({runs_wo}); with 200 triggers"
-              f" {with_t:,.0f} events/s ({runs_w}); ratio with/without {with_t / without:.2f} (target >= 0.80)")
+        print(
+            f"ingest throughput, {what}: without triggers {without:,.0f} events/s ({runs_wo}); with 200 triggers"
+            f" {with_t:,.0f} events/s ({runs_w}); ratio with/without {with_t / without:.2f} (target >= 0.80)"
+        )
     lat = sorted(out["lat"])
     if lat:
         p50 = lat[len(lat) // 2]
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"signal committed -> offer published at {out['achieved']:,} events/s offered ({out['n']:,} events,"
-              f" {len(lat):,} firings published): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 50 ms)")
-    print(f"workload: 200 triggers (120 event, 40 sequence, 20 dwell, 20 complement), 1 event in {MATCH_EVERY}"
-          " in a zone with triggers")
-    print(f"memory: {mem / 1e6:.1f} MB for 10,000 live visits with {pending:,} pending timers"
-          f" ({mem / 10_000:.0f} bytes a visit)")
+        print(
+            f"signal committed -> offer published at {out['achieved']:,} events/s offered ({out['n']:,} events,"
+            f" {len(lat):,} firings published): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 50 ms)"
+        )
+    print(
+        f"workload: 200 triggers (120 event, 40 sequence, 20 dwell, 20 complement), 1 event in {MATCH_EVERY}"
+        " in a zone with triggers"
+    )
+    print(
+        f"memory: {mem / 1e6:.1f} MB for 10,000 live visits with {pending:,} pending timers"
+        f" ({mem / 10_000:.0f} bytes a visit)"
+    )
     return 0
 
 

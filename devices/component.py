@@ -181,9 +181,7 @@ class DevicesComponent:
         return no_offers
 
     # -- simulator hooks -------------------------------------------------------------------
-    def attach_pos_ports(
-        self, basket: str | None, receipt: str | None = None, display: str | None = None
-    ) -> None:
+    def attach_pos_ports(self, basket: str | None, receipt: str | None = None, display: str | None = None) -> None:
         """Simulated mode: the pty paths the POS adapter should open."""
         if self._pos_ports is None:
             self._pos_ports = asyncio.get_running_loop().create_future()

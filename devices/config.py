@@ -67,7 +67,8 @@ class PresenceConfig:
     exit_dbm: float = doc(-80.0, "trimmed-mean RSSI (dBm) below which it leaves; must be below enter_dbm")
     window_s: float = doc(10.0, "seconds of RSSI readings averaged", _positive)
     trim_fraction: float = doc(
-        0.2, "share of the highest and of the lowest readings dropped before averaging",
+        0.2,
+        "share of the highest and of the lowest readings dropped before averaging",
         lambda v: None if 0 <= v < 0.5 else "must be within [0, 0.5)",
     )
     min_samples: int = doc(3, "readings needed in the window before a decision", _positive)
@@ -126,7 +127,8 @@ class PosConfig:
     )
     decimal_separator: Literal[".", ","] = doc(".", "decimal separator of receipt amounts ('.' or ',')")
     receipt_item_pattern: str = doc(
-        DEFAULT_ITEM, "regex of an item line: groups name, amount ({amount}), optional qty and sku",
+        DEFAULT_ITEM,
+        "regex of an item line: groups name, amount ({amount}), optional qty and sku",
         _pattern_with("name", "amount"),
     )
     receipt_total_pattern: str = doc(
@@ -139,11 +141,13 @@ class PosConfig:
         "epson", "pole display commands: 'epson' (ESC/POS customer display, DM-D) or 'cd5220'"
     )
     display_code_page: str = doc(
-        "cp437", "character table selected on the display (epson: ESC t); text outside it is transliterated",
+        "cp437",
+        "character table selected on the display (epson: ESC t); text outside it is transliterated",
         _display_code_page,
     )
     display_country: str = doc(
-        "usa", "national character set of the display (epson ESC R / cd5220 ESC f): usa, uk, germany, france",
+        "usa",
+        "national character set of the display (epson ESC R / cd5220 ESC f): usa, uk, germany, france",
         _country,
     )
     display_idle_s: float = doc(120.0, "clear the pole display after this many seconds without a new offer", _positive)

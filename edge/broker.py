@@ -119,7 +119,9 @@ def mosquitto_conf(
 
 def _listener_lines(listener: Listener, directory: Path, pki: StorePki | None) -> list[str]:
     # TLS listeners: devices only; the loopback plaintext one (tests, on-box tools) also takes the gateway's user
-    passwd = {"gateway": "passwd-gateway", "shared": "passwd", "plaintext": "passwd"}.get(listener.role, "passwd-devices")
+    passwd = {"gateway": "passwd-gateway", "shared": "passwd", "plaintext": "passwd"}.get(
+        listener.role, "passwd-devices"
+    )
     lines = ["", f"listener {listener.port} {listener.host}", "allow_anonymous false",
              f"acl_file {directory / 'acl'}"]  # fmt: skip
     if listener.role != "gateway":  # the gateway's listener keeps free client ids: it may take over a session
@@ -221,7 +223,7 @@ class ManagedBroker:
         if executable is None:
             raise BrokerError(
                 f"{self.binary!r} not found: install Mosquitto (apt-get install mosquitto) "
-                "or set mqtt.mode = \"external\""
+                'or set mqtt.mode = "external"'
             )
         directory = broker_dir(self.state_dir)
         self._stop_stale(directory / "mosquitto.pid")

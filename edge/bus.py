@@ -61,8 +61,6 @@ class PublishResult:
 class EventBus(Protocol):
     """What adapters publish into. Implemented by :class:`edge.ingest.Ingestor`."""
 
-    async def publish(
-        self, source: Source, events: Sequence[Mapping[str, Any]]
-    ) -> PublishResult:
+    async def publish(self, source: Source, events: Sequence[Mapping[str, Any]]) -> PublishResult:
         """Validate, enrich and durably journal ``events``; returns after the commit."""
         ...

@@ -205,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8080, help="HTTP port (a free one if taken)")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int, default=1, help="simulation seed")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after this many real seconds (0: run until Ctrl-C)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many real seconds (0: run until Ctrl-C)"
+    )
     p.set_defaults(func=cmd_demo)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
@@ -215,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = config.add_parser("reference", help="print the configuration reference (markdown)")
     p.set_defaults(func=cmd_config_reference)
 
-    devices = sub.add_parser("devices", help="the device registry").add_subparsers(dest="devices_command", required=True)
+    devices = sub.add_parser("devices", help="the device registry").add_subparsers(
+        dest="devices_command", required=True
+    )
     p = devices.add_parser("add", help="register a device; prints its provisioning bundle (JSON: URLs, credentials, "
                            "CA certificate) once")  # fmt: skip
     p.add_argument("--kind", required=True, choices=sorted({"kiosk", "display", "tablet", "pos", "ops"}))

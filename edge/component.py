@@ -38,6 +38,7 @@ __all__ = [
     "Writer",
 ]
 
+
 @dataclass(frozen=True)
 class GatewayContext:
     """What every feature is given: the gateway's core parts (other features' services come as

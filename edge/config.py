@@ -62,7 +62,6 @@ class Config:
         return Config(sections, self.source)
 
 
-
 def config_file(path: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
     """Which file a command reads: ``path`` (``--config``) if given, else ``$EDGE_CONFIG``, else
     :data:`DEFAULT_CONFIG` if present; None: built-in defaults only."""
@@ -85,9 +84,7 @@ def section_keys(schema: Mapping[str, type]) -> list[tuple[str, str, Any, str]]:
     return rows
 
 
-def load_config(
-    path: Path | None, schema: Mapping[str, type], env: Mapping[str, str] | None = None
-) -> Config:
+def load_config(path: Path | None, schema: Mapping[str, type], env: Mapping[str, str] | None = None) -> Config:
     """Read ``path`` (or only defaults when ``None``), apply ``EDGE_*`` overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:

@@ -64,8 +64,9 @@ async def serve(path: Path, handlers: Mapping[str, Handler]) -> AsyncIterator[as
             path.unlink()
 
 
-async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     handlers: Mapping[str, Handler]) -> None:
+async def _serve_one(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handlers: Mapping[str, Handler]
+) -> None:
     try:
         answer = await _answer(reader, writer, handlers)
         writer.write(json.dumps(answer).encode() + b"\n")
@@ -78,8 +79,9 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             await writer.wait_closed()
 
 
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  handlers: Mapping[str, Handler]) -> dict[str, Any]:
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handlers: Mapping[str, Handler]
+) -> dict[str, Any]:
     if not _peer_allowed(writer.get_extra_info("socket")):
         return {"error": "forbidden", "detail": "only the gateway's user or root may use this socket"}
     try:

@@ -205,8 +205,9 @@ def parse_event(
     user_id = _optional_id(raw, "userId")
     if user_id is not None and not TOKEN_PATTERN.match(user_id):
         raise InvalidEvent(
-            "raw_identifier", "userId must be a customer token (ct_…); send raw identifiers"
-            " as properties.identifiers so the gateway can pseudonymise them"
+            "raw_identifier",
+            "userId must be a customer token (ct_…); send raw identifiers"
+            " as properties.identifiers so the gateway can pseudonymise them",
         )
     anonymous_id = _optional_id(raw, "anonymousId")
     if kind == "identify" and user_id is None and anonymous_id is None:
@@ -246,8 +247,7 @@ def parse_event(
 def _raw_traits(traits: Any) -> bool:
     if not isinstance(traits, dict):
         return False
-    return any(k in traits and not (isinstance(traits[k], str) and TOKEN_PATTERN.match(traits[k]))
-               for k in _RAW_TRAITS)
+    return any(k in traits and not (isinstance(traits[k], str) and TOKEN_PATTERN.match(traits[k])) for k in _RAW_TRAITS)
 
 
 def _check_call(kind: str, raw: Mapping[str, Any]) -> None:
@@ -317,9 +317,7 @@ def iso_ms(unix_ms: int) -> str:
 
 @functools.lru_cache(maxsize=64)  # a busy gateway stamps many events within one millisecond
 def _iso(unix_ms: int) -> str:
-    return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _size(raw: Mapping[str, Any]) -> int:

@@ -217,7 +217,9 @@ class Gateway:
             else:
                 self.broker_address = _parse_url(cfg.mqtt.url)
                 await asyncio.to_thread(lambda: network.prepare(self.broker_address[1], broker_running=True))
-            self.device_broker_address = network.listener("plaintext") or network.listener("mqtts") or self.broker_address
+            self.device_broker_address = (
+                network.listener("plaintext") or network.listener("mqtts") or self.broker_address
+            )
             ingestor = Ingestor(journal, metrics, queue_max=cfg.ingest.queue_max,
                                 max_batch=cfg.ingest.max_batch, linger_ms=cfg.ingest.linger_ms,
                                 clock=self.clock, guard=_guard(cfg, metrics))  # fmt: skip
@@ -288,8 +290,12 @@ class Gateway:
                     while not server.started and not serving.done():
                         await asyncio.sleep(0.01)
                     self.ready.set()
-                    notify(f"READY=1\nSTATUS=serving {self.http_url}, broker {self.broker_address[0]}:{self.broker_address[1]}")
-                    log.info("gateway %s ready: http %s, broker %s:%d", cfg.store.id, self.http_url, *self.broker_address)
+                    notify(
+                        f"READY=1\nSTATUS=serving {self.http_url}, broker {self.broker_address[0]}:{self.broker_address[1]}"
+                    )
+                    log.info(
+                        "gateway %s ready: http %s, broker %s:%d", cfg.store.id, self.http_url, *self.broker_address
+                    )
                     await self._stop.wait()
                     notify("STOPPING=1")
                     server.should_exit = True
@@ -350,8 +356,10 @@ def _guard(cfg: Config, metrics: IngestMetrics) -> IdentifierGuard:
     except AttributeError:  # a schema without the decisioning feature's sections
         region = "US"
     return IdentifierGuard(
-        region, loyalty_patterns=cfg.guard.loyalty_patterns,
-        app_id_patterns=cfg.guard.app_id_patterns, trait_allow=cfg.guard.trait_allow,
+        region,
+        loyalty_patterns=cfg.guard.loyalty_patterns,
+        app_id_patterns=cfg.guard.app_id_patterns,
+        trait_allow=cfg.guard.trait_allow,
         identifiers=cfg.guard.identifiers,
         count=lambda kind, n: metrics.identifiers_masked.labels(kind).inc(n),
         dropped=metrics.traits_dropped.inc,

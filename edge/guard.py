@@ -82,13 +82,17 @@ def _patterns(value: list[str]) -> str | None:
 @dataclass(frozen=True)
 class GuardConfig:
     loyalty_patterns: list[str] = doc(
-        [], "Regular expressions of this retailer's loyalty numbers as they may appear in free text"
+        [],
+        "Regular expressions of this retailer's loyalty numbers as they may appear in free text"
         " (e.g. `LOY-\\d{4}-\\d{4}-\\d{4}`); found anywhere outside identifier fields they are"
-        " replaced by `[loyaltyId]`.", _patterns,
+        " replaced by `[loyaltyId]`.",
+        _patterns,
     )
     app_id_patterns: list[str] = doc(
-        [], "Regular expressions of the store app's ids (e.g. `app-[a-z0-9]{3}-[0-9a-f]{12}`);"
-        " found outside identifier fields they are replaced by `[appId]`.", _patterns,
+        [],
+        "Regular expressions of the store app's ids (e.g. `app-[a-z0-9]{3}-[0-9a-f]{12}`);"
+        " found outside identifier fields they are replaced by `[appId]`.",
+        _patterns,
     )
     trait_allow: list[str] = doc(
         list(DEFAULT_TRAIT_ALLOW),
@@ -96,7 +100,8 @@ class GuardConfig:
         " every other trait (names, addresses, birth dates, free text) is dropped at ingest.",
     )
     identifiers: bool = doc(
-        True, "Look for identifiers in every string. Turn off only to measure the guard's cost"
+        True,
+        "Look for identifiers in every string. Turn off only to measure the guard's cost"
         " (`bench/ingest.py`): text, numbers and nesting are still checked, identifiers outside"
         " identifier fields are then stored as sent.",
     )
@@ -190,9 +195,7 @@ class IdentifierGuard:
             kept[key] = self._value(kept[key], depth + 1, found, mask=key not in IDENTIFIER_KEYS)
         return kept
 
-    def _mapping(
-        self, value: dict[str, Any], depth: int, found: _Found, keep: tuple[str, ...] = ()
-    ) -> dict[str, Any]:
+    def _mapping(self, value: dict[str, Any], depth: int, found: _Found, keep: tuple[str, ...] = ()) -> dict[str, Any]:
         if depth > MAX_DEPTH:
             raise InvalidEvent("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
         rebuilt: dict[str, Any] | None = None
@@ -270,8 +273,12 @@ class IdentifierGuard:
             return False
         if data is None:
             data = text.encode("utf-8", errors="replace")
-        if not ("@" in text or "%" in text or len(data) - len(data.translate(None, _DIGITS)) >= 7
-                or (self._configured is not None and self._configured.search(text) is not None)):
+        if not (
+            "@" in text
+            or "%" in text
+            or len(data) - len(data.translate(None, _DIGITS)) >= 7
+            or (self._configured is not None and self._configured.search(text) is not None)
+        ):
             return False
         return _NO_IDENTIFIER.match(text) is None
 
@@ -352,7 +359,11 @@ class IdentifierGuard:
                     out["…"] = "…"
                     break
                 name = self._lenient(str(key), depth + 1)
-                out[name] = "[identifier]" if key in IDENTIFIER_KEYS or key in ("identifiers", "userId", "previousId") else self._lenient(item, depth + 1)
+                out[name] = (
+                    "[identifier]"
+                    if key in IDENTIFIER_KEYS or key in ("identifiers", "userId", "previousId")
+                    else self._lenient(item, depth + 1)
+                )
             return out
         if isinstance(value, list):
             return [self._lenient(v, depth + 1) for v in value[:16]]

@@ -105,8 +105,7 @@ def create_app(
         """Prometheus metrics (ops token)."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/events", tags=["events"], openapi_extra=openapi.EVENTS_BODY,
-              responses={200: openapi.EVENTS_ANSWER})
+    @app.post("/v1/events", tags=["events"], openapi_extra=openapi.EVENTS_BODY, responses={200: openapi.EVENTS_ANSWER})
     async def post_events(
         request: Request, who: Principal = Depends(require("kiosk", "display", "tablet", "pos"))
     ) -> JSONResponse:

@@ -164,8 +164,11 @@ class Ingestor:
                 raw_events = shape(raw_events, document)
         except InvalidEvent as exc:
             return _Item(
-                source, [], [DeadLetter(_label(source), exc.reason, exc.detail, payload, self.excerpt(payload))],
-                [Rejection(0, exc.reason, exc.detail)], None,
+                source,
+                [],
+                [DeadLetter(_label(source), exc.reason, exc.detail, payload, self.excerpt(payload))],
+                [Rejection(0, exc.reason, exc.detail)],
+                None,
             )
         return self.prepare(source, raw_events, payload)
 
@@ -336,7 +339,6 @@ class Ingestor:
                 except Exception:
                     log.exception("ingest listener %r failed", listener)
 
-
     def _isolate(self, batch: list[_Item]) -> CommitResult:
         """The group commit failed on some event's data: bisect to find the events the journal
         cannot store, commit every other event, refuse and dead-letter the offenders (so MQTT
@@ -403,8 +405,14 @@ def _storable(letter: DeadLetter) -> DeadLetter:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     excerpt = None if letter.excerpt is None else safe(letter.excerpt)
-    return DeadLetter(safe(letter.source), safe(letter.reason), safe(letter.detail), letter.payload, excerpt,
-                      tuple(safe(s) for s in letter.subjects))
+    return DeadLetter(
+        safe(letter.source),
+        safe(letter.reason),
+        safe(letter.detail),
+        letter.payload,
+        excerpt,
+        tuple(safe(s) for s in letter.subjects),
+    )
 
 
 def _is_data_error(exc: BaseException) -> bool:

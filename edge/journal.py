@@ -187,21 +187,29 @@ def never_reuse_seqs(db: sqlite_utils.Database) -> None:
     then hand their seqs to the next events — which the outbox, whose cursor is past them,
     would never send. AUTOINCREMENT keeps seqs increasing; the table is rebuilt once, with every
     index other features created on it, and the sequence starts past every cursor."""
-    indexes = [r[0] for r in db.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]
+    indexes = [
+        r[0]
+        for r in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL"
+        )
+    ]
     table_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
-    db.execute(table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
-        "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1))
+    db.execute(
+        table_sql.replace("CREATE TABLE events", "CREATE TABLE events_v3", 1).replace(
+            "seq INTEGER PRIMARY KEY", "seq INTEGER PRIMARY KEY AUTOINCREMENT", 1
+        )
+    )
     db.execute("INSERT INTO events_v3 SELECT * FROM events")
     db.execute("DROP TABLE events")
     db.execute("ALTER TABLE events_v3 RENAME TO events")
     for sql in indexes:
         db.execute(sql)
     high = db.execute(
-        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),"
-        " COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))").fetchone()[0]
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), COALESCE((SELECT MAX(seq) FROM sink_cursors), 0))"
+    ).fetchone()[0]
     db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
     db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", [high])
+
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +229,7 @@ def _run_writer(conn: sqlite3.Connection, writer: CommitWriter, events: Sequence
         return False
     conn.execute("RELEASE commit_writer")
     return True
+
 
 INSERT_EVENT = (
     "INSERT INTO events (message_id, type, event, user_id, anonymous_id, device_id, channel,"
@@ -249,9 +258,7 @@ class Journal:
         self._savepoints = 0  # depth of nested transaction() calls, under the lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
-            )
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA secure_delete=ON")
@@ -361,9 +368,7 @@ class Journal:
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         db = sqlite_utils.Database(self._conn)
         with self._lock:
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)"
-            )
+            self._conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
             done = {row[0] for row in self._conn.execute("SELECT name FROM _migrations")}
             for migration in migrations:
                 if migration.name in done:
@@ -371,9 +376,7 @@ class Journal:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     migration.apply(db)
-                    self._conn.execute(
-                        "INSERT INTO _migrations VALUES (?, ?)", (migration.name, _now_ms())
-                    )
+                    self._conn.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.name, _now_ms()))
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -385,7 +388,9 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = (),
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[DeadLetter] = (),
         writers: Sequence[CommitWriter] = (),
     ) -> CommitResult:
         """Write ``events`` and ``dead_letters`` in one transaction (group commit).
@@ -402,9 +407,11 @@ class Journal:
                     refused: Sequence[str | None] = ()
                     if admission is not None and events:
                         refused = tuple(admission.admit(conn, events))
-                    kept = events if not any(refused) else [
-                        e for e, reason in zip(events, refused, strict=True) if reason is None
-                    ]
+                    kept = (
+                        events
+                        if not any(refused)
+                        else [e for e, reason in zip(events, refused, strict=True) if reason is None]
+                    )
                     inserted = self._insert_events(conn, kept)
                     if kept is not events:
                         flags = iter(inserted)
@@ -486,11 +493,15 @@ class Journal:
         start = self.cursor(sink) if after is None else after
         out: list[JournalRecord] = []
         total = 0
-        rows = self.reader().execute(
-            "SELECT seq, message_id, event, user_id, received_ms, sync_allowed, body"
-            " FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (start, limit),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                "SELECT seq, message_id, event, user_id, received_ms, sync_allowed, body"
+                " FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (start, limit),
+            )
+            .fetchall()
+        )
         for row in rows:
             size = len(row[6])
             if out and total + size > max_bytes:
@@ -638,13 +649,9 @@ class Journal:
                 "SELECT COUNT(*), MIN(received_ms), MAX(received_ms) FROM events"
             ).fetchone()
             by_name = dict(
-                conn.execute(
-                    "SELECT COALESCE(event, type), COUNT(*) FROM events GROUP BY 1 ORDER BY 2 DESC"
-                ).fetchall()
+                conn.execute("SELECT COALESCE(event, type), COUNT(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall()
             )
-            dead = dict(
-                conn.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY 1").fetchall()
-            )
+            dead = dict(conn.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY 1").fetchall())
             cursors = dict(conn.execute("SELECT sink, seq FROM sink_cursors").fetchall())
             max_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
@@ -664,9 +671,7 @@ class Journal:
     def erase_user(self, user_id: str) -> int:
         """Delete every event about ``user_id`` and flush the WAL so no copy stays behind."""
         with self.transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM events WHERE user_id = ? OR instr(body, ?) > 0", (user_id, user_id)
-            )
+            cur = conn.execute("DELETE FROM events WHERE user_id = ? OR instr(body, ?) > 0", (user_id, user_id))
             removed = cur.rowcount
         self.checkpoint()
         return removed
@@ -674,9 +679,7 @@ class Journal:
     def prune(self, older_than_ms: int) -> int:
         """Retention: delete events received before ``older_than_ms``."""
         with self.transaction() as conn:
-            removed = conn.execute(
-                "DELETE FROM events WHERE received_ms < ?", (older_than_ms,)
-            ).rowcount
+            removed = conn.execute("DELETE FROM events WHERE received_ms < ?", (older_than_ms,)).rowcount
         return removed
 
     def checkpoint(self) -> None:

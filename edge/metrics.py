@@ -13,29 +13,38 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.accepted = Counter(
-            "edge_events_accepted", "Events newly committed to the journal", ["transport"],
+            "edge_events_accepted",
+            "Events newly committed to the journal",
+            ["transport"],
             registry=self.registry,
         )
         self.duplicates = Counter(
-            "edge_events_duplicate", "Events whose messageId was already journaled", ["transport"],
+            "edge_events_duplicate",
+            "Events whose messageId was already journaled",
+            ["transport"],
             registry=self.registry,
         )
         self.rejected = Counter(
-            "edge_events_rejected", "Inputs refused, by reason", ["transport", "reason"],
+            "edge_events_rejected",
+            "Inputs refused, by reason",
+            ["transport", "reason"],
             registry=self.registry,
         )
         self.commit_seconds = Histogram(
-            "edge_journal_commit_seconds", "Time of one group commit",
+            "edge_journal_commit_seconds",
+            "Time of one group commit",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
         self.commit_events = Histogram(
-            "edge_journal_commit_events", "Events per group commit",
+            "edge_journal_commit_events",
+            "Events per group commit",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
             registry=self.registry,
         )
         self.commit_failures = Counter(
-            "edge_journal_commit_failures", "Group commits that failed (nothing was acknowledged)",
+            "edge_journal_commit_failures",
+            "Group commits that failed (nothing was acknowledged)",
             registry=self.registry,
         )
         self.writer_failures = Counter(
@@ -46,14 +55,18 @@ class IngestMetrics:
         self.isolated = Counter(
             "edge_journal_isolated",
             "Events set aside (refused, dead-lettered) because the journal could not store them;"
-            " the rest of their group commit was stored", registry=self.registry,
+            " the rest of their group commit was stored",
+            registry=self.registry,
         )
         self.identifiers_masked = Counter(
-            "edge_identifiers_masked", "Raw identifiers found outside identifier fields and replaced"
-            " by a marker, by kind", ["kind"], registry=self.registry,
+            "edge_identifiers_masked",
+            "Raw identifiers found outside identifier fields and replaced by a marker, by kind",
+            ["kind"],
+            registry=self.registry,
         )
         self.traits_dropped = Counter(
-            "edge_traits_dropped", "Personal traits dropped at ingest (not in guard.trait_allow)",
+            "edge_traits_dropped",
+            "Personal traits dropped at ingest (not in guard.trait_allow)",
             registry=self.registry,
         )
         self.queue_depth = Gauge(

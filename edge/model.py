@@ -33,12 +33,17 @@ def _positive(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    dir: str = doc("", "Recommender directory (model.onnx, manifest.json, catalog.csv); empty: the shipped default model.")
+    dir: str = doc(
+        "", "Recommender directory (model.onnx, manifest.json, catalog.csv); empty: the shipped default model."
+    )
     intra_op_threads: int = doc(1, "ONNX Runtime threads inside one inference (1 suits a Pi core).", _positive)
     inter_op_threads: int = doc(1, "ONNX Runtime threads across graph nodes.", _positive)
     max_basket: int = doc(64, "Basket items passed to the model; longer baskets keep the latest.", _positive)
     max_history: int = doc(128, "Personal history items passed to the model.", _positive)
-    prepack: bool = doc(True, "Let ONNX Runtime keep a packed copy of the scoring table: ≈ 400 bytes per SKU of RAM (19 MiB at 50,000 SKUs) for micro-batches ≈ 3× faster; false for the tightest memory.")
+    prepack: bool = doc(
+        True,
+        "Let ONNX Runtime keep a packed copy of the scoring table: ≈ 400 bytes per SKU of RAM (19 MiB at 50,000 SKUs) for micro-batches ≈ 3× faster; false for the tightest memory.",
+    )
 
 
 CONFIG_SECTIONS: dict[str, type] = {"model": ModelConfig}
@@ -96,7 +101,6 @@ class ModelComponent(ComponentBase):
 
     def readiness(self) -> Mapping[str, Callable[[], bool]]:
         return {"model": lambda: self.holder.current is not None}
-
 
 
 def build(ctx: GatewayContext) -> ModelComponent:

@@ -57,26 +57,63 @@ _CALL: dict[str, Any] = {
 }
 _SCHEMAS: dict[str, Any] = {
     "Error": ERROR_SCHEMA,
-    "Rejection": {"type": "object", "required": ["index", "reason", "detail"], "properties": {
-        "index": {"type": "integer"}, "reason": {"type": "string"}, "detail": {"type": "string"}}},
+    "Rejection": {
+        "type": "object",
+        "required": ["index", "reason", "detail"],
+        "properties": {"index": {"type": "integer"}, "reason": {"type": "string"}, "detail": {"type": "string"}},
+    },
     "SegmentCall": _CALL,
-    "SegmentBatch": {"type": "object", "title": "SegmentBatch", "required": ["batch"], "properties": {
-        "batch": {"type": "array", "maxItems": 2500, "items": {"$ref": "#/components/schemas/SegmentCall"}},
-        "context": {"type": "object"}, "sentAt": {"type": "string"}}},
-    "EventsAccepted": {"type": "object", "properties": {
-        "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
-        "messageIds": {"type": "array", "items": {"type": "string"}},
-        "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/Rejection"}}}},
-    "SegmentSuccess": {"type": "object", "required": ["success"], "properties": {
-        "success": {"type": "boolean", "enum": [True]}, "accepted": {"type": "integer"},
-        "duplicates": {"type": "integer"}, "messageIds": {"type": "array", "items": {"type": "string"}},
-        "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/Rejection"}}}},
+    "SegmentBatch": {
+        "type": "object",
+        "title": "SegmentBatch",
+        "required": ["batch"],
+        "properties": {
+            "batch": {"type": "array", "maxItems": 2500, "items": {"$ref": "#/components/schemas/SegmentCall"}},
+            "context": {"type": "object"},
+            "sentAt": {"type": "string"},
+        },
+    },
+    "EventsAccepted": {
+        "type": "object",
+        "properties": {
+            "accepted": {"type": "integer"},
+            "duplicates": {"type": "integer"},
+            "messageIds": {"type": "array", "items": {"type": "string"}},
+            "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/Rejection"}},
+        },
+    },
+    "SegmentSuccess": {
+        "type": "object",
+        "required": ["success"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [True]},
+            "accepted": {"type": "integer"},
+            "duplicates": {"type": "integer"},
+            "messageIds": {"type": "array", "items": {"type": "string"}},
+            "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/Rejection"}},
+        },
+    },
 }
-EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "oneOf": [{"$ref": "#/components/schemas/SegmentBatch"}, {"$ref": "#/components/schemas/SegmentCall"},
-              {"type": "array", "items": {"$ref": "#/components/schemas/SegmentCall"}}]}}}}}
-EVENTS_ANSWER: dict[str, Any] = {"description": "Committed; refusals listed by index", "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/EventsAccepted"}}}}
+EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/SegmentBatch"},
+                        {"$ref": "#/components/schemas/SegmentCall"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/SegmentCall"}},
+                    ]
+                }
+            }
+        },
+    }
+}
+EVENTS_ANSWER: dict[str, Any] = {
+    "description": "Committed; refusals listed by index",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventsAccepted"}}},
+}
 _ANSWERS = {
     400: "Malformed input: not JSON, wrong type, every event refused (reasons listed)",
     401: "No or unknown device token (Bearer, or Basic with the token as write key)",
@@ -106,8 +143,10 @@ def install(app: FastAPI, roles_by_route: Callable[[FastAPI], dict[tuple[str, st
                     codes += [400, 413]
                 answers = operation.setdefault("responses", {})
                 for code in sorted(codes):
-                    answers[str(code)] = {"description": _ANSWERS[code], "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                    answers[str(code)] = {
+                        "description": _ANSWERS[code],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    }
                 if authenticated:
                     operation["security"] = [{"bearer": []}, {"writeKey": []}]
                     roles_text = ", ".join(sorted(roles[(method.upper(), path)]))

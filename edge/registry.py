@@ -99,9 +99,7 @@ class DeviceRegistry:
 
     def add(self, kind: str, device_id: str) -> Credentials:
         if kind not in REGISTERED_KINDS:
-            raise RegistryError(
-                f"unknown kind {kind!r}: use one of {', '.join(sorted(REGISTERED_KINDS))}"
-            )
+            raise RegistryError(f"unknown kind {kind!r}: use one of {', '.join(sorted(REGISTERED_KINDS))}")
         if not _ID.match(device_id) or device_id.startswith(GATEWAY_USER):  # the gateway's user and client ids
             raise RegistryError(
                 f"device id {device_id!r} is invalid: 1–63 of a-z, 0-9, '-', '_', starting alphanumeric"
@@ -123,9 +121,11 @@ class DeviceRegistry:
                 raise RegistryError(f"no device {device_id!r}")
 
     def devices(self) -> list[Device]:
-        rows = self._journal.reader().execute(
-            "SELECT device_id, kind, enabled, created_ms FROM devices ORDER BY device_id"
-        ).fetchall()
+        rows = (
+            self._journal.reader()
+            .execute("SELECT device_id, kind, enabled, created_ms FROM devices ORDER BY device_id")
+            .fetchall()
+        )
         return [Device(r[0], r[1], bool(r[2]), r[3]) for r in rows]
 
     def get(self, device_id: str) -> Device | None:
@@ -133,10 +133,14 @@ class DeviceRegistry:
 
     def by_token(self, token: str) -> Device | None:
         digest = _token_hash(token)
-        row = self._journal.reader().execute(  # never waits behind a group commit
-            "SELECT device_id, kind, enabled, created_ms, token_sha256 FROM devices WHERE token_sha256 = ?",
-            (digest,),
-        ).fetchone()
+        row = (
+            self._journal.reader()
+            .execute(  # never waits behind a group commit
+                "SELECT device_id, kind, enabled, created_ms, token_sha256 FROM devices WHERE token_sha256 = ?",
+                (digest,),
+            )
+            .fetchone()
+        )
         if row is None or not hmac.compare_digest(row[4], digest) or not row[2]:
             return None
         return Device(row[0], row[1], bool(row[2]), row[3])

@@ -19,7 +19,6 @@ from edge.settings import FEATURES
 __all__ = ["FEATURES", "config_schema", "journal_path", "load", "migrations", "open_journal"]
 
 
-
 def _features() -> list[Any]:
     found = []
     for name in FEATURES:

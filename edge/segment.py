@@ -128,8 +128,11 @@ def router(*, store_id: str, ingestor: Ingestor, max_body_bytes: int) -> APIRout
             return await handle(call, request, who)
 
         endpoint.__doc__ = summary
-        body = {"$ref": "#/components/schemas/SegmentBatch"} if call == "batch" else {
-            "$ref": "#/components/schemas/SegmentCall"}
+        body = (
+            {"$ref": "#/components/schemas/SegmentBatch"}
+            if call == "batch"
+            else {"$ref": "#/components/schemas/SegmentCall"}
+        )
         routes.add_api_route(
             f"/v1/{call}", endpoint, methods=["POST"], name=f"segment_{call}", summary=summary,
             responses={200: {"description": "Committed (Segment's success body plus the gateway's counts)",
@@ -137,8 +140,7 @@ def router(*, store_id: str, ingestor: Ingestor, max_body_bytes: int) -> APIRout
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}},
         )  # fmt: skip
 
-    add("batch", "Segment batch: {\"batch\": [calls of any type]}, at most 500 KB and 2,500 events.")
+    add("batch", 'Segment batch: {"batch": [calls of any type]}, at most 500 KB and 2,500 events.')
     for call in CALL_TYPES:
         add(call, f"Segment {call} call (one event of type {call}), at most 32 KB.")
     return routes
-

@@ -52,8 +52,11 @@ class JournalConfig:
     )
     dead_letter_max: int = doc(10_000, "Rows kept in the dead-letter table (oldest go first).", _positive)
     retention_days: int = doc(
-        395, "Days personal data is kept (events and every personal table: consent, profiles,"
-        " exposures, redemptions, app keys, dead letters) before it is pruned.", _positive)
+        395,
+        "Days personal data is kept (events and every personal table: consent, profiles,"
+        " exposures, redemptions, app keys, dead letters) before it is pruned.",
+        _positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class MqttConfig:
     mosquitto_binary: str = doc("mosquitto", "Mosquitto executable for `managed` mode.")
     client_id: str = doc("", "Gateway MQTT client id; empty means `edge-gateway-<store.id>`.")
     session_expiry_s: int = doc(
-        604_800, "MQTT 5 session expiry: how long the broker queues events while the gateway is down.",
+        604_800,
+        "MQTT 5 session expiry: how long the broker queues events while the gateway is down.",
         _positive,
     )
     receive_maximum: int = doc(
@@ -92,7 +96,8 @@ class IngestConfig:
     queue_max: int = doc(20_000, "Inputs waiting for the journal writer before backpressure.", _positive)
     max_batch: int = doc(2_000, "Most events in one group commit.", _positive)
     linger_ms: float = doc(
-        1.0, "How long the journal writer waits for more events before a commit that is not full:"
+        1.0,
+        "How long the journal writer waits for more events before a commit that is not full:"
         " larger group commits under load for at most this much added latency (0: none).",
         lambda v: None if 0 <= v <= 100 else "must be 0–100",
     )
@@ -103,9 +108,7 @@ class FeaturesConfig:
     enabled: list[str] = doc(
         list(FEATURES),
         "Features the gateway builds (recommender, decisioning, triggers, store devices, CDP sync), always in that dependency order whatever the order here (edge/gateway.py); remove one to run without it.",
-        lambda names: None
-        if set(names) <= set(FEATURES)
-        else f"known features: {', '.join(FEATURES)}",
+        lambda names: None if set(names) <= set(FEATURES) else f"known features: {', '.join(FEATURES)}",
     )
 
 

@@ -87,7 +87,9 @@ def provisioning_urls(config: Config, network: dict[str, Any]) -> dict[str, str]
     else:
         urls["http"] = f"http://{http_host}:{http['port']}"
     if config.broker.plaintext_hosts:
-        urls["mqtt"] = f"mqtt://{config.broker.plaintext_hosts[0]}:{ports.get('plaintext', config.broker.plaintext_port)}"
+        urls["mqtt"] = (
+            f"mqtt://{config.broker.plaintext_hosts[0]}:{ports.get('plaintext', config.broker.plaintext_port)}"
+        )
     return urls
 
 

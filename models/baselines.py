@@ -132,8 +132,13 @@ class Baselines:
             scores: np.ndarray = _scaled(tifu(rows) - tie) + self.beta * _scaled(item_knn(rows) - tie) + tie
             return scores
 
-        yield from (("popularity", popularity), ("personal_top_frequency", personal),
-                    ("item_knn", item_knn), ("tifu_knn", tifu), ("tifu_item_knn", hybrid))
+        yield from (
+            ("popularity", popularity),
+            ("personal_top_frequency", personal),
+            ("item_knn", item_knn),
+            ("tifu_knn", tifu),
+            ("tifu_item_knn", hybrid),
+        )
 
 
 def personal_counts(req: Requests, rows: slice, n: int) -> np.ndarray:
@@ -153,8 +158,9 @@ def neighbour_mean(vec: np.ndarray, near: np.ndarray) -> np.ndarray:
     return pick @ vec.astype(np.float32)  # float32: a ranking reference, 2× faster
 
 
-def tifu_scores(vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: float,
-                others: np.ndarray | None = None) -> np.ndarray:
+def tifu_scores(
+    vec: np.ndarray, cust: np.ndarray, near: np.ndarray, alpha: float, others: np.ndarray | None = None
+) -> np.ndarray:
     """α·u + (1 − α)·mean of the neighbours' vectors (``others`` if already computed);
     customers unseen in training (−1) score 0."""
     own = np.where(cust[:, None] >= 0, vec[np.maximum(cust, 0)], 0.0)
@@ -177,8 +183,9 @@ def cosine_similarity(ds: Dataset) -> tuple[np.ndarray, Sparse]:
     return counts, co.where(slice(None), co.vals / (norm[co.rows] * norm[co.cols]))
 
 
-def _tune_tifu(fit: Dataset, val: Requests, counts: np.ndarray, cosine: Sparse
-               ) -> tuple[dict[str, float], float, dict[str, Any]]:
+def _tune_tifu(
+    fit: Dataset, val: Requests, counts: np.ndarray, cosine: Sparse
+) -> tuple[dict[str, float], float, dict[str, Any]]:
     tie: np.ndarray = counts / max(counts.max(), 1.0) * 1e-3
     code = {c: i for i, c in enumerate(fit.customer_ids)}
     cust = np.array([code.get(c, -1) for c in val.customer_ids])
@@ -196,8 +203,7 @@ def _tune_tifu(fit: Dataset, val: Requests, counts: np.ndarray, cosine: Sparse
             m_ = ranking_metrics(top_k(scores, val.baskets, 10), val.hidden)
             value = m_["recall@10"] + m_["ndcg@10"]
             if value > best[0] + 1e-9:
-                best = (value, {"group_size": m, "r_basket": rb, "r_group": rg, "alpha": alpha,
-                                "neighbours": k})
+                best = (value, {"group_size": m, "r_basket": rb, "r_group": rg, "alpha": alpha, "neighbours": k})
     t = best[1]
     vec = tifu_vectors(fit, int(t["group_size"]), t["r_basket"], t["r_group"])
     near = np.zeros((len(val), min(int(t["neighbours"]), len(vec) - 1)), np.int64)
@@ -222,7 +228,6 @@ def fit_baselines(train: Dataset, fit: Dataset, val: Requests) -> tuple[Baseline
         tifu, beta, info = _tune_tifu(fit, val, fit_counts, fit_cos)
     else:  # too little to tune on: a middle-of-the-grid setting
         tifu = {"group_size": 3, "r_basket": 0.9, "r_group": 0.7, "alpha": 0.9, "neighbours": 300}
-        beta, info = 0.2, {"validation_requests": len(val), "tifu_knn": tifu,
-                           "tifu_item_knn_beta": 0.2}
+        beta, info = 0.2, {"validation_requests": len(val), "tifu_knn": tifu, "tifu_item_knn_beta": 0.2}
     counts, cosine = cosine_similarity(train)
     return Baselines(counts, cosine, tifu, beta, train), info

@@ -43,7 +43,6 @@ class Catalog:
             raise ValueError("duplicate sku in catalog")
         self.skus: list[str] = [item.sku for item in self._items]
 
-
     def __len__(self) -> int:
         return len(self._items)
 

@@ -18,8 +18,7 @@ def _cutoff(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--cutoff {text!r} is not an ISO date or time (e.g. 2026-03-01)") from None
+        raise argparse.ArgumentTypeError(f"--cutoff {text!r} is not an ISO date or time (e.g. 2026-03-01)") from None
 
 
 def _split(args: argparse.Namespace) -> tuple[str, datetime | None] | None:
@@ -34,18 +33,24 @@ def _split(args: argparse.Namespace) -> tuple[str, datetime | None] | None:
 
 
 def _add_split(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", choices=("last", "time"), default="last",
-                        help="held-out baskets: each customer's last (default), or with "
-                             "'time' each customer's first on or after --cutoff")
-    parser.add_argument("--cutoff", type=_cutoff, default=None,
-                        help="with --split time: ISO date; earlier baskets train")
+    parser.add_argument(
+        "--split",
+        choices=("last", "time"),
+        default="last",
+        help="held-out baskets: each customer's last (default), or with "
+        "'time' each customer's first on or after --cutoff",
+    )
+    parser.add_argument(
+        "--cutoff", type=_cutoff, default=None, help="with --split time: ISO date; earlier baskets train"
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from .simulate import simulate_store
 
-    summary = simulate_store(Path(args.out), seed=args.seed, customers=args.customers,
-                             days=args.days, skus=args.skus, quiet=args.quiet)
+    summary = simulate_store(
+        Path(args.out), seed=args.seed, customers=args.customers, days=args.days, skus=args.skus, quiet=args.quiet
+    )
     if not args.quiet:
         print(f"wrote {summary['orders']} orders ({summary['lines']} lines) to {args.out}")
     return 0
@@ -60,9 +65,15 @@ def _train(args: argparse.Namespace) -> int:
     if split is None:
         return 2
     try:
-        manifest = train_model(Path(args.data), Path(args.out), quiet=args.quiet,
-                               config=TrainConfig(dim=args.dim), top_k=args.top_k,
-                               split=split[0], cutoff=split[1])
+        manifest = train_model(
+            Path(args.data),
+            Path(args.out),
+            quiet=args.quiet,
+            config=TrainConfig(dim=args.dim),
+            top_k=args.top_k,
+            split=split[0],
+            cutoff=split[1],
+        )
     except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -79,8 +90,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if split is None:
         return 2
     try:
-        report = evaluate_model(Path(args.model), Path(args.data), quiet=args.quiet or args.json,
-                                split=split[0], cutoff=split[1])
+        report = evaluate_model(
+            Path(args.model), Path(args.data), quiet=args.quiet or args.json, split=split[0], cutoff=split[1]
+        )
     except ModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,8 +115,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     sim.set_defaults(func=_simulate)
 
     train = commands.add_parser("train", help="train a model directory from a data directory")
-    train.add_argument("--data", required=True,
-                       help="data directory (catalog.csv, transactions.csv)")
+    train.add_argument("--data", required=True, help="data directory (catalog.csv, transactions.csv)")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
     train.add_argument("--top-k", type=int, default=50, help="K of the exported TopK (default 50)")

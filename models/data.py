@@ -26,9 +26,7 @@ from .errors import DataError
 
 __all__ = ["Dataset", "Line", "build_dataset", "load_dataset", "load_transactions"]
 
-TRANSACTION_COLUMNS = (
-    "order_id", "customer_id", "sku", "quantity", "price", "timestamp", "store_id"
-)
+TRANSACTION_COLUMNS = ("order_id", "customer_id", "sku", "quantity", "price", "timestamp", "store_id")
 OPTIONAL_COLUMNS = ("weather", "zone", "channel")
 EPOCH = datetime(1970, 1, 1)
 
@@ -147,9 +145,7 @@ def load_transactions(path: Path, catalog: Catalog) -> Dataset:
                 stamp = stamps[text] = parse_timestamp(path, line, text)
             first = orders.setdefault(order, (customer, text))
             if first[0] != customer or first[1] != text:
-                raise DataError(
-                    path, line, f"order {order!r} changes customer or timestamp mid-order"
-                )
+                raise DataError(path, line, f"order {order!r} changes customer or timestamp mid-order")
             item = index(sku)
             if item is None:
                 skipped["unknown_sku"] += 1
@@ -157,8 +153,7 @@ def load_transactions(path: Path, catalog: Catalog) -> Dataset:
             if quantity <= 0:
                 skipped["non_positive_quantity"] += 1
                 continue
-            yield (order, customer, item, stamp, weather or "unknown", zone or None,
-                   channel or "pos")
+            yield (order, customer, item, stamp, weather or "unknown", zone or None, channel or "pos")
 
     return build_dataset(catalog, lines(), skipped)
 

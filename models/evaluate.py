@@ -38,8 +38,15 @@ from .runtime import Recommender
 
 __all__ = ["BASELINES", "evaluate_dataset", "evaluate_model", "format_table", "to_json"]
 
-BASELINES = ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn",
-             "oracle", "conditional_oracle")
+BASELINES = (
+    "popularity",
+    "personal_top_frequency",
+    "item_knn",
+    "tifu_knn",
+    "tifu_item_knn",
+    "oracle",
+    "conditional_oracle",
+)
 COMPARED = ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn")
 BATCH = 512
 
@@ -48,14 +55,14 @@ def _model_top(rec: Recommender, req: Requests, k: int, quiet: bool) -> np.ndarr
     tops = []
     for lo in progress(range(0, len(req), BATCH), desc="evaluate", quiet=quiet):
         rows = slice(lo, lo + BATCH)
-        items, scores = rec.infer(req.baskets[rows], req.history[rows],
-                                  req.history_weights[rows], req.context[rows])
+        items, scores = rec.infer(req.baskets[rows], req.history[rows], req.history_weights[rows], req.context[rows])
         tops.append(np.where(np.isfinite(scores), items, -1)[:, :k])
     return np.concatenate(tops)
 
 
-def baseline_tops(train: Dataset, kernel: HistoryKernel, req: Requests, k: int,
-                  quiet: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def baseline_tops(
+    train: Dataset, kernel: HistoryKernel, req: Requests, k: int, quiet: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Top-k lists of every reference in :mod:`models.baselines`, tuned on ``train``'s own
     validation split; returns (tops, the tuned settings)."""
     val_mask = validation_mask(train)
@@ -71,8 +78,14 @@ def baseline_tops(train: Dataset, kernel: HistoryKernel, req: Requests, k: int,
 
 
 def evaluate_dataset(
-    rec: Recommender | None, ds: Dataset, *, k: int = 10, oracle: Path | None = None,
-    quiet: bool = True, baselines: bool = True, split: str = "last",
+    rec: Recommender | None,
+    ds: Dataset,
+    *,
+    k: int = 10,
+    oracle: Path | None = None,
+    quiet: bool = True,
+    baselines: bool = True,
+    split: str = "last",
     cutoff: datetime | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``rec`` (if given), the baselines and the oracles on ``ds``'s held-out baskets.
@@ -97,19 +110,29 @@ def evaluate_dataset(
         tops.update(oracle_tops(ds, req, Path(oracle).parent, k))
     per = {name: per_request_metrics(top, req.hidden, k) for name, top in tops.items()}
     for name, top in tops.items():
-        report["results"][name] = {**ranking_metrics(top, req.hidden, k),
-                                   **repeat_explore(top, req.hidden, req.seen, k)}
+        report["results"][name] = {
+            **ranking_metrics(top, req.hidden, k),
+            **repeat_explore(top, req.hidden, req.seen, k),
+        }
     if "model" in per:
         report["intervals"] = {
-            name: {metric: paired_interval(per["model"][metric], per[name][metric])
-                   for metric in (f"recall@{k}", f"ndcg@{k}")}
-            for name in tops if name != "model"
+            name: {
+                metric: paired_interval(per["model"][metric], per[name][metric])
+                for metric in (f"recall@{k}", f"ndcg@{k}")
+            }
+            for name in tops
+            if name != "model"
         }
     return report
 
 
 def evaluate_model(
-    model_dir: Path, data_dir: Path, *, k: int = 10, quiet: bool = True, split: str = "last",
+    model_dir: Path,
+    data_dir: Path,
+    *,
+    k: int = 10,
+    quiet: bool = True,
+    split: str = "last",
     cutoff: datetime | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory on a data directory (see :func:`evaluate_dataset`)."""
@@ -118,12 +141,13 @@ def evaluate_model(
     rec = Recommender.load(Path(model_dir), max_basket=512, max_history=128)
     try:
         if rec.catalog.sha256() != ds.catalog.sha256():
-            raise DataError(data_dir / "catalog.csv", 0,
-                            "catalog differs from the model's; evaluate on the data it was "
-                            "trained for")
+            raise DataError(
+                data_dir / "catalog.csv", 0, "catalog differs from the model's; evaluate on the data it was trained for"
+            )
         with threadpool_limits(limits=1):  # BLAS threads only oversubscribe a small box
-            return evaluate_dataset(rec, ds, k=k, oracle=data_dir / "oracle.npz", quiet=quiet,
-                                    split=split, cutoff=cutoff)
+            return evaluate_dataset(
+                rec, ds, k=k, oracle=data_dir / "oracle.npz", quiet=quiet, split=split, cutoff=cutoff
+            )
     finally:
         rec.close()
 
@@ -131,18 +155,22 @@ def evaluate_model(
 def format_table(report: dict[str, Any]) -> str:
     """A fixed-width table of the report, one row per scorer, then the model's margins."""
     k = report["k"]
-    cols = (f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}", f"recall_repeat@{k}",
-            f"recall_explore@{k}", f"repeat_share@{k}")
+    cols = (
+        f"recall@{k}",
+        f"ndcg@{k}",
+        f"hit_rate@{k}",
+        f"recall_repeat@{k}",
+        f"recall_explore@{k}",
+        f"repeat_share@{k}",
+    )
     heads = ("recall", "ndcg", "hit_rate", "rec_repeat", "rec_explore", "rep_share")
     lines = [f"{'scorer @' + str(k):<24}" + "".join(f"{c:>12}" for c in heads)]
     for name, metrics in report["results"].items():
-        lines.append(f"{name:<24}" + "".join(f"{metrics.get(c, float('nan')):>12.4f}"
-                                             for c in cols))
+        lines.append(f"{name:<24}" + "".join(f"{metrics.get(c, float('nan')):>12.4f}" for c in cols))
     lines.append(f"({report['requests']} held-out baskets, split: {report.get('split', 'last')})")
     if report.get("intervals"):
         lines.append("")
-        lines.append(f"{'model minus':<24}{'recall@' + str(k) + ' [95% CI]':>30}"
-                     f"{'ndcg@' + str(k) + ' [95% CI]':>30}")
+        lines.append(f"{'model minus':<24}{'recall@' + str(k) + ' [95% CI]':>30}{'ndcg@' + str(k) + ' [95% CI]':>30}")
         for name, iv in report["intervals"].items():
             cells = [f"{m['margin']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}]" for m in iv.values()]
             lines.append(f"{name:<24}" + "".join(f"{c:>30}" for c in cells))

@@ -107,8 +107,7 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
     node = helper.make_node
 
     def fill(name: str, shape: str, value: float) -> onnx.NodeProto:
-        return node("ConstantOfShape", [shape], [name],
-                    value=numpy_helper.from_array(np.array([value], np.float32)))
+        return node("ConstantOfShape", [shape], [name], value=numpy_helper.from_array(np.array([value], np.float32)))
 
     nodes = [
         # padding (-1) → the dummy item n
@@ -155,20 +154,33 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         node("Squeeze", ["c_nz", "axis0"], ["c_cols"]),
         node("Size", ["c_cols"], ["c_count"]),
         node("LessOrEqual", ["c_count", "sparse_max"], ["c_sparse"]),
-        node("If", ["c_sparse"], ["g_ctx"], then_branch=_branch("sparse", [
-            node("Gather", ["context", "c_cols"], ["c_vals"], axis=1),
-            node("Gather", ["w_ctx", "c_cols"], ["c_rows"], axis=0),
-            node("MatMul", ["c_vals", "c_rows"], ["g_ctx_sparse"]),
-        ], "g_ctx_sparse"), else_branch=_branch("dense", [
-            node("MatMul", ["context", "w_ctx"], ["g_ctx_dense"]),
-        ], "g_ctx_dense")),
+        node(
+            "If",
+            ["c_sparse"],
+            ["g_ctx"],
+            then_branch=_branch(
+                "sparse",
+                [
+                    node("Gather", ["context", "c_cols"], ["c_vals"], axis=1),
+                    node("Gather", ["w_ctx", "c_cols"], ["c_rows"], axis=0),
+                    node("MatMul", ["c_vals", "c_rows"], ["g_ctx_sparse"]),
+                ],
+                "g_ctx_sparse",
+            ),
+            else_branch=_branch(
+                "dense",
+                [
+                    node("MatMul", ["context", "w_ctx"], ["g_ctx_dense"]),
+                ],
+                "g_ctx_dense",
+            ),
+        ),
         node("Add", ["g_main", "g_ctx"], ["g_0"]),
         # category taste from the distinct history items, gathered onto items
         node("Gather", ["category", "h_idx"], ["h_cat"]),
         node("Concat", ["batch_dim", "n_cat_shape"], ["cat_shape"], axis=0),
         fill("cat_zero", "cat_shape", 0.0),
-        node("ScatterElements", ["cat_zero", "h_cat", "h_one"], ["cat_cnt"], axis=1,
-             reduction="add"),
+        node("ScatterElements", ["cat_zero", "h_cat", "h_one"], ["cat_cnt"], axis=1, reduction="add"),
         node("ReduceSum", ["cat_cnt", "axis1"], ["cat_tot"], keepdims=1),
         node("Add", ["cat_cnt", "taste_offset"], ["cat_num"]),
         node("Log", ["cat_num"], ["cat_log_num"]),
@@ -194,8 +206,7 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         node("Concat", ["h_x", "p_x"], ["mix_x"], axis=1),
         node("Shape", ["g"], ["g_shape"]),
         fill("x_zero", "g_shape", 0.0),
-        node("ScatterElements", ["x_zero", "mix_idx", "mix_x"], ["x_all"], axis=1,
-             reduction="add"),
+        node("ScatterElements", ["x_zero", "mix_idx", "mix_x"], ["x_all"], axis=1, reduction="add"),
         node("GatherElements", ["x_all", "mix_idx"], ["x_at"], axis=1),
         node("GatherElements", ["g", "mix_idx"], ["g_at"], axis=1),
         node("Clip", ["g_at", "g_min", "g_max"], ["g_at_clip"]),
@@ -218,9 +229,7 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         [
             helper.make_tensor_value_info("basket", TensorProto.INT64, ["batch", "max_basket"]),
             helper.make_tensor_value_info("history", TensorProto.INT64, ["batch", "max_history"]),
-            helper.make_tensor_value_info(
-                "history_weights", TensorProto.FLOAT, ["batch", "max_history"]
-            ),
+            helper.make_tensor_value_info("history_weights", TensorProto.FLOAT, ["batch", "max_history"]),
             helper.make_tensor_value_info("context", TensorProto.FLOAT, ["batch", c]),
         ],
         [

@@ -38,8 +38,7 @@ def _ppmi(co: Sparse, counts: np.ndarray, n_baskets: int, shrink: float) -> Spar
     return co.where(lift > 0, lift)
 
 
-def embeddings(co: Sparse, counts: np.ndarray, n_baskets: int, dim: int,
-               shrink: float) -> np.ndarray:
+def embeddings(co: Sparse, counts: np.ndarray, n_baskets: int, dim: int, shrink: float) -> np.ndarray:
     """Eᵀ [dim, n]: top eigenvectors of the PPMI matrix scaled by √eigenvalue (≥ 0 only).
 
     Only the :data:`EMBEDDED_MAX` most bought items are embedded (the rest keep a zero vector:
@@ -75,8 +74,9 @@ def embeddings(co: Sparse, counts: np.ndarray, n_baskets: int, dim: int,
     return out
 
 
-def complements(co: Sparse, counts: np.ndarray, n_baskets: int, width: int,
-                shrink: float) -> tuple[np.ndarray, np.ndarray]:
+def complements(
+    co: Sparse, counts: np.ndarray, n_baskets: int, width: int, shrink: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per item the ``width`` partners j with the largest shrunk ``P(j | i) − P(j)`` > 0.
 
     Returns (partners [n, width] int32, −1 = none; excess [n, width] float64, 0 for none)."""

@@ -43,7 +43,11 @@ class HistoryKernel:
     decay: float = 1.0  # per basket back, the weight of a past basket in the visit share
 
     def weight(
-        self, items: np.ndarray, days_ago: np.ndarray, count: np.ndarray, share: np.ndarray,
+        self,
+        items: np.ndarray,
+        days_ago: np.ndarray,
+        count: np.ndarray,
+        share: np.ndarray,
         baskets_ago: np.ndarray,
     ) -> np.ndarray:
         """Weights of ``items`` last bought ``days_ago`` ago and ``baskets_ago`` baskets ago,
@@ -56,9 +60,7 @@ class HistoryKernel:
         rates: np.ndarray = self.rates[rb, sb, cb, bb]
         return rates
 
-    def weights(
-        self, index: dict[K, int], purchases: Iterable[tuple[K, float]]
-    ) -> list[tuple[K, float]]:
+    def weights(self, index: dict[K, int], purchases: Iterable[tuple[K, float]]) -> list[tuple[K, float]]:
         """Turn purchase events ``(sku, days_ago)`` into one ``(sku, weight)`` per known sku.
 
         ``index`` maps sku → item index. A visit is a distinct ``days_ago`` value. Events with an
@@ -83,8 +85,7 @@ class HistoryKernel:
             return []
         recent = sorted(visits)  # most recent visit first: its rank + 1 is "baskets ago"
         total = sum(self.decay**r for r in range(len(recent)))
-        share = [sum(self.decay ** bisect_left(recent, v) for v in at[k]) / (total + 1.0)
-                 for k in keys]
+        share = [sum(self.decay ** bisect_left(recent, v) for v in at[k]) / (total + 1.0) for k in keys]
         w = self.weight(
             np.array([index[k] for k in keys]),
             np.array([last[k] for k in keys]),
@@ -177,9 +178,7 @@ def decayed_share(presence: np.ndarray, decay: float) -> np.ndarray:
     return out
 
 
-def customer_histories(
-    ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0
-) -> Iterator[History]:
+def customer_histories(ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0) -> Iterator[History]:
     """For every basket (or those flagged in ``targets``) the state of its customer's history.
 
     Baskets with no earlier basket of the same customer are skipped.
@@ -234,15 +233,17 @@ def fit_history_kernel(
         days = (ds.time[lo + jj] - last[jj, xx]) / 86400.0
         ratio = days / gaps[local[xx]]
         share = shares[jj, xx]
-        cells_all.append(np.ravel_multi_index(
-            (
-                np.searchsorted(RATIO_EDGES, ratio, side="right"),
-                np.searchsorted(SHARE_EDGES, share, side="right"),
-                np.searchsorted(COUNT_EDGES, count, side="right"),
-                np.searchsorted(BASKETS_EDGES, jj - last_j[jj, xx], side="right"),
-            ),
-            shape,
-        ))
+        cells_all.append(
+            np.ravel_multi_index(
+                (
+                    np.searchsorted(RATIO_EDGES, ratio, side="right"),
+                    np.searchsorted(SHARE_EDGES, share, side="right"),
+                    np.searchsorted(COUNT_EDGES, count, side="right"),
+                    np.searchsorted(BASKETS_EDGES, jj - last_j[jj, xx], side="right"),
+                ),
+                shape,
+            )
+        )
         bought_all.append(presence[jj, xx])
         items_all.append(local[xx])
     if not cells_all:

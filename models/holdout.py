@@ -17,8 +17,16 @@ import numpy as np
 from .data import EPOCH, Dataset
 from .history import HistoryKernel, customer_histories
 
-__all__ = ["Requests", "holdout_requests", "pad_hidden", "per_request_metrics", "ranking_metrics",
-           "repeat_explore", "split_masks", "validation_mask"]
+__all__ = [
+    "Requests",
+    "holdout_requests",
+    "pad_hidden",
+    "per_request_metrics",
+    "ranking_metrics",
+    "repeat_explore",
+    "split_masks",
+    "validation_mask",
+]
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,7 @@ def pad_hidden(hidden: list[np.ndarray]) -> np.ndarray:
     return _pad(hidden, -1, np.int64)
 
 
-def per_request_metrics(
-    top: np.ndarray, hidden: list[np.ndarray] | np.ndarray, k: int = 10
-) -> dict[str, np.ndarray]:
+def per_request_metrics(top: np.ndarray, hidden: list[np.ndarray] | np.ndarray, k: int = 10) -> dict[str, np.ndarray]:
     """recall@k, NDCG@k and hit-rate@k of each ranked item list ``top`` [R, ≥k] (float64 [R])."""
     truth = pad_hidden(hidden) if isinstance(hidden, list) else hidden
     if top.shape[1] < k:
@@ -122,18 +128,14 @@ def per_request_metrics(
     }
 
 
-def ranking_metrics(
-    top: np.ndarray, hidden: list[np.ndarray] | np.ndarray, k: int = 10
-) -> dict[str, float]:
+def ranking_metrics(top: np.ndarray, hidden: list[np.ndarray] | np.ndarray, k: int = 10) -> dict[str, float]:
     """Mean recall@k, NDCG@k and hit-rate@k of ranked item lists ``top`` [R, ≥k]."""
     per = per_request_metrics(top, hidden, k)
     n = max(len(top), 1)
     return {name: round(float(v.sum() / n), 6) for name, v in per.items()}
 
 
-def repeat_explore(
-    top: np.ndarray, hidden: list[np.ndarray], seen: list[np.ndarray], k: int = 10
-) -> dict[str, float]:
+def repeat_explore(top: np.ndarray, hidden: list[np.ndarray], seen: list[np.ndarray], k: int = 10) -> dict[str, float]:
     """Recall@k split into repeat items (bought before) and explore items (Li et al., TOIS 2023).
 
     ``recall_repeat@k`` averages hits ÷ |hidden repeat items| over the requests that have any,
@@ -166,9 +168,7 @@ def validation_mask(train: Dataset) -> np.ndarray:
     return mask
 
 
-def split_masks(
-    ds: Dataset, split: str = "last", cutoff: datetime | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def split_masks(ds: Dataset, split: str = "last", cutoff: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(held-out targets, training baskets) of ``ds``.
 
     ``last``: each customer's last basket is held out, the rest trains. ``time``: baskets before

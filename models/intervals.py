@@ -11,8 +11,12 @@ BOOTSTRAP_SEED = 20200725  # fixed: the same report for the same data, run after
 
 
 def paired_interval(
-    ours: np.ndarray, theirs: np.ndarray, *, level: float = 0.95,
-    rounds: int = BOOTSTRAP_ROUNDS, seed: int = BOOTSTRAP_SEED,
+    ours: np.ndarray,
+    theirs: np.ndarray,
+    *,
+    level: float = 0.95,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, float]:
     """Mean of ``ours − theirs`` over requests and its percentile bootstrap interval.
 
@@ -29,5 +33,4 @@ def paired_interval(
         means[lo : lo + len(picks)] = diff[picks].mean(axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    return {"margin": round(float(diff.mean()), 6), "low": round(float(low), 6),
-            "high": round(float(high), 6)}
+    return {"margin": round(float(diff.mean()), 6), "low": round(float(low), 6), "high": round(float(high), 6)}

@@ -31,8 +31,7 @@ from .data import (
 )
 from .errors import DataError
 
-__all__ = ["LAYOUTS", "load_instacart", "load_instacart_sample", "load_layout",
-           "load_online_retail", "write_generic"]
+__all__ = ["LAYOUTS", "load_instacart", "load_instacart_sample", "load_layout", "load_online_retail", "write_generic"]
 
 LAYOUTS = ("generic", "instacart", "instacart_sample", "online_retail")
 INSTACART_START = datetime(2017, 1, 1)
@@ -54,32 +53,34 @@ def load_instacart(data_dir: Path) -> Dataset:
             raise DataError(path, line, "product_id is empty or repeated")
         seen.add(row["product_id"])
         dept = row["department_id"]
-        items.append(CatalogItem(row["product_id"], row["product_name"],
-                                 departments.get(dept, dept), 0.0, 0.0))
+        items.append(CatalogItem(row["product_id"], row["product_name"], departments.get(dept, dept), 0.0, 0.0))
     if not items:
         raise DataError(path, 0, "no products")
     catalog = Catalog(items)
 
     path = data_dir / "orders.csv"
     orders: dict[str, tuple[str, int, int, float]] = {}
-    for line, row in read_rows(path, ("order_id", "user_id", "order_number", "order_dow",
-                                      "order_hour_of_day", "days_since_prior_order")):
+    for line, row in read_rows(
+        path, ("order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order")
+    ):
         if not row["order_id"] or not row["user_id"]:
             raise DataError(path, line, "order_id and user_id must be non-empty")
         number = parse_int(path, line, "order_number", row["order_number"])
         hour = parse_int(path, line, "order_hour_of_day", row["order_hour_of_day"])
         if not 0 <= hour < 24:
             raise DataError(path, line, f"order_hour_of_day {hour} is not 0–23")
-        gap = parse_float(path, line, "days_since_prior_order", row["days_since_prior_order"],
-                          allow_empty=True)
+        gap = parse_float(path, line, "days_since_prior_order", row["days_since_prior_order"], allow_empty=True)
         if gap < 0:
             raise DataError(path, line, "days_since_prior_order is negative")
         orders[row["order_id"]] = (row["user_id"], number, hour, gap)
     when = _instacart_clock(orders)
 
     skipped = {"unknown_sku": 0, "unknown_order": 0}
-    files = [data_dir / name for name in ("order_products__prior.csv", "order_products__train.csv")
-             if (data_dir / name).exists()]
+    files = [
+        data_dir / name
+        for name in ("order_products__prior.csv", "order_products__train.csv")
+        if (data_dir / name).exists()
+    ]
     if not files:
         raise DataError(data_dir / "order_products__prior.csv", 0, "no order_products file")
 
@@ -115,8 +116,7 @@ def _instacart_clock(orders: dict[str, tuple[str, int, int, float]]) -> dict[str
     return when
 
 
-SAMPLE_COLUMNS = ("order_id", "user_id", "order_number", "order_hour_of_day",
-                  "days_since_prior_order", "product_id")
+SAMPLE_COLUMNS = ("order_id", "user_id", "order_number", "order_hour_of_day", "days_since_prior_order", "product_id")
 
 
 def load_instacart_sample(path: Path) -> Dataset:
@@ -172,8 +172,9 @@ def write_generic(ds: Dataset, out: Path) -> None:
             stamp = (EPOCH + timedelta(seconds=int(ds.time[b]))).isoformat()
             customer = ds.customer_ids[ds.customer[b]]
             for item in ds.basket(b):
-                writer.writerow((ds.order_ids[b], customer, skus[item], 1, "", stamp, "",
-                                 ctx.weather, ctx.zone or "", ctx.channel))
+                writer.writerow(
+                    (ds.order_ids[b], customer, skus[item], 1, "", stamp, "", ctx.weather, ctx.zone or "", ctx.channel)
+                )
 
 
 def _retail_time(path: Path, line: int, text: str) -> datetime:
@@ -188,8 +189,7 @@ def _retail_time(path: Path, line: int, text: str) -> datetime:
 def load_online_retail(path: Path) -> Dataset:
     """Read a UCI Online Retail II CSV (see module docstring)."""
     path = Path(path)
-    columns = ("Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
-               "Customer ID", "Country")
+    columns = ("Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country")
     skipped = {"cancellation": 0, "no_customer": 0, "non_positive_quantity": 0}
     kept: list[tuple[str, str, str, datetime, str]] = []
     names: dict[str, tuple[str, float]] = {}
@@ -214,13 +214,13 @@ def load_online_retail(path: Path) -> Dataset:
         kept.append((invoice, customer, code, when, country))
     if not kept:
         raise DataError(path, 0, "no usable lines")
-    catalog = Catalog([CatalogItem(code, names[code][0], "retail", max(names[code][1], 0.0), 0.0)
-                       for code in sorted(names)])
+    catalog = Catalog(
+        [CatalogItem(code, names[code][0], "retail", max(names[code][1], 0.0), 0.0) for code in sorted(names)]
+    )
     position = {sku: i for i, sku in enumerate(catalog.skus)}
     return build_dataset(
         catalog,
-        ((inv, cust, position[code], when, "unknown", None, "pos")
-         for inv, cust, code, when, _ in kept),
+        ((inv, cust, position[code], when, "unknown", None, "pos") for inv, cust, code, when, _ in kept),
         skipped,
     )
 

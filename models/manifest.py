@@ -20,8 +20,7 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         raise ModelError(f"{model_dir}: no manifest.json; is this a model directory?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{model_dir}/manifest.json is unreadable: {exc}") from None
-    needed = ("format_version", "model_sha256", "catalog_sha256", "history_sha256", "n_items",
-              "top_k", "signature")
+    needed = ("format_version", "model_sha256", "catalog_sha256", "history_sha256", "n_items", "top_k", "signature")
     if not isinstance(manifest, dict) or any(key not in manifest for key in needed):
         raise ModelError(f"{model_dir}/manifest.json lacks one of {', '.join(needed)}")
     if manifest["format_version"] != FORMAT_VERSION:

@@ -75,8 +75,7 @@ def _truth(ds: Dataset, path: Path) -> tuple[_Edges, _Edges, dict[int, int]] | N
     return by_src, by_dst, partner
 
 
-def _condition(m: np.ndarray, basket: set[int], by_src: _Edges, by_dst: _Edges,
-               partner: dict[int, int]) -> np.ndarray:
+def _condition(m: np.ndarray, basket: set[int], by_src: _Edges, by_dst: _Edges, partner: dict[int, int]) -> np.ndarray:
     cond = m.copy()
     for d in basket:
         for s, q in by_dst.get(d, ()):
@@ -111,7 +110,8 @@ def oracle_tops(ds: Dataset, req: Requests, data_dir: Path, k: int) -> dict[str,
     tops = {"oracle": top_k(m, req.baskets, k)}
     truth = _truth(ds, data_dir / "truth.json")
     if truth is not None:
-        cond = np.array([_condition(m[r], set(req.baskets[r][req.baskets[r] >= 0].tolist()),
-                                    *truth) for r in range(len(req))])
+        cond = np.array(
+            [_condition(m[r], set(req.baskets[r][req.baskets[r] >= 0].tolist()), *truth) for r in range(len(req))]
+        )
         tops["conditional_oracle"] = top_k(cond, req.baskets, k)
     return tops

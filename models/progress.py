@@ -13,9 +13,7 @@ __all__ = ["progress"]
 T = TypeVar("T")
 
 
-def progress(
-    items: Iterable[T], *, desc: str, quiet: bool, total: int | None = None
-) -> Iterator[T]:
+def progress(items: Iterable[T], *, desc: str, quiet: bool, total: int | None = None) -> Iterator[T]:
     """Wrap ``items`` in a tqdm bar unless ``quiet`` or stderr is not a TTY."""
     disable = quiet or not sys.stderr.isatty()
     yield from tqdm(items, desc=desc, total=total, disable=disable, file=sys.stderr, leave=False)

@@ -80,8 +80,16 @@ class Recommender:
         self.top_k = int(manifest["top_k"])
         self.n_items = len(catalog)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "unknown_basket_skus", "unknown_history_skus", "basket_truncated",
-             "history_truncated", "rejected"), 0)
+            (
+                "requests",
+                "unknown_basket_skus",
+                "unknown_history_skus",
+                "basket_truncated",
+                "history_truncated",
+                "rejected",
+            ),
+            0,
+        )
         self._session = session
         # the C-level run of the session, with the output names cached: the public
         # ``session.run`` re-validates the feed names, re-reads the output names and checks
@@ -92,7 +100,8 @@ class Recommender:
         raw = getattr(getattr(session, "_sess", None), "run", None)
         self._output_names = list(OUTPUTS)
         self._raw_run: Callable[..., list[np.ndarray]] = (
-            raw if callable(raw) else lambda names, feeds, _options: session.run(names, feeds))
+            raw if callable(raw) else lambda names, feeds, _options: session.run(names, feeds)
+        )
         # the SKUs as an object array: one fancy index picks the top k names without a Python
         # int per id (≈ 3 µs of a 2,000-SKU request; 8 bytes per SKU)
         self._sku_array = np.array(catalog.skus, dtype=object)
@@ -147,9 +156,7 @@ class Recommender:
             # packs the table again (≈3× the time of a single request at 2 rows)
             options.add_session_config_entry("session.disable_prepacking", "1")
         try:
-            session = ort.InferenceSession(
-                str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types; convert at the boundary
             raise ModelError(f"{model_dir}/model.onnx cannot be loaded: {exc}") from None
         names_in = tuple(i.name for i in session.get_inputs())
@@ -172,8 +179,9 @@ class Recommender:
 
     def history_weights(self, purchases: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
         """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass."""
-        index = {sku: i for sku, _ in purchases if isinstance(sku, str)
-                 for i in [self.catalog.index(sku)] if i is not None}
+        index = {
+            sku: i for sku, _ in purchases if isinstance(sku, str) for i in [self.catalog.index(sku)] if i is not None
+        }
         return self.kernel.weights(index, purchases)
 
     def _count(self, key: str, amount: int = 1) -> None:
@@ -184,8 +192,7 @@ class Recommender:
     def _encode(
         self, basket: Sequence[str], history: Sequence[tuple[str, float]], context: Context | None
     ) -> tuple[list[int], list[int], list[float], np.ndarray]:
-        return encode_request(self._positions, basket, history, context, self.max_basket,
-                              self.max_history, self._count)
+        return encode_request(self._positions, basket, history, context, self.max_basket, self.max_history, self._count)
 
     def infer(
         self,
@@ -195,8 +202,7 @@ class Recommender:
         context: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Run the graph on validated arrays; returns (top_items [B, K] int64, top_scores)."""
-        arrays = {"basket": basket, "history": history, "history_weights": history_weights,
-                  "context": context}
+        arrays = {"basket": basket, "history": history, "history_weights": history_weights, "context": context}
         for name, arr in arrays.items():
             if not isinstance(arr, np.ndarray) or arr.ndim != 2:
                 raise ModelError(f"{name} must be a 2-D numpy array")
@@ -225,12 +231,14 @@ class Recommender:
                 raise ModelError(f"{name} must be finite with magnitude ≤ {limit:g}")
         if history_weights.size and history_weights.min() < 0:
             raise ModelError("history_weights must be ≥ 0")
-        return self._run({
-            "basket": np.ascontiguousarray(basket, dtype=np.int64),
-            "history": np.ascontiguousarray(history, dtype=np.int64),
-            "history_weights": np.ascontiguousarray(history_weights, dtype=np.float32),
-            "context": np.ascontiguousarray(context, dtype=np.float32),
-        })
+        return self._run(
+            {
+                "basket": np.ascontiguousarray(basket, dtype=np.int64),
+                "history": np.ascontiguousarray(history, dtype=np.int64),
+                "history_weights": np.ascontiguousarray(history_weights, dtype=np.float32),
+                "context": np.ascontiguousarray(context, dtype=np.float32),
+            }
+        )
 
     def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Inference on feeds already in the graph's dtypes and within range."""
@@ -271,9 +279,7 @@ class Recommender:
             self._count("rejected")
             raise
 
-    def recommend_batch(
-        self, requests: Sequence[Request], k: int | None = None
-    ) -> list[list[Scored]]:
+    def recommend_batch(self, requests: Sequence[Request], k: int | None = None) -> list[list[Scored]]:
         """Score many ``(basket, history, context)`` requests in one inference."""
         limit = self._k(k)
         if not requests:
@@ -292,8 +298,7 @@ class Recommender:
                 hist[row, : len(h)] = h
                 weights[row, : len(w)] = w
             ctx = np.stack([e[3] for e in chunk])
-            items, scores = self._run({"basket": basket, "history": hist,
-                                       "history_weights": weights, "context": ctx})
+            items, scores = self._run({"basket": basket, "history": hist, "history_weights": weights, "context": ctx})
             results.extend(self._decode(items[r], scores[r], limit) for r in range(len(chunk)))
         self._count("requests", len(requests))
         return results
@@ -318,12 +323,16 @@ class Recommender:
         try:
             # 1-D conversions plus a view: numpy converts a flat list ≈ twice as fast as a
             # nested one
-            items, scores = self._raw_run(self._output_names, {
-                "basket": np.array(b or _PAD_ID, dtype=np.int64)[None],
-                "history": np.array(h or _PAD_ID, dtype=np.int64)[None],
-                "history_weights": np.array(w or _PAD_WEIGHT, dtype=np.float32)[None],
-                "context": ctx_vec[None],
-            }, None)
+            items, scores = self._raw_run(
+                self._output_names,
+                {
+                    "basket": np.array(b or _PAD_ID, dtype=np.int64)[None],
+                    "history": np.array(h or _PAD_ID, dtype=np.int64)[None],
+                    "history_weights": np.array(w or _PAD_WEIGHT, dtype=np.float32)[None],
+                    "context": ctx_vec[None],
+                },
+                None,
+            )
         except Exception as exc:  # ORT's own exception types; convert at the boundary
             raise ModelError(f"inference failed: {exc}") from None
         self._count("requests")
@@ -378,4 +387,3 @@ class ModelHolder:
                 raise ModelError(f"{new_dir}: cannot load model: {exc}") from None
             self._current = candidate
             self.swaps += 1
-

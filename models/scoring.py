@@ -66,9 +66,7 @@ class ScoringParams:
         return self.partners.astype(np.int64), self.partner_weights.astype(np.float32)
 
 
-def _masked_mean(
-    emb_t: np.ndarray, idx: np.ndarray, weight: np.ndarray, floor: float
-) -> np.ndarray:
+def _masked_mean(emb_t: np.ndarray, idx: np.ndarray, weight: np.ndarray, floor: float) -> np.ndarray:
     safe = np.where(idx >= 0, idx, 0)
     vectors = emb_t[:, safe]  # [d, B, M]
     total = (vectors * weight[None]).sum(axis=2).T
@@ -88,9 +86,9 @@ def reference_scores(
     bmask = (basket >= 0).astype(f32)
     valid = history >= 0
     hw = np.where(valid, history_weights, 0).astype(f32)
-    q = f32(p.a_basket) * _masked_mean(p.emb_t, basket, bmask, 1.0) + f32(
-        p.a_user
-    ) * _masked_mean(p.emb_t, history, hw, 1e-6)
+    q = f32(p.a_basket) * _masked_mean(p.emb_t, basket, bmask, 1.0) + f32(p.a_user) * _masked_mean(
+        p.emb_t, history, hw, 1e-6
+    )
     cats = p.category[np.where(valid, history, 0)]
     counts = np.zeros((len(history), len(p.category_share)), dtype=f32)
     rows = np.repeat(np.arange(len(history)), history.shape[1])

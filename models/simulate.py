@@ -32,8 +32,23 @@ STORE_ID = "store-001"
 ORACLE_TOP = 256
 STAPLES_PER_CUSTOMER = 10
 WEATHER_P = np.array([0.35, 0.25, 0.2, 0.05, 0.1, 0.05])
-CATEGORY_NAMES = ("produce", "dairy", "bakery", "meat", "frozen", "snacks", "beverages", "pantry",
-                  "household", "personal-care", "deli", "breakfast", "baby", "pet", "alcohol")
+CATEGORY_NAMES = (
+    "produce",
+    "dairy",
+    "bakery",
+    "meat",
+    "frozen",
+    "snacks",
+    "beverages",
+    "pantry",
+    "household",
+    "personal-care",
+    "deli",
+    "breakfast",
+    "baby",
+    "pet",
+    "alcohol",
+)
 
 
 def offer_purchase_probability(base_p: float, offered: bool, effect: float) -> float:
@@ -100,9 +115,7 @@ class _World:
         self.staple_p = rng.uniform(0.4, 0.9, size=(customers, STAPLES_PER_CUSTOMER))
         self.last_bought = np.full((customers, STAPLES_PER_CUSTOMER), -1e6)
 
-    def probabilities(
-        self, users: np.ndarray, day: int, hours: np.ndarray, weekday: int, weather: int
-    ) -> np.ndarray:
+    def probabilities(self, users: np.ndarray, day: int, hours: np.ndarray, weekday: int, weather: int) -> np.ndarray:
         """Pre-offer purchase probability of every item for each visiting user: [V, n]."""
         f32 = np.float32
         catfx = self.taste[users] + self.amp * np.cos(2 * np.pi * (hours[:, None] - self.peak) / 24)
@@ -152,9 +165,7 @@ class _World:
         return p_any
 
 
-def simulate_store(
-    out: Path, *, seed: int, customers: int, days: int, skus: int, quiet: bool = True
-) -> dict[str, int]:
+def simulate_store(out: Path, *, seed: int, customers: int, days: int, skus: int, quiet: bool = True) -> dict[str, int]:
     """Simulate a store and write catalog.csv, transactions.csv, offers.csv, oracle.npz, truth.json.
 
     Deterministic for a given (seed, customers, days, skus). Returns a small summary.
@@ -166,12 +177,18 @@ def simulate_store(
     rng = np.random.default_rng(seed)
     world = _World(rng, customers, skus)
     sku_names = [f"SKU{i:05d}" for i in range(skus)]
-    catalog = Catalog([
-        CatalogItem(sku_names[i], f"{CATEGORY_NAMES[world.cat[i] % len(CATEGORY_NAMES)]} item {i}",
-                    f"{CATEGORY_NAMES[world.cat[i] % len(CATEGORY_NAMES)]}-{world.cat[i]}",
-                    float(world.price[i]), float(world.margin[i]))
-        for i in range(skus)
-    ])
+    catalog = Catalog(
+        [
+            CatalogItem(
+                sku_names[i],
+                f"{CATEGORY_NAMES[world.cat[i] % len(CATEGORY_NAMES)]} item {i}",
+                f"{CATEGORY_NAMES[world.cat[i] % len(CATEGORY_NAMES)]}-{world.cat[i]}",
+                float(world.price[i]),
+                float(world.margin[i]),
+            )
+            for i in range(skus)
+        ]
+    )
     catalog.write(out / "catalog.csv")
     last_p = np.zeros((customers, skus), dtype=np.float32)
     last_order = np.full(customers, -1, dtype=np.int64)
@@ -194,13 +211,22 @@ def simulate_store(
         v = np.flatnonzero(treated)
         p[v, offered[v]] = np.minimum(1.0, p[v, offered[v]] + world.uplift[offered[v]])
         baskets = world.draw(rng, p)
-        day_stamps = [(date + timedelta(hours=int(h), minutes=int(mm))).isoformat()
-                      for h, mm in zip(hours, minutes, strict=True)]
+        day_stamps = [
+            (date + timedelta(hours=int(h), minutes=int(mm))).isoformat() for h, mm in zip(hours, minutes, strict=True)
+        ]
         sizes = baskets.sum(axis=1)
         for k, user in enumerate(users):
             visit_no += 1
-            offers.append((f"v{visit_no:08d}", f"c{user:05d}", day_stamps[k], sku_names[offered[k]],
-                           "treatment" if treated[k] else "holdout", int(baskets[k, offered[k]])))
+            offers.append(
+                (
+                    f"v{visit_no:08d}",
+                    f"c{user:05d}",
+                    day_stamps[k],
+                    sku_names[offered[k]],
+                    "treatment" if treated[k] else "holdout",
+                    int(baskets[k, offered[k]]),
+                )
+            )
         nonempty = np.flatnonzero(sizes > 0)
         numbers = order_no + 1 + np.arange(len(nonempty))
         order_no += len(nonempty)
@@ -208,8 +234,7 @@ def simulate_store(
         stamp_ids = len(stamps) + rows
         stamps.extend(day_stamps[k] for k in nonempty)
         quantity = 1 + rng.poisson(0.3, size=len(rows))
-        parts.append((numbers[rows], users[nonempty][rows], cols, quantity, stamp_ids,
-                      np.full(len(rows), weather)))
+        parts.append((numbers[rows], users[nonempty][rows], cols, quantity, stamp_ids, np.full(len(rows), weather)))
         served = users[nonempty]
         last_p[served] = p[nonempty]
         last_order[served] = numbers
@@ -219,15 +244,33 @@ def simulate_store(
     numbers, cust, item, qty, stamp_id, weather_id = (np.concatenate(x) for x in zip(*parts, strict=True))
     price_text = [repr(float(x)) for x in world.price]
     records = [
-        (f"o{o:08d}", f"c{u:05d}", sku_names[i], q, price_text[i], stamps[t], STORE_ID,
-         WEATHERS[w], "", "pos")
-        for o, u, i, q, t, w in zip(numbers.tolist(), cust.tolist(), item.tolist(), qty.tolist(),
-                                    stamp_id.tolist(), weather_id.tolist(), strict=True)
+        (f"o{o:08d}", f"c{u:05d}", sku_names[i], q, price_text[i], stamps[t], STORE_ID, WEATHERS[w], "", "pos")
+        for o, u, i, q, t, w in zip(
+            numbers.tolist(),
+            cust.tolist(),
+            item.tolist(),
+            qty.tolist(),
+            stamp_id.tolist(),
+            weather_id.tolist(),
+            strict=True,
+        )
     ]
     with open(out / "transactions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("order_id", "customer_id", "sku", "quantity", "price", "timestamp",
-                         "store_id", "weather", "zone", "channel"))
+        writer.writerow(
+            (
+                "order_id",
+                "customer_id",
+                "sku",
+                "quantity",
+                "price",
+                "timestamp",
+                "store_id",
+                "weather",
+                "zone",
+                "channel",
+            )
+        )
         writer.writerows(records)
     with open(out / "offers.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -251,19 +294,23 @@ def simulate_store(
             probabilities=np.concatenate(ranked_p).astype(np.float32),
         )
     truth = {
-        "seed": seed, "customers": customers, "days": days, "skus": skus,
-        "start": START.isoformat(), "store_id": STORE_ID,
+        "seed": seed,
+        "customers": customers,
+        "days": days,
+        "skus": skus,
+        "start": START.isoformat(),
+        "store_id": STORE_ID,
         "offer_uplift_unit": "absolute purchase-probability points (0.05 = +5 points)",
         "offer_uplift_mean": round(float(world.uplift.mean()), 6),
         "offer_uplift": {sku_names[i]: float(world.uplift[i]) for i in range(skus)},
         "offer_assignment": "one offered sku per visit, popularity-weighted; 50 % treatment",
         "staples_per_customer": STAPLES_PER_CUSTOMER,
-        "repurchase_cycle_days": {sku_names[i]: round(float(world.cycle[i]), 3)
-                                  for i in range(skus)},
-        "substitute_pairs": [[sku_names[a], sku_names[b]]
-                             for a, b in zip(world.sub_a, world.sub_b, strict=True)],
-        "complements": [[sku_names[s], sku_names[d], round(float(q), 4)] for s, d, q in
-                        zip(world.comp_src, world.comp_dst, world.comp_q, strict=True)],
+        "repurchase_cycle_days": {sku_names[i]: round(float(world.cycle[i]), 3) for i in range(skus)},
+        "substitute_pairs": [[sku_names[a], sku_names[b]] for a, b in zip(world.sub_a, world.sub_b, strict=True)],
+        "complements": [
+            [sku_names[s], sku_names[d], round(float(q), 4)]
+            for s, d, q in zip(world.comp_src, world.comp_dst, world.comp_q, strict=True)
+        ],
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
     return {"orders": order_no, "lines": len(records), "visits": visit_no}

@@ -75,8 +75,7 @@ def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.nd
     ctx = ds.context_matrix().astype(np.float64)
     slot_counts = ctx.sum(axis=0)[:, None]
     line_ctx = np.repeat(ctx, np.diff(ds.indptr), axis=0)
-    joint = np.stack([np.bincount(ds.items, line_ctx[:, s], ds.n_items)
-                      for s in range(ctx.shape[1])])
+    joint = np.stack([np.bincount(ds.items, line_ctx[:, s], ds.n_items) for s in range(ctx.shape[1])])
     cat_joint = np.stack([np.bincount(category, joint[s], n_cat) for s in range(ctx.shape[1])])
     return slot_counts, joint, cat_joint
 
@@ -107,14 +106,10 @@ def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Compone
 def category_codes(ds: Dataset) -> np.ndarray:
     """Category code per item, codes in order of first appearance in the catalog."""
     codes: dict[str, int] = {}
-    return np.array(
-        [codes.setdefault(item.category, len(codes)) for item in ds.catalog.items], dtype=np.int64
-    )
+    return np.array([codes.setdefault(item.category, len(codes)) for item in ds.catalog.items], dtype=np.int64)
 
 
-def category_taste(
-    history: np.ndarray, category: np.ndarray, share: np.ndarray, prior: float
-) -> np.ndarray:
+def category_taste(history: np.ndarray, category: np.ndarray, share: np.ndarray, prior: float) -> np.ndarray:
     """Per request, the log-lift of each category in the distinct items of its history."""
     valid = history >= 0
     cats = category[np.where(valid, history, 0)]
@@ -132,8 +127,9 @@ def partner_matrix(partners: np.ndarray, values: np.ndarray) -> Sparse:
     valid = partners >= 0
     rows = np.repeat(np.arange(len(partners)), partners.shape[1]).reshape(partners.shape)
     n = len(partners)
-    return Sparse(rows[valid].astype(np.int64), partners[valid].astype(np.int64),
-                  np.asarray(values, np.float64)[valid], (n, n))
+    return Sparse(
+        rows[valid].astype(np.int64), partners[valid].astype(np.int64), np.asarray(values, np.float64)[valid], (n, n)
+    )
 
 
 #: what :func:`_parts` returns: five dense [R, n] float64 parts, the [R, n] input-basket mask,
@@ -145,6 +141,7 @@ def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> ScoreParts:
     """The mixing-free score parts of each request (float64): dense basket, user, context,
     prior and taste parts, the input-basket mask, and the (row, item, repeat, complement) parts
     of the mixture terms where either is non-zero."""
+
     def mean(idx: np.ndarray, w: np.ndarray, floor: float) -> np.ndarray:
         vec = comp.emb_t[:, np.where(idx >= 0, idx, 0)]
         weighted: np.ndarray = ((vec * w[None]).sum(axis=2) / np.maximum(w.sum(axis=1), floor)).T
@@ -155,8 +152,11 @@ def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> ScoreParts:
     basket = mean(req.baskets, bmask, 1.0) @ comp.emb_t
     user = mean(req.history, hw, 1e-6) @ comp.emb_t
     ctx = req.context.astype(np.float64) @ comp.w_ctx
-    rep = rows_sum(Sparse(np.arange(comp.repeat.size), np.arange(comp.repeat.size),
-                          comp.repeat, (comp.repeat.size,) * 2), req.history, hw)
+    rep = rows_sum(
+        Sparse(np.arange(comp.repeat.size), np.arange(comp.repeat.size), comp.repeat, (comp.repeat.size,) * 2),
+        req.history,
+        hw,
+    )
     in_basket = np.zeros(basket.shape, dtype=bool)
     brows = np.repeat(np.arange(len(rep)), req.baskets.shape[1])
     valid = req.baskets.ravel() >= 0
@@ -166,8 +166,7 @@ def _parts(comp: Components, req: Requests, cfg: TrainConfig) -> ScoreParts:
     pairs = rows_sum(partner_matrix(comp.partners, comp.excess), req.baskets)
     # rounded once here: BLAS and SIMD logs leave last-bit differences between machines, and
     # everything _objective does with these is elementwise, hence exact and the same anywhere
-    dense = [np.round(x, 7) for x in (basket, user, ctx, np.broadcast_to(comp.prior, ctx.shape),
-                                      taste)]
+    dense = [np.round(x, 7) for x in (basket, user, ctx, np.broadcast_to(comp.prior, ctx.shape), taste)]
     rows, cols = np.nonzero((rep != 0) | (pairs != 0))
     mixed = (rows, cols, np.round(rep[rows, cols], 7), np.round(pairs[rows, cols], 7))
     return (*dense, in_basket, mixed)

@@ -17,8 +17,16 @@ import numpy as np
 from .context import CTX_DIM, Context, encode_context
 from .errors import ModelError
 
-__all__ = ["MAX_WEIGHT", "NUMBER_TYPES", "PAIR_TYPES", "STR_TYPES", "TWO", "check_pairs",
-           "context_vector", "encode_request"]
+__all__ = [
+    "MAX_WEIGHT",
+    "NUMBER_TYPES",
+    "PAIR_TYPES",
+    "STR_TYPES",
+    "TWO",
+    "check_pairs",
+    "context_vector",
+    "encode_request",
+]
 
 MAX_WEIGHT = 1e6
 NUMBER = (int, float, np.integer, np.floating)
@@ -26,8 +34,21 @@ _SEQUENCES = {list, tuple}  # the usual request shapes, accepted without the ABC
 STR_TYPES = {str}
 PAIR_TYPES = {tuple, list}
 TWO = {2}
-NUMBER_TYPES = {int, float, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
-                np.int8, np.uint64, np.uint32, np.uint16, np.uint8}
+NUMBER_TYPES = {
+    int,
+    float,
+    np.float64,
+    np.float32,
+    np.float16,
+    np.int64,
+    np.int32,
+    np.int16,
+    np.int8,
+    np.uint64,
+    np.uint32,
+    np.uint16,
+    np.uint8,
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -70,17 +91,20 @@ def context_vector(context: Context | None) -> np.ndarray:
 
 
 def encode_request(
-    positions: Mapping[str, int], basket: Sequence[str], history: Sequence[tuple[str, float]],
-    context: Context | None, max_basket: int, max_history: int, count: Callable[[str, int], None],
+    positions: Mapping[str, int],
+    basket: Sequence[str],
+    history: Sequence[tuple[str, float]],
+    context: Context | None,
+    max_basket: int,
+    max_history: int,
+    count: Callable[[str, int], None],
 ) -> tuple[list[int], list[int], list[float], np.ndarray]:
     """One request as basket ids, history ids and weights, and the context vector. Unknown
     skus and truncations are reported to ``count(stat, amount)``; anything malformed raises
     ModelError (or TypeError/ValueError, which the caller reports as a malformed request)."""
-    if type(basket) not in _SEQUENCES and (
-            isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence)):
+    if type(basket) not in _SEQUENCES and (isinstance(basket, (str, bytes)) or not isinstance(basket, Sequence)):
         raise ModelError("basket must be a sequence of SKU strings")
-    if type(history) not in _SEQUENCES and (
-            isinstance(history, (str, bytes)) or not isinstance(history, Sequence)):
+    if type(history) not in _SEQUENCES and (isinstance(history, (str, bytes)) or not isinstance(history, Sequence)):
         raise ModelError("history must be a sequence of (sku, weight) pairs")
     # C-level passes (map/set/all) instead of a Python loop per entry: this runs before
     # every inference, and at 2,000 SKUs the inference itself takes only ≈ 50 µs
@@ -96,13 +120,12 @@ def encode_request(
         if not set(map(type, basket)) <= STR_TYPES:
             bad = next((s for s in basket if not isinstance(s, str)), None)
             if bad is not None:
-                raise ModelError(
-                    f"basket entries must be SKU strings, got {type(bad).__name__}")
+                raise ModelError(f"basket entries must be SKU strings, got {type(bad).__name__}")
         items = [i for i in found if i is not None]
         count("unknown_basket_skus", len(basket) - len(items))
     if len(items) > max_basket:
         count("basket_truncated", 1)
-        items = items[-max_basket :]
+        items = items[-max_basket:]
     if not history:
         return items, [], [], context_vector(context)
     # transposing first checks the shape too: entries that are not all 2-long (or not
@@ -137,6 +160,6 @@ def encode_request(
             weights[i] = weights.get(i, 0.0) + weight
     if len(weights) > max_history:
         count("history_truncated", 1)
-        kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[: max_history]
+        kept = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:max_history]
         weights = dict(kept)
     return items, list(weights), list(weights.values()), context_vector(context)

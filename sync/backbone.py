@@ -108,9 +108,7 @@ _CHECKED = ("subjects", "retention", "discard", "num_replicas", "max_age", "max_
             "duplicate_window", "max_msgs_per_subject")  # fmt: skip
 
 
-async def ensure_backbone(
-    js: JetStreamContext, config: CentralConfig, stores: Iterable[str]
-) -> list[str]:
+async def ensure_backbone(js: JetStreamContext, config: CentralConfig, stores: Iterable[str]) -> list[str]:
     """Create or update the streams, the central consumer and one consumer per store.
 
     Returns what was done, one line each (``created stream CDP_EVENTS`` …).
@@ -146,9 +144,7 @@ async def ensure_backbone(
     return done
 
 
-async def verify_backbone(
-    js: JetStreamContext, config: CentralConfig, stores: Iterable[str]
-) -> list[str]:
+async def verify_backbone(js: JetStreamContext, config: CentralConfig, stores: Iterable[str]) -> list[str]:
     """What differs from the backbone the configuration describes ([] when all is right)."""
     backbone = Backbone(config)
     problems = []
@@ -183,7 +179,11 @@ def _differences(have: StreamConfig, wanted: StreamConfig) -> list[str]:
 
 
 async def delete_person_messages(
-    js: JetStreamContext, stream: str, subjects: str, user_ids: Collection[str], *,
+    js: JetStreamContext,
+    stream: str,
+    subjects: str,
+    user_ids: Collection[str],
+    *,
     batch: int = 1000,
 ) -> int:
     """Delete every message in ``stream`` (over ``subjects``) whose JSON body has ``userId`` in ``user_ids``.

@@ -182,9 +182,7 @@ class CentralJob:
             await pg.execute(SCHEMA)
             await pg.commit()
 
-    async def load(
-        self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]
-    ) -> LoadResult:
+    async def load(self, pg: psycopg.AsyncConnection[Any], messages: Sequence[tuple[str, bytes]]) -> LoadResult:
         """Load (subject, data) pairs in one transaction; caller acks after this returns."""
         unstorable: dict[int, str] = {}
         for attempt in range(3):
@@ -239,8 +237,15 @@ class CentralJob:
                 await self._partitions.ensure(cur, {p.month for p in kept})
                 await cur.execute(_STAGE)
                 async with cur.copy(_COPY_STAGE) as copy:
-                    await copy.write("".join([f"{_copy_text(p.message_id)}\t{p.month.isoformat()}\t"
-                                              f"{_copy_text(p.store_id)}\t{_copy_text(p.text)}\n" for p in kept]))
+                    await copy.write(
+                        "".join(
+                            [
+                                f"{_copy_text(p.message_id)}\t{p.month.isoformat()}\t"
+                                f"{_copy_text(p.store_id)}\t{_copy_text(p.text)}\n"
+                                for p in kept
+                            ]
+                        )
+                    )
                 await cur.execute(_INSERT_STAGED)
             await self._side_tables(cur, [p for p in kept if p.body.get("event") in _SIDE_EVENTS])
             new_stores = sorted({p.store_id for p in kept} - self._stores)
@@ -300,9 +305,7 @@ class CentralJob:
         await pg.rollback()
         return found
 
-    async def _side_tables(
-        self, cur: psycopg.AsyncCursor[Any], parsed: Sequence[ParsedEvent]
-    ) -> None:
+    async def _side_tables(self, cur: psycopg.AsyncCursor[Any], parsed: Sequence[ParsedEvent]) -> None:
         """Consent changes, erasure confirmations and drop reports (``parsed`` holds only those)."""
         for p in sorted(parsed, key=lambda p: str(p.body.get("userId"))):
             name, props = p.body.get("event"), p.body.get("properties")
@@ -330,18 +333,14 @@ class CentralJob:
                      str(p.body.get("timestamp", ""))),
                 )  # fmt: skip
 
-
     # -- erasure ---------------------------------------------------------------------------
-    async def request_erasure(
-        self, user_id: str, request_id: str, stores: Sequence[str] = ()
-    ) -> list[str]:
+    async def request_erasure(self, user_id: str, request_id: str, stores: Sequence[str] = ()) -> list[str]:
         """Record the request, delete the person from PostgreSQL and from the events stream,
         and publish the request on each store's downlink; returns the stores asked."""
         async with await self._pg() as pg:
             async with pg.cursor() as cur:
                 await cur.execute(
-                    "INSERT INTO cdp_erasure_requests (request_id, user_id) VALUES (%s, %s)"
-                    " ON CONFLICT DO NOTHING",
+                    "INSERT INTO cdp_erasure_requests (request_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                     (request_id, user_id),
                 )
                 await cur.execute("DELETE FROM cdp_events WHERE user_id = %s", (user_id,))
@@ -558,9 +557,7 @@ class _Forwarder:
         self._sink: HttpSink | None = None
         if config.forward_url:
             self._sink = HttpSink(
-                HttpSinkConfig(
-                    enabled=True, base_url=config.forward_url, write_key=config.forward_write_key
-                ),
+                HttpSinkConfig(enabled=True, base_url=config.forward_url, write_key=config.forward_write_key),
                 name="forward",
             )
 

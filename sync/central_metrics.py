@@ -21,9 +21,7 @@ class CentralMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.loaded = Counter(
-            "central_events_loaded", "Events committed to PostgreSQL", ["store"], registry=r
-        )
+        self.loaded = Counter("central_events_loaded", "Events committed to PostgreSQL", ["store"], registry=r)
         self.lag = Gauge(
             "central_load_lag_seconds",
             "receivedAt of the store's latest loaded event to its commit here", ["store"],
@@ -33,13 +31,13 @@ class CentralMetrics:
             "central_event_lag_seconds", "receivedAt to commit, every loaded event",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600), registry=r,
         )  # fmt: skip
-        self.pending = Gauge(
-            "central_consumer_pending", "Messages not yet acked on the shared consumer", registry=r
-        )
+        self.pending = Gauge("central_consumer_pending", "Messages not yet acked on the shared consumer", registry=r)
         self._children: dict[str, tuple[Any, Any]] = {}
         self.batches = Counter("central_batches", "Batches committed by this worker", registry=r)
         self.rejected = Counter(
-            "central_events_rejected", "Messages refused (unparseable, expired)", ["reason"],
+            "central_events_rejected",
+            "Messages refused (unparseable, expired)",
+            ["reason"],
             registry=r,
         )
         self.erased = Counter(

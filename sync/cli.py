@@ -36,14 +36,10 @@ def add_commands(
 ) -> None:
     sync = subparsers.add_parser("sync", help="store-and-forward sync to the CDP")
     sync_cmds = sync.add_subparsers(dest="sync_command", required=True)
-    status = sync_cmds.add_parser(
-        "status", help="backlog, oldest unsent event, last success per sink, drops"
-    )
+    status = sync_cmds.add_parser("status", help="backlog, oldest unsent event, last success per sink, drops")
     status.add_argument("--config", type=Path, help="gateway TOML configuration")
     status.set_defaults(func=_status)
-    drain = sync_cmds.add_parser(
-        "drain", help="send everything queued to the configured sinks, then exit"
-    )
+    drain = sync_cmds.add_parser("drain", help="send everything queued to the configured sinks, then exit")
     drain.add_argument("--config", type=Path, help="gateway TOML configuration")
     drain.set_defaults(func=lambda args: _drain(args, policy_factory))
 
@@ -70,13 +66,11 @@ def add_commands(
     )
     publish_model.add_argument("model_dir", type=Path, help="model directory (model.onnx, manifest.json, …)")
     publish_model.add_argument(
-        "--catalog", help="product catalog the stores' model must have been built for"
-        " (default: sha256 of MODEL_DIR/catalog.csv)",
+        "--catalog",
+        help="product catalog the stores' model must have been built for (default: sha256 of MODEL_DIR/catalog.csv)",
     )
     publish_model.add_argument("--version", help="release version (default: the model manifest's)")
-    publish_offers = central_cmds.add_parser(
-        "publish-offers", help="roll an offers file out to the fleet in waves"
-    )
+    publish_offers = central_cmds.add_parser("publish-offers", help="roll an offers file out to the fleet in waves")
     publish_offers.add_argument("file", type=Path, help="offers TOML file")
     train = central_cmds.add_parser(
         "train", help="train the recommender on every store's consented purchases in PostgreSQL"

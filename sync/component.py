@@ -77,16 +77,21 @@ class SyncComponent(ComponentBase):
         self._offers_path = offers_path
         self._http_transport = http_transport
         self.downlink = (
-            Downlink(ctx.journal, self.downlink_config, downlink, self.store_id,
-                     ctx.state_dir, self.metrics)  # fmt: skip
+            Downlink(
+                ctx.journal, self.downlink_config, downlink, self.store_id, ctx.state_dir, self.metrics
+            )  # fmt: skip
             if downlink is not None and self.downlink_config.enabled
             else None
         )
         # with a downlink the store reports its health to the centre (rollouts, fleet status)
         self.health = (
-            HealthReporter(self.store_id, self.downlink_config.servers,
-                           self.downlink_config.credentials, self._health,
-                           self.downlink_config.status_interval_s)  # fmt: skip
+            HealthReporter(
+                self.store_id,
+                self.downlink_config.servers,
+                self.downlink_config.credentials,
+                self._health,
+                self.downlink_config.status_interval_s,
+            )  # fmt: skip
             if self.downlink is not None
             else None
         )
@@ -186,8 +191,12 @@ def downlink_handlers(
     return DownlinkHandlers(
         apply_consent=lambda user_id, prefs, src: changes.apply_consent(user_id, prefs, src),
         record_consent=lambda change: changes.apply_consent(
-            change.user_id, change.preferences, change.source,
-            message_id=f"cdp-consent-{change.id}", timestamp=change.timestamp),
+            change.user_id,
+            change.preferences,
+            change.source,
+            message_id=f"cdp-consent-{change.id}",
+            timestamp=change.timestamp,
+        ),
         erase=lambda user_id, request_id: erasure.erase(user_id, request_id),
         install_offers=offers.install,
         swap_model=model.swap if model is not None else _no_model_runtime,

@@ -58,9 +58,7 @@ def _nats_urls(value: Any) -> str | None:
 @dataclass(frozen=True)
 class SyncConfig:
     batch_events: int = doc(2500, "Most events in one batch to a sink (Segment allows 2,500).", _batch_events)
-    batch_bytes: int = doc(
-        500 * 1024, "Most bytes of event JSON in one batch (Segment allows 500 KB).", _batch_bytes
-    )
+    batch_bytes: int = doc(500 * 1024, "Most bytes of event JSON in one batch (Segment allows 500 KB).", _batch_bytes)
     quota_bytes: int = doc(
         512 * 1024 * 1024,
         "Outbox quota: bytes of events not yet sent by the slowest enabled sink. Past it the"
@@ -68,7 +66,8 @@ class SyncConfig:
         _non_negative,
     )
     quota_low_water: float = doc(
-        0.9, "After a drop, the outbox is trimmed to this fraction of the quota (hysteresis).",
+        0.9,
+        "After a drop, the outbox is trimmed to this fraction of the quota (hysteresis).",
         lambda v: None if 0.1 <= v <= 1.0 else "must be between 0.1 and 1.0",
     )
     quota_check_s: float = doc(30.0, "Seconds between outbox quota checks.", _positive)
@@ -98,12 +97,13 @@ class NatsSinkConfig:
     enabled: bool = doc(False, "Publish events to NATS JetStream.")
     servers: list[str] = doc(["nats://127.0.0.1:4222"], "NATS server URLs (all nodes of a cluster).", _nats_urls)
     stream: str = doc(
-        "CDP_EVENTS", "JetStream stream holding cdp.events.> (the centre creates it; the store"
-        " only publishes).",
+        "CDP_EVENTS",
+        "JetStream stream holding cdp.events.> (the centre creates it; the store only publishes).",
     )
     ack_timeout_s: float = doc(10.0, "Seconds to wait for all publish acks of one batch.", _positive)
     credentials: str = doc(
-        "", "Path of this store's NATS identity: an nkey seed file from `edge central identities`"
+        "",
+        "Path of this store's NATS identity: an nkey seed file from `edge central identities`"
         " (<fleet>/stores/<id>.nk) or a .creds file; empty for none.",
     )
 
@@ -113,15 +113,17 @@ class DownlinkConfig:
     enabled: bool = doc(False, "Consume cdp.downlink.{storeId} (consent, erasure, offers, models).")
     servers: list[str] = doc(["nats://127.0.0.1:4222"], "NATS server URLs of the downlink.", _nats_urls)
     stream: str = doc(
-        "CDP_DOWNLINK", "JetStream stream holding cdp.downlink.>; the centre creates it and the"
-        " store's consumer store-{storeId}.",
+        "CDP_DOWNLINK",
+        "JetStream stream holding cdp.downlink.>; the centre creates it and the store's consumer store-{storeId}.",
     )
     credentials: str = doc(
-        "", "Path of this store's NATS identity (nkey seed or .creds file), usually the same file"
+        "",
+        "Path of this store's NATS identity (nkey seed or .creds file), usually the same file"
         " as sync_nats.credentials; empty for none.",
     )
     model_public_key: str = doc(
-        "", "Ed25519 public key (base64 of the 32 raw bytes) that must have signed model manifests"
+        "",
+        "Ed25519 public key (base64 of the 32 raw bytes) that must have signed model manifests"
         " and offer catalogs; empty refuses every model update (and accepts unsigned offers).",
         _public_key,
     )
@@ -130,8 +132,10 @@ class DownlinkConfig:
     )
     max_message_bytes: int = doc(8 * 1024 * 1024, "Largest downlink message accepted.", _positive)
     status_interval_s: float = doc(
-        30.0, "Seconds between health reports on cdp.status.{storeId} (versions, decisions, p99,"
-        " backlog) for rollouts and `edge central status`.", _positive,
+        30.0,
+        "Seconds between health reports on cdp.status.{storeId} (versions, decisions, p99,"
+        " backlog) for rollouts and `edge central status`.",
+        _positive,
     )
 
 
@@ -141,20 +145,27 @@ class CentralConfig:
     postgres: str = doc("", "PostgreSQL connection string (libpq DSN or URL).")
     durable: str = doc("central", "Durable pull consumer name over cdp.events.>.")
     credentials: str = doc(
-        "", "Path of the centre's NATS identity (<fleet>/central.nk or a .creds file); empty for none.",
+        "",
+        "Path of the centre's NATS identity (<fleet>/central.nk or a .creds file); empty for none.",
     )
     replicas: int = doc(3, "Replicas of every backbone stream (1 only for a single test server).", _positive)
     events_max_age_days: float = doc(
-        7.0, "How long CDP_EVENTS keeps an event: the longest central-job outage tolerated before"
-        " events expire unloaded. Also bounds an erasure's stream scan.", _positive,
+        7.0,
+        "How long CDP_EVENTS keeps an event: the longest central-job outage tolerated before"
+        " events expire unloaded. Also bounds an erasure's stream scan.",
+        _positive,
     )
     events_max_bytes: int = doc(
-        100 * 1024**3, "Size limit of CDP_EVENTS; when full it refuses publishes (discard new) and"
-        " the stores' outboxes keep the events.", _positive,
+        100 * 1024**3,
+        "Size limit of CDP_EVENTS; when full it refuses publishes (discard new) and"
+        " the stores' outboxes keep the events.",
+        _positive,
     )
     duplicate_window_s: float = doc(
-        3600.0, "JetStream de-duplication window on Nats-Msg-Id (memory grows with it; beyond it"
-        " the PostgreSQL primary key de-duplicates). See sync/README.md.", _positive,
+        3600.0,
+        "JetStream de-duplication window on Nats-Msg-Id (memory grows with it; beyond it"
+        " the PostgreSQL primary key de-duplicates). See sync/README.md.",
+        _positive,
     )
     downlink_max_age_days: float = doc(
         90.0, "How long a downlink message waits for a store that is offline.", _positive
@@ -166,8 +177,10 @@ class CentralConfig:
         0, "Port of the central job's Prometheus /metrics on 127.0.0.1; 0 disables it.", _non_negative
     )
     ack_wait_s: float = doc(
-        60.0, "How long the shared consumer waits for a worker's ack before redelivering to"
-        " another worker (a killed worker's batch comes back after this).", _positive,
+        60.0,
+        "How long the shared consumer waits for a worker's ack before redelivering to"
+        " another worker (a killed worker's batch comes back after this).",
+        _positive,
     )
     fetch_batch: int = doc(500, "Messages fetched and committed to PostgreSQL per transaction.", _positive)
     forward_url: str = doc("", "Optional Segment-compatible endpoint to forward every event to.")

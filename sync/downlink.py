@@ -221,9 +221,7 @@ class Downlink:
         try:
             # bind only: the centre created the consumer (sync.backbone); the store's identity
             # may pull from it and ack, nothing else
-            sub = await nc.jetstream().pull_subscribe_bind(
-                f"store-{self.store_id}", stream=self.config.stream
-            )
+            sub = await nc.jetstream().pull_subscribe_bind(f"store-{self.store_id}", stream=self.config.stream)
             while not nc.is_closed:
                 try:
                     messages = await sub.fetch(16, timeout=wait_s)
@@ -257,9 +255,7 @@ class Downlink:
 
 
 def _kind(message: DownlinkMessage) -> str:
-    return {ConsentChange: "consent", ErasureRequest: "erasure", OfferCatalog: "offers"}.get(
-        type(message), "model"
-    )
+    return {ConsentChange: "consent", ErasureRequest: "erasure", OfferCatalog: "offers"}.get(type(message), "model")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,11 +1,11 @@
 """Errors of the sync package, under the gateway's one tree (edge.errors.EdgeError).
 
-    EdgeError
-    └── SyncError                 base of this package
-        ├── TransientSinkError    retry later with backoff (429, 5xx, timeout, connection, no ack)
-        ├── SinkAuthError         the sink refused our credentials (401/403): fix the write key
-        ├── StreamMismatch        an existing JetStream stream does not cover what we publish
-        └── DownlinkRefused       a downlink message is malformed, unsigned or does not fit
+EdgeError
+└── SyncError                 base of this package
+    ├── TransientSinkError    retry later with backoff (429, 5xx, timeout, connection, no ack)
+    ├── SinkAuthError         the sink refused our credentials (401/403): fix the write key
+    ├── StreamMismatch        an existing JetStream stream does not cover what we publish
+    └── DownlinkRefused       a downlink message is malformed, unsigned or does not fit
 """
 
 from __future__ import annotations

@@ -37,9 +37,7 @@ async def fleet_status(config: CentralConfig, stores: Sequence[str]) -> dict[str
     loaded: dict[str, float] = {}
     if config.postgres:
         async with await psycopg.AsyncConnection.connect(config.postgres) as pg:
-            cur = await pg.execute(
-                "SELECT store_id, extract(epoch FROM now() - last_seen) FROM cdp_stores"
-            )
+            cur = await pg.execute("SELECT store_id, extract(epoch FROM now() - last_seen) FROM cdp_stores")
             loaded = {store: float(age) for store, age in await cur.fetchall()}
     now = time.time()
     rows = []

@@ -60,9 +60,7 @@ def encode_health(health: StoreHealth) -> bytes:
         if key.startswith("refused_"):
             continue
         body[_WIRE.get(key, key)] = value
-    body["refused"] = (
-        {"ref": health.refused_ref, "detail": health.refused_detail} if health.refused_ref else None
-    )
+    body["refused"] = {"ref": health.refused_ref, "detail": health.refused_detail} if health.refused_ref else None
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -77,9 +77,7 @@ class HttpSink:
         )
         return self
 
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -97,9 +95,7 @@ class HttpSink:
         if status in _SPLIT and len(events) > 1 and self._split_budget >= 2:
             self._split_budget -= 2
             half = len(events) // 2
-            return await self._send_split(events[:half], rejected) + await self._send_split(
-                events[half:], rejected
-            )
+            return await self._send_split(events[:half], rejected) + await self._send_split(events[half:], rejected)
         if status in _SPLIT or (status in _AUTH and self.config.on_auth_error == "dead_letter"):
             rejected.extend(Rejected(e, f"http_{status}", detail) for e in events)
             return 0

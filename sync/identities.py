@@ -47,9 +47,7 @@ def inbox_prefix(store_id: str) -> str:
     return f"_INBOX_{store_id}"
 
 
-def store_permissions(
-    store_id: str, downlink_stream: str = "CDP_DOWNLINK"
-) -> dict[str, dict[str, list[str]]]:
+def store_permissions(store_id: str, downlink_stream: str = "CDP_DOWNLINK") -> dict[str, dict[str, list[str]]]:
     consumer = f"store-{store_id}"
     return {
         "publish": {
@@ -64,9 +62,7 @@ def store_permissions(
     }
 
 
-def hub_authorization(
-    central_public: str, stores: dict[str, str], downlink_stream: str = "CDP_DOWNLINK"
-) -> str:
+def hub_authorization(central_public: str, stores: dict[str, str], downlink_stream: str = "CDP_DOWNLINK") -> str:
     """nats-server ``authorization`` block: the centre unrestricted, each store its own rights."""
     users = [f"    {{ nkey: {json.dumps(central_public)} }}  # the centre"]
     for store_id, public in sorted(stores.items()):

@@ -56,9 +56,7 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         ) from None
 
 
-def sign_manifest(
-    private_key: Ed25519PrivateKey, manifest: Mapping[str, Any]
-) -> tuple[bytes, bytes]:
+def sign_manifest(private_key: Ed25519PrivateKey, manifest: Mapping[str, Any]) -> tuple[bytes, bytes]:
     """For the centre and tests: (manifest bytes, signature)."""
     data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     return data, private_key.sign(data)

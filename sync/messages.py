@@ -91,9 +91,7 @@ def parse_downlink(payload: bytes, max_bytes: int = 8 * 1024 * 1024) -> Downlink
     kind = data.get("kind")
     if kind == "consent":
         prefs = data.get("categoryPreferences")
-        if not isinstance(prefs, dict) or not all(
-            isinstance(k, str) and isinstance(v, bool) for k, v in prefs.items()
-        ):
+        if not isinstance(prefs, dict) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in prefs.items()):
             raise DownlinkRefused("wrong_type", "categoryPreferences must map purposes to booleans")
         source = data.get("source", "cdp")
         if not isinstance(source, str) or len(source) > 40:

@@ -35,9 +35,7 @@ def events_subject(store_id: str) -> str:
     return f"cdp.events.{store_id}"
 
 
-async def connect(
-    servers: Sequence[str], credentials: str = "", name: str = "edge-sync", store_id: str = ""
-) -> Client:
+async def connect(servers: Sequence[str], credentials: str = "", name: str = "edge-sync", store_id: str = "") -> Client:
     """Connect once; reconnection is the caller's loop. Vendor errors become TransientSinkError.
 
     ``credentials`` is an nkey seed file (``SU…``) or a ``.creds`` file; with ``store_id`` the
@@ -152,17 +150,13 @@ class JetStreamSink:
                                  store_id=self.store_id)  # fmt: skip
         try:
             self._inbox = self._nc.new_inbox()
-            await self._nc.subscribe(
-                f"{self._inbox}.>", cb=self._acks.on_ack, pending_msgs_limit=10_000
-            )
+            await self._nc.subscribe(f"{self._inbox}.>", cb=self._acks.on_ack, pending_msgs_limit=10_000)
         except BaseException:
             await self._close()
             raise
         return self
 
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         await self._close()
 
     async def _close(self) -> None:

@@ -145,7 +145,11 @@ class Outbox:
         self.metrics.duplicates.labels(sink.name).inc(result.duplicates)
         await asyncio.to_thread(self._confirm, sink.name, last_seq, rejected, result)
         return BatchOutcome(
-            len(records), result.sent, sum(skipped.values()), len(rejected), result.duplicates,
+            len(records),
+            result.sent,
+            sum(skipped.values()),
+            len(rejected),
+            result.duplicates,
             last_seq,
         )
 
@@ -179,10 +183,7 @@ class Outbox:
             if rejected:
                 self.journal.commit(
                     [],
-                    [
-                        DeadLetter(f"sync:{sink}", r.reason, r.detail, r.event.body.encode("utf-8"))
-                        for r in rejected
-                    ],
+                    [DeadLetter(f"sync:{sink}", r.reason, r.detail, r.event.body.encode("utf-8")) for r in rejected],
                 )
             self.journal.confirm(sink, seq)
             tables.record_success(conn, sink, result.sent, result.duplicates, len(rejected))
@@ -190,9 +191,7 @@ class Outbox:
         self.metrics.cursor_lag.labels(sink).set(max(top - seq, 0))
 
     # -- loops ----------------------------------------------------------------------------
-    async def drain(
-        self, sink: Sink, progress: Callable[[BatchOutcome], None] | None = None
-    ) -> int:
+    async def drain(self, sink: Sink, progress: Callable[[BatchOutcome], None] | None = None) -> int:
         """Send until the sink is caught up; returns journal rows consumed. No retry here."""
         total = 0
         try:
@@ -257,6 +256,7 @@ class Outbox:
 
         finally:
             await self.forget_read_ahead(name)
+
 
 async def _settle(future: asyncio.Future[Any]) -> None:
     """Wait out an unwanted read-ahead (a worker thread cannot be cancelled) and drop it."""

@@ -67,9 +67,7 @@ def tier_of(event_name: str | None) -> int:
     return _TIER_BY_NAME.get(event_name or "", DEFAULT_TIER)
 
 
-def eligible(
-    *, user_id: str | None, has_anonymous_id: bool, sync_allowed: bool, still_allowed: bool
-) -> bool:
+def eligible(*, user_id: str | None, has_anonymous_id: bool, sync_allowed: bool, still_allowed: bool) -> bool:
     """The send rule above; ``still_allowed`` is the live answer for ``user_id``."""
     if user_id is not None:
         return sync_allowed and still_allowed
@@ -79,8 +77,7 @@ def eligible(
 
 
 CONSENT_EVENT = "Consent Updated"
-_RECORD_FIELDS = ("messageId", "type", "event", "userId", "timestamp", "receivedAt", "storeId",
-                  "channel")
+_RECORD_FIELDS = ("messageId", "type", "event", "userId", "timestamp", "receivedAt", "storeId", "channel")
 _RECORD_PROPERTIES = ("categoryPreferences", "consentSource", "noticeVersion")
 
 

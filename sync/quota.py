@@ -151,6 +151,3 @@ def report_drops(journal: Journal, store_id: str, clock: Callable[[], float] = t
         journal.record(event)
         conn.execute("DELETE FROM sync_drops_unreported")
     return True
-
-
-

@@ -172,7 +172,7 @@ class HealthRule:
 
     def judge(self, release: Release, before: tuple[int, StoreHealth] | None,
               now: tuple[int, StoreHealth] | None) -> str | None:  # fmt: skip
-        """"healthy", a failure reason, or None while undecided."""
+        """ "healthy", a failure reason, or None while undecided."""
         if now is None or (before is not None and now[0] <= before[0]):
             return None
         report = now[1]

@@ -52,8 +52,7 @@ def _sync_v1(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute(
-        "CREATE TABLE sync_drops_unreported (event TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-        " bytes INTEGER NOT NULL)"
+        "CREATE TABLE sync_drops_unreported (event TEXT PRIMARY KEY, count INTEGER NOT NULL, bytes INTEGER NOT NULL)"
     )
     db.execute(
         """CREATE TABLE sync_downlink (
@@ -75,9 +74,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def record_success(
-    conn: sqlite3.Connection, sink: str, sent: int, duplicates: int, dead: int
-) -> None:
+def record_success(conn: sqlite3.Connection, sink: str, sent: int, duplicates: int, dead: int) -> None:
     """Inside the caller's transaction (the one that moves the cursor)."""
     conn.execute(
         "INSERT INTO sync_sinks (sink, last_success_ms, sent, duplicates, dead_lettered)"
@@ -125,8 +122,7 @@ def drops(journal: Journal) -> dict[str, dict[str, int]]:
 def record_downlink(journal: Journal, kind: str, ref: str, outcome: str, detail: str) -> None:
     with journal.connection() as conn:
         conn.execute(
-            "INSERT INTO sync_downlink (received_ms, kind, ref, outcome, detail)"
-            " VALUES (?,?,?,?,?)",
+            "INSERT INTO sync_downlink (received_ms, kind, ref, outcome, detail) VALUES (?,?,?,?,?)",
             (_now_ms(), kind[:40], ref[:200], outcome, detail[:500]),
         )
         conn.execute(
@@ -138,8 +134,7 @@ def record_downlink(journal: Journal, kind: str, ref: str, outcome: str, detail:
 def downlink_log(journal: Journal, limit: int = 50) -> list[dict[str, Any]]:
     with journal.connection() as conn:
         cur = conn.execute(
-            "SELECT received_ms, kind, ref, outcome, detail FROM sync_downlink"
-            " ORDER BY id DESC LIMIT ?",
+            "SELECT received_ms, kind, ref, outcome, detail FROM sync_downlink ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         names = [c[0] for c in cur.description]

@@ -41,9 +41,7 @@ class BeaconHealth:
         self._status[beacon_id] = status
         if previous == status or (previous is None and status == "ok"):
             return None
-        return HealthChange(
-            beacon_id, status, now_s, battery, tlm.temperature_c if tlm is not None else None
-        )
+        return HealthChange(beacon_id, status, now_s, battery, tlm.temperature_c if tlm is not None else None)
 
     def tick(self, now_s: float) -> list[HealthChange]:
         changes = []

@@ -105,9 +105,7 @@ class PresenceTracker:
                 counts[zone_id] = counts.get(zone_id, 0) + 1
         return counts
 
-    def _leave(
-        self, subject: str, zone_id: str, track: _Track, at_s: float, rssi: float | None
-    ) -> ZoneChange:
+    def _leave(self, subject: str, zone_id: str, track: _Track, at_s: float, rssi: float | None) -> ZoneChange:
         assert track.inside_since is not None
         dwell = max(0.0, at_s - track.inside_since)
         track.inside_since = None

@@ -43,8 +43,7 @@ APP_KEY_BYTES = 32
 
 def _app_keys_v1(db: sqlite_utils.Database) -> None:
     db.execute(
-        "CREATE TABLE devices_app_keys (token TEXT PRIMARY KEY, app_key BLOB NOT NULL,"
-        " registered_ms INTEGER NOT NULL)"
+        "CREATE TABLE devices_app_keys (token TEXT PRIMARY KEY, app_key BLOB NOT NULL, registered_ms INTEGER NOT NULL)"
     )
 
 

@@ -216,7 +216,11 @@ class PosTerminal:
         if self._decide is None:
             return None
         basket = self._basket
-        request: dict[str, Any] = {"placement": "pole_display", "basket": sorted(basket.lines), "anonymousId": basket.cart_id}
+        request: dict[str, Any] = {
+            "placement": "pole_display",
+            "basket": sorted(basket.lines),
+            "anonymousId": basket.cart_id,
+        }
         if basket.loyalty_number is not None:  # decisioning tokenises it in-process, like the identity stage
             request["identifiers"] = {"loyaltyId": basket.loyalty_number}
         try:

@@ -41,7 +41,12 @@ COUNTRIES: dict[str, dict[int, str]] = {
     "uk": {0x23: "£"},
 }
 EPSON_COUNTRY_CODES: dict[str, int] = {"usa": 0, "france": 1, "germany": 2, "uk": 3}  # ESC R n
-CD5220_COUNTRY_CODES: dict[str, int] = {"usa": ord("A"), "france": ord("F"), "germany": ord("G"), "uk": ord("U")}  # ESC f n
+CD5220_COUNTRY_CODES: dict[str, int] = {
+    "usa": ord("A"),
+    "france": ord("F"),
+    "germany": ord("G"),
+    "uk": ord("U"),
+}  # ESC f n
 
 
 def is_single_byte_codec(name: str) -> bool:

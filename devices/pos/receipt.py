@@ -110,7 +110,9 @@ class ReceiptGrammar:
                 qty = int(groups["qty"]) if groups.get("qty") else 1
                 if qty == 0:
                     continue
-                items.append(ReceiptItem(m.group("name").strip(), groups.get("sku"), qty, self.cents(m.group("amount"))))
+                items.append(
+                    ReceiptItem(m.group("name").strip(), groups.get("sku"), qty, self.cents(m.group("amount")))
+                )
         lines_total = sum(item.amount_cents for item in items)
         check = "no_total" if total is None else "ok" if total == lines_total else "total_mismatch"
         return Receipt(tuple(lines), tuple(items), total, loyalty, lines_total, check, unknown_commands)
@@ -179,7 +181,9 @@ class ReceiptDecoder:
                 continue
             if token.kind is not TokenKind.COMMAND:
                 if self._strict:
-                    raise ParseError("unknown_command", f"{token.kind.value} command 0x{token.data.hex()} in the stream")
+                    raise ParseError(
+                        "unknown_command", f"{token.kind.value} command 0x{token.data.hex()} in the stream"
+                    )
                 self.stats.unknown_commands += 1
                 self._unknown_in_receipt += 1
                 self._suspect = True

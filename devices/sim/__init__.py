@@ -72,7 +72,11 @@ async def run_simulation(
 
 
 async def run_demo_store(
-    devices: DevicesComponent | None, fleet_file: Path, *, speed: float = 60.0, seed: int = 1,
+    devices: DevicesComponent | None,
+    fleet_file: Path,
+    *,
+    speed: float = 60.0,
+    seed: int = 1,
     hours: float | None = None,
 ) -> SimulationReport:
     """What ``edge demo`` runs next to its gateway (given its devices feature, if enabled): the

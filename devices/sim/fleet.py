@@ -1,8 +1,8 @@
 """The fleet file ``edge demo`` writes: broker address and each simulated device's credentials.
 
-    {"store_id": "demo-store", "broker": {"host": "127.0.0.1", "port": 1884},
-     "http": "http://127.0.0.1:8080",
-     "devices": [{"kind": "kiosk", "device_id": "kiosk-1", "mqtt_password": "...", "http_token": "..."}]}
+{"store_id": "demo-store", "broker": {"host": "127.0.0.1", "port": 1884},
+ "http": "http://127.0.0.1:8080",
+ "devices": [{"kind": "kiosk", "device_id": "kiosk-1", "mqtt_password": "...", "http_token": "..."}]}
 """
 
 from __future__ import annotations
@@ -40,5 +40,6 @@ def load_fleet(path: Path) -> Fleet:
         )
         return Fleet(doc["store_id"], doc["broker"]["host"], int(doc["broker"]["port"]), doc.get("http", ""), devices)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"fleet file {path} is unreadable or incomplete ({type(exc).__name__}: {exc});"
-                         " run `edge demo` to write one") from exc
+        raise ValueError(
+            f"fleet file {path} is unreadable or incomplete ({type(exc).__name__}: {exc}); run `edge demo` to write one"
+        ) from exc

@@ -43,15 +43,31 @@ class OfferInbox:
         return out
 
 
-def make_event(name: str, at_ms: int, *, store: str = "sim", device: str = "kiosk-1", kind: str = "kiosk",
-               anonymous_id: str | None = None, user_id: str | None = None,
-               properties: Mapping[str, Any] | None = None, message_id: str | None = None,
-               consent: Mapping[str, bool] | None = None) -> Event:
+def make_event(
+    name: str,
+    at_ms: int,
+    *,
+    store: str = "sim",
+    device: str = "kiosk-1",
+    kind: str = "kiosk",
+    anonymous_id: str | None = None,
+    user_id: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+    consent: Mapping[str, bool] | None = None,
+) -> Event:
     """A committed event as the journal listener sees it."""
     mid = message_id or f"sim-{name.replace(' ', '-').lower()}-{at_ms}-{random.getrandbits(40):x}"
     source = Source(store, device, kind, "mqtt")
-    body: dict[str, Any] = {"type": "track", "event": name, "messageId": mid, "properties": dict(properties or {}),
-                            "storeId": store, "deviceId": device, "channel": source.channel}
+    body: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": mid,
+        "properties": dict(properties or {}),
+        "storeId": store,
+        "deviceId": device,
+        "channel": source.channel,
+    }
     if consent is not None:
         body["context"] = {"consent": {"categoryPreferences": dict(consent)}}
     if anonymous_id:
@@ -91,8 +107,19 @@ async def run_month(
         while orders and orders[0][0] <= now:
             at, visit, sku = heapq.heappop(orders)
             await tick(at)
-            await feed([make_event("Order Completed", at, device="pos-1", kind="pos", anonymous_id=visit,
-                                   properties={"orderId": f"o-{visit}", "products": [{"sku": sku, "quantity": 1}]})], at)
+            await feed(
+                [
+                    make_event(
+                        "Order Completed",
+                        at,
+                        device="pos-1",
+                        kind="pos",
+                        anonymous_id=visit,
+                        properties={"orderId": f"o-{visit}", "products": [{"sku": sku, "quantity": 1}]},
+                    )
+                ],
+                at,
+            )
         await tick(now)
 
     for day in range(days):
@@ -104,8 +131,9 @@ async def run_month(
             sku = rng.choice(skus)
             await until(now)
             inbox.take()
-            await feed([make_event("Product Viewed", now, device=kiosk, anonymous_id=visit,
-                                   properties={"sku": sku})], now)
+            await feed(
+                [make_event("Product Viewed", now, device=kiosk, anonymous_id=visit, properties={"sku": sku})], now
+            )
             shown = [p for t, p, _ in inbox.take() if t.endswith(f"/{kiosk}/offers")]
             arm = shown[-1]["arm"] if shown else None
             result.visits += 1

@@ -30,7 +30,9 @@ _ANONYMOUS = dict.fromkeys(PURPOSES, False)
 
 class CommitAdmission:
     def __init__(
-        self, eraser: Eraser, consent: ConsentLedger,
+        self,
+        eraser: Eraser,
+        consent: ConsentLedger,
         on_personalization_withdrawn: Callable[[str], None],
         on_stale: Callable[[int], None] = lambda n: None,
     ) -> None:

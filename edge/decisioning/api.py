@@ -51,6 +51,7 @@ class DecisioningFacade(Protocol):
     def export(self, user_id: str) -> dict[str, Any]: ...
     def uplift(self) -> list[CampaignUplift]: ...
 
+
 __all__ = ["DecisioningFacade", "router"]
 
 _SOURCE_BY_ROLE = {"kiosk": "kiosk", "tablet": "associate", "ops": "cdp"}
@@ -100,12 +101,12 @@ def router(component: DecisioningFacade) -> APIRouter:
         except InvalidEvent as exc:
             return _refused(exc)
         properties: dict[str, Any] = {
-            "categoryPreferences": preferences, "consentSource": consent_source,
+            "categoryPreferences": preferences,
+            "consentSource": consent_source,
         }
         if notice is not None:
             properties["noticeVersion"] = notice
-        event = {"type": "track", "event": "Consent Updated", "userId": user_id,
-                 "properties": properties}
+        event = {"type": "track", "event": "Consent Updated", "userId": user_id, "properties": properties}
         result = await component.ctx.bus.publish(source(principal), [event])
         if result.rejected:
             rejection = result.rejected[0]
@@ -120,9 +121,7 @@ def router(component: DecisioningFacade) -> APIRouter:
         }
 
     @api.get("/v1/consent/{user_id}")
-    async def read_consent(
-        user_id: str, principal: Principal = Depends(require("kiosk", "tablet", "ops"))
-    ) -> Any:
+    async def read_consent(user_id: str, principal: Principal = Depends(require("kiosk", "tablet", "ops"))) -> Any:
         try:
             _token(user_id)
         except InvalidEvent as exc:
@@ -134,9 +133,7 @@ def router(component: DecisioningFacade) -> APIRouter:
         }
 
     @api.delete("/v1/customers/{user_id}")
-    async def erase(
-        user_id: str, requestId: str | None = None, principal: Principal = Depends(require("ops"))
-    ) -> Any:
+    async def erase(user_id: str, requestId: str | None = None, principal: Principal = Depends(require("ops"))) -> Any:
         try:
             _token(user_id)
         except InvalidEvent as exc:
@@ -156,9 +153,7 @@ def router(component: DecisioningFacade) -> APIRouter:
             return _refused(exc)
         found = component.profiles.get(user_id)
         if found is None or not component.allows(user_id, "personalization"):
-            return JSONResponse(
-                {"error": "not_found", "detail": "no consented profile for this customer"}, 404
-            )
+            return JSONResponse({"error": "not_found", "detail": "no consented profile for this customer"}, 404)
         return found.as_json()
 
     @api.get("/v1/customers/{user_id}/export")

@@ -78,8 +78,7 @@ class Attribution:
             props = event.body["properties"]
             column = "viewed_ms" if event.name == "Offer Viewed" else "clicked_ms"
             conn.execute(
-                f"UPDATE exposures SET {column} = COALESCE({column}, ?)"
-                " WHERE decision_id = ? AND offer_id = ?",
+                f"UPDATE exposures SET {column} = COALESCE({column}, ?) WHERE decision_id = ? AND offer_id = ?",
                 (event.received_ms, props.get("decisionId"), props.get("offerId")),
             )
         redeemed = []
@@ -113,8 +112,11 @@ class Attribution:
         order_id = props.get("orderId") if isinstance(props.get("orderId"), str) else None
         for decision_id, offer_id, experiment, arm, unit, sku, category in rows:
             line = next(
-                (ln for ln in lines
-                 if ln["sku"] == sku or (category is not None and self.category_of(ln["sku"]) == category)),
+                (
+                    ln
+                    for ln in lines
+                    if ln["sku"] == sku or (category is not None and self.category_of(ln["sku"]) == category)
+                ),
                 None,
             )
             if line is None:
@@ -125,12 +127,33 @@ class Attribution:
                 "INSERT OR IGNORE INTO redemptions (decision_id, offer_id, experiment, arm,"
                 " unit_key, user_id, anonymous_id, order_id, sku, quantity, revenue, ms)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (decision_id, offer_id, experiment, arm, unit, order.user_id, order.anonymous_id,
-                 order_id, line["sku"], quantity, revenue, order.received_ms),
+                (
+                    decision_id,
+                    offer_id,
+                    experiment,
+                    arm,
+                    unit,
+                    order.user_id,
+                    order.anonymous_id,
+                    order_id,
+                    line["sku"],
+                    quantity,
+                    revenue,
+                    order.received_ms,
+                ),
             )
-            out.append({"decisionId": decision_id, "offerId": offer_id, "experiment": experiment,
-                        "arm": arm, "sku": line["sku"], "quantity": quantity,
-                        "revenue": round(revenue, 2), "orderId": order_id})
+            out.append(
+                {
+                    "decisionId": decision_id,
+                    "offerId": offer_id,
+                    "experiment": experiment,
+                    "arm": arm,
+                    "sku": line["sku"],
+                    "quantity": quantity,
+                    "revenue": round(revenue, 2),
+                    "orderId": order_id,
+                }
+            )
         return out
 
 
@@ -140,13 +163,25 @@ def _exposure_rows(event: Event) -> list[tuple[Any, ...]]:
     for offer in props.get("offers", []):
         if not isinstance(offer, dict):
             continue
-        rows.append((
-            props.get("decisionId"), offer.get("offerId"), offer.get("experiment"),
-            offer.get("arm"), offer.get("unit"), props.get("personKey"), props.get("visitId"),
-            event.user_id, event.anonymous_id, event.source.device_id, event.source.channel,
-            offer.get("sku"), offer.get("category"), props.get("exposedMs", event.received_ms),
-            props.get("day", ""),
-        ))
+        rows.append(
+            (
+                props.get("decisionId"),
+                offer.get("offerId"),
+                offer.get("experiment"),
+                offer.get("arm"),
+                offer.get("unit"),
+                props.get("personKey"),
+                props.get("visitId"),
+                event.user_id,
+                event.anonymous_id,
+                event.source.device_id,
+                event.source.channel,
+                offer.get("sku"),
+                offer.get("category"),
+                props.get("exposedMs", event.received_ms),
+                props.get("day", ""),
+            )
+        )
     return rows
 
 

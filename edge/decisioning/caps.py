@@ -41,8 +41,7 @@ class CapLedger:
     def load(self, journal: Journal, day: str) -> None:
         with journal.connection() as conn:
             rows = conn.execute(
-                "SELECT offer_id, person_key, visit_key, device_id, channel, day FROM exposures"
-                " WHERE day = ?",
+                "SELECT offer_id, person_key, visit_key, device_id, channel, day FROM exposures WHERE day = ?",
                 (day,),
             ).fetchall()
         self.record([Exposure(*row) for row in rows])
@@ -56,8 +55,13 @@ class CapLedger:
             self._shown_on.clear()
 
     def allowed(
-        self, offer: Offer, person_key: str | None, visit_key: str | None, channel: str,
-        device_id: str, day: str,
+        self,
+        offer: Offer,
+        person_key: str | None,
+        visit_key: str | None,
+        channel: str,
+        device_id: str,
+        day: str,
     ) -> str | None:
         """None when ``offer`` may be shown; else the reason it may not."""
         caps = offer.caps
@@ -72,10 +76,7 @@ class CapLedger:
             if person_key is not None:
                 if caps.per_person_day and self._person[(person_key, offer.id)] >= caps.per_person_day:
                     return "cap_person_day"
-                if (
-                    caps.per_channel_day
-                    and self._channel[(person_key, offer.id, channel)] >= caps.per_channel_day
-                ):
+                if caps.per_channel_day and self._channel[(person_key, offer.id, channel)] >= caps.per_channel_day:
                     return "cap_channel_day"
         return None
 

@@ -37,21 +37,30 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     check.set_defaults(func=offers_check)
 
     forget = subparsers.add_parser(
-        "forget", help="erase a customer (token or raw identifier) and suppress them from now on;"
-        " asks the running gateway over <state dir>/control.sock, else works on the journal file"
+        "forget",
+        help="erase a customer (token or raw identifier) and suppress them from now on;"
+        " asks the running gateway over <state dir>/control.sock, else works on the journal file",
     )
-    forget.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
-                        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
+    forget.add_argument(
+        "identifier",
+        metavar="IDENTIFIER_OR_TOKEN",
+        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)",
+    )
     forget.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")
     forget.add_argument("--request-id", help="the erasure request id to confirm to the CDP")
     forget.add_argument("--config", type=Path, help="gateway configuration file")
     forget.set_defaults(func=forget_customer)
 
     export = subparsers.add_parser(
-        "export", help="everything the store holds about a customer, as one JSON document"
-        " (asks the running gateway, else reads the journal file)")
-    export.add_argument("identifier", metavar="IDENTIFIER_OR_TOKEN",
-                        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)")
+        "export",
+        help="everything the store holds about a customer, as one JSON document"
+        " (asks the running gateway, else reads the journal file)",
+    )
+    export.add_argument(
+        "identifier",
+        metavar="IDENTIFIER_OR_TOKEN",
+        help="a ct_… token, or a raw identifier with --kind (an e-mail needs none)",
+    )
     export.add_argument("--kind", choices=IDENTIFIER_KINDS, help="kind of a raw identifier")
     export.add_argument("--config", type=Path, help="gateway configuration file")
     export.set_defaults(func=export_customer)
@@ -59,7 +68,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     keep = subparsers.add_parser("retention", help="retention of personal data (journal.retention_days)")
     keep_commands = keep.add_subparsers(dest="retention_command", required=True)
     prune = keep_commands.add_parser(
-        "prune", help="delete personal data older than journal.retention_days from every table now")
+        "prune", help="delete personal data older than journal.retention_days from every table now"
+    )
     prune.add_argument("--config", type=Path, help="gateway configuration file")
     prune.set_defaults(func=retention_prune)
 
@@ -96,8 +106,7 @@ def forget_customer(args: argparse.Namespace) -> int:
         identity = Identity(load_key(key_file(config)), config.identity.default_region)
         token = _token(identity, args.identifier, args.kind)
         try:
-            answer = control.request(_socket(config),
-                                     {"op": "forget", "userId": token, "requestId": args.request_id})
+            answer = control.request(_socket(config), {"op": "forget", "userId": token, "requestId": args.request_id})
         except control.ControlUnavailable:
             with _journal(config) as journal:
                 removed = Eraser(journal, identity, time.time).erase(token, args.request_id)

@@ -126,7 +126,8 @@ class DecisioningComponent:
             " event time) was already in force", registry=ctx.metrics,
         )  # fmt: skip
         self.admission = CommitAdmission(
-            self.eraser, self.consent,
+            self.eraser,
+            self.consent,
             lambda user_id: self.profiles.drop(user_id, persist=False),  # the row: same commit
             on_stale=self.consent_stale.inc,
         )

@@ -74,22 +74,20 @@ class DecisioningConfig:
     history_items: int = doc(50, "Most recent profile items passed as history.", _positive)
     profile_items: int = doc(200, "Items a profile keeps (least recent dropped first).", _positive)
     profile_cache: int = doc(
-        5000, "Profiles kept in memory (least recently used); the rest are read from the journal file.",
+        5000,
+        "Profiles kept in memory (least recently used); the rest are read from the journal file.",
         _positive,
     )
-    visit_gap_minutes: float = doc(
-        45.0, "A person's events further apart than this start a new visit.", _positive
-    )
-    zone_weight: float = doc(
-        1.5, "Context weight of an offer whose `zones` include the requester's zone.", _positive
-    )
+    visit_gap_minutes: float = doc(45.0, "A person's events further apart than this start a new visit.", _positive)
+    zone_weight: float = doc(1.5, "Context weight of an offer whose `zones` include the requester's zone.", _positive)
     attribution_window_hours: float = doc(
         24.0,
         "An `Order Completed` line redeems an exposure of a matching offer at most this long before.",
         _positive,
     )
     timezone_offset_minutes: int = doc(
-        0, "Store local time minus UTC, for offer hours/days and daily caps.",
+        0,
+        "Store local time minus UTC, for offer hours/days and daily caps.",
         lambda v: None if -840 <= v <= 840 else "must be between -840 and 840",
     )
     exposure_ack: bool = doc(
@@ -99,13 +97,12 @@ class DecisioningConfig:
         " and committed right after, so a power cut in that instant can lose an exposure record.",
     )
     redeemed_queue: int = doc(
-        10_000, "Derived events (`Offer Exposed`, `Offer Redeemed`) waiting to be journaled at most;"
+        10_000,
+        "Derived events (`Offer Exposed`, `Offer Redeemed`) waiting to be journaled at most;"
         " past it exposures are journaled before the answer and redemptions dropped and counted.",
         _positive,
     )
-    default_holdout: float = doc(
-        0.0, "Holdout share for offers whose experiment does not set one.", _share
-    )
+    default_holdout: float = doc(0.0, "Holdout share for offers whose experiment does not set one.", _share)
 
 
 @dataclass(frozen=True)
@@ -115,12 +112,8 @@ class OffersConfig:
         "The offer catalog (TOML, see edge/decisioning/OFFERS.md). Empty: the demo store's catalog shipped"
         " with the gateway (edge/decisioning/demo_offers.toml).",
     )
-    reload_seconds: float = doc(
-        2.0, "How often the offer file's modification time is checked for a reload.", _positive
-    )
-    minimum_stock: int = doc(
-        1, "Offers on a SKU whose known stock is below this are not applicable.", _non_negative
-    )
+    reload_seconds: float = doc(2.0, "How often the offer file's modification time is checked for a reload.", _positive)
+    minimum_stock: int = doc(1, "Offers on a SKU whose known stock is below this are not applicable.", _non_negative)
 
 
 CONFIG_SECTIONS: dict[str, type] = {

@@ -31,8 +31,7 @@ from edge.errors import InvalidEvent
 from edge.events import Event
 from edge.journal import Journal
 
-__all__ = ["CONSENT_EVENT", "PERSONLESS", "PURPOSES", "SOURCES", "ConsentLedger", "ConsentRecord",
-           "event_time_ms"]
+__all__ = ["CONSENT_EVENT", "PERSONLESS", "PURPOSES", "SOURCES", "ConsentLedger", "ConsentRecord", "event_time_ms"]
 
 CONSENT_EVENT = "Consent Updated"
 PURPOSES = ("personalization", "analytics", "cdp_sync")
@@ -86,8 +85,7 @@ class ConsentLedger:
         self._undo: list[tuple[str, dict[str, ConsentRecord] | None]] = []
         with journal.connection() as conn:
             rows = conn.execute(
-                "SELECT user_id, purpose, granted, source, notice_version, updated_ms, message_id"
-                " FROM consent"
+                "SELECT user_id, purpose, granted, source, notice_version, updated_ms, message_id FROM consent"
             ).fetchall()
         for user_id, purpose, granted, source, notice, updated, message_id in rows:
             self._records.setdefault(user_id, {})[purpose] = ConsentRecord(
@@ -211,9 +209,7 @@ def validate_preferences(preferences: Mapping[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for purpose, granted in preferences.items():
         if purpose not in PURPOSES:
-            raise InvalidEvent(
-                "bad_consent", f"unknown purpose {str(purpose)[:30]!r}; one of {', '.join(PURPOSES)}"
-            )
+            raise InvalidEvent("bad_consent", f"unknown purpose {str(purpose)[:30]!r}; one of {', '.join(PURPOSES)}")
         if not isinstance(granted, bool):
             raise InvalidEvent("bad_consent", f"categoryPreferences.{purpose} must be true or false")
         out[purpose] = granted

@@ -80,7 +80,8 @@ class Decisions:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0), registry=reg,
         )  # fmt: skip
         self.offer_files_refused = Counter(
-            "edge_offer_files_refused", "Offer files refused on reload (the old catalog stayed)",
+            "edge_offer_files_refused",
+            "Offer files refused on reload (the old catalog stayed)",
             registry=reg,
         )
 

@@ -41,8 +41,11 @@ class Recommending(Protocol):
     def catalog(self) -> Any: ...
 
     async def arecommend(
-        self, basket: Sequence[str], history: Sequence[tuple[str, float]] = (),
-        context: Context = ..., k: int | None = None,
+        self,
+        basket: Sequence[str],
+        history: Sequence[tuple[str, float]] = (),
+        context: Context = ...,
+        k: int | None = None,
     ) -> Sequence[Any]: ...
 
 
@@ -113,21 +116,34 @@ class DecisionEngine:
         person_key = user_id if personalized else visit_key
         recommender = self.recommender()
         history = self._history(recommender, user_id, now_ms) if personalized and user_id else []
-        context = Context(hour=local.hour, weekday=local.weekday(), weather=weather, zone=zone,
-                          channel=source.channel)
+        context = Context(hour=local.hour, weekday=local.weekday(), weather=weather, zone=zone, channel=source.channel)
         scored = await recommender.arecommend(basket, history, context=context, k=s.candidates)
         catalog = self.offers()
         stock = dict(self.stock)
         stock.update(_stock(body.get("stock")))
         limit = min(s.max_offers, _positive_int(body.get("limit"), s.max_offers))
         chosen = self._candidates(
-            catalog, recommender.catalog, scored, source, user_id, basket, stock, zone, placement,
-            local, person_key, visit_key, day, limit,
+            catalog,
+            recommender.catalog,
+            scored,
+            source,
+            user_id,
+            basket,
+            stock,
+            zone,
+            placement,
+            local,
+            person_key,
+            visit_key,
+            day,
+            limit,
         )
         # the raw identifiers stay out even of the hash: a decisionId leaves the store
         hashed = {k: v for k, v in body.items() if k != "identifiers"} | {"userId": user_id}
         decision_id = derived_uuid7(
-            now_ms, source.store_id.encode(), source.device_id.encode(),
+            now_ms,
+            source.store_id.encode(),
+            source.device_id.encode(),
             json.dumps(hashed, sort_keys=True, default=str).encode(),
         )
         arms = []
@@ -136,21 +152,37 @@ class DecisionEngine:
             unit = user_id if (exp.unit == "person" and user_id) else (visit_key or decision_id)
             arms.append((assign_arm(unit, exp.id, exp.holdout), unit))
         self.caps.record(
-            Exposure(c.offer.id, person_key, visit_key, source.device_id, source.channel, day)
-            for c in chosen
+            Exposure(c.offer.id, person_key, visit_key, source.device_id, source.channel, day) for c in chosen
         )
         shown = [
-            {"offerId": c.offer.id, "sku": c.sku, "title": c.offer.title,
-             "score": round(c.priority, 6), "reasons": list(c.reasons)}
-            for c, (arm, _) in zip(chosen, arms, strict=True) if arm == "treatment"
+            {
+                "offerId": c.offer.id,
+                "sku": c.sku,
+                "title": c.offer.title,
+                "score": round(c.priority, 6),
+                "reasons": list(c.reasons),
+            }
+            for c, (arm, _) in zip(chosen, arms, strict=True)
+            if arm == "treatment"
         ]
         arm_names = {a for a, _ in arms}
         overall = "none" if not arms else arm_names.pop() if len(arm_names) == 1 else "mixed"
         if chosen:
-            await self._expose(source, decision_id, user_id, anonymous_id, visit_key, person_key,
-                               placement, personalized, chosen, arms, now_ms, day)
-        return {"decisionId": decision_id, "arm": overall, "personalized": personalized,
-                "offers": shown}
+            await self._expose(
+                source,
+                decision_id,
+                user_id,
+                anonymous_id,
+                visit_key,
+                person_key,
+                placement,
+                personalized,
+                chosen,
+                arms,
+                now_ms,
+                day,
+            )
+        return {"decisionId": decision_id, "arm": overall, "personalized": personalized, "offers": shown}
 
     def _history(self, recommender: Any, user_id: str, now_ms: int) -> list[tuple[str, float]]:
         kernel = getattr(recommender, "history_weights", None)
@@ -159,10 +191,21 @@ class DecisionEngine:
         return self.profiles.history(user_id, now_ms, self.settings.history_items)
 
     def _candidates(
-        self, catalog: OfferCatalog, products: Any, scored: Sequence[Any], source: Source,
-        user_id: str | None, basket: list[str], stock: Mapping[str, int], zone: str | None,
-        placement: str | None, local: datetime, person_key: str | None, visit_key: str | None,
-        day: str, limit: int,
+        self,
+        catalog: OfferCatalog,
+        products: Any,
+        scored: Sequence[Any],
+        source: Source,
+        user_id: str | None,
+        basket: list[str],
+        stock: Mapping[str, int],
+        zone: str | None,
+        placement: str | None,
+        local: datetime,
+        person_key: str | None,
+        visit_key: str | None,
+        day: str,
+        limit: int,
     ) -> list[Candidate]:
         """Rank every offer reachable from the candidates by its best (offer, SKU) pair, then
         apply the policies in priority order until ``limit`` offers pass.
@@ -181,8 +224,7 @@ class DecisionEngine:
         by_sku, by_category, levers = catalog.by_sku, catalog.by_category, catalog.levers
         zone_weight = self.settings.zone_weight
         walk = sorted(
-            ((-math.exp(min(0.0, float(item.score) - top)), order, item.sku)
-             for order, item in enumerate(scored)),
+            ((-math.exp(min(0.0, float(item.score) - top)), order, item.sku) for order, item in enumerate(scored)),
         )
         claimed: set[str] = set()
         best: dict[str, tuple[float, str, int, Offer, str, float, str | None]] = {}
@@ -209,8 +251,7 @@ class DecisionEngine:
             if len(chosen) >= limit:
                 break
             if self._refusal(offer, source, user_id, placement, local, basket, basket_value) or (
-                self.caps.allowed(offer, person_key, visit_key, channel, source.device_id, day)
-                is not None
+                self.caps.allowed(offer, person_key, visit_key, channel, source.device_id, day) is not None
             ):
                 continue
             reasons = ["recommended" if offer.sku else f"recommended in {category}"]
@@ -221,8 +262,14 @@ class DecisionEngine:
         return list(chosen.values())
 
     def _refusal(
-        self, offer: Offer, source: Source, user_id: str | None, placement: str | None,
-        local: datetime, basket: list[str], basket_value: float,
+        self,
+        offer: Offer,
+        source: Source,
+        user_id: str | None,
+        placement: str | None,
+        local: datetime,
+        basket: list[str],
+        basket_value: float,
     ) -> str | None:
         """Eligibility and applicability; None when the offer may be shown here and now."""
         if offer.stores is not None and source.store_id not in offer.stores:
@@ -245,9 +292,19 @@ class DecisionEngine:
         return None
 
     async def _expose(
-        self, source: Source, decision_id: str, user_id: str | None, anonymous_id: str | None,
-        visit_key: str | None, person_key: str | None, placement: str | None, personalized: bool,
-        chosen: list[Candidate], arms: list[tuple[str, str]], now_ms: int, day: str,
+        self,
+        source: Source,
+        decision_id: str,
+        user_id: str | None,
+        anonymous_id: str | None,
+        visit_key: str | None,
+        person_key: str | None,
+        placement: str | None,
+        personalized: bool,
+        chosen: list[Candidate],
+        arms: list[tuple[str, str]],
+        now_ms: int,
+        day: str,
     ) -> None:
         event: dict[str, Any] = {
             "type": "track",
@@ -262,8 +319,15 @@ class DecisionEngine:
                 "day": day,
                 "exposedMs": now_ms,
                 "offers": [
-                    {"offerId": c.offer.id, "sku": c.sku, "category": c.offer.category,
-                     "experiment": c.offer.experiment.id, "arm": arm, "unit": unit, "rank": rank}
+                    {
+                        "offerId": c.offer.id,
+                        "sku": c.sku,
+                        "category": c.offer.category,
+                        "experiment": c.offer.experiment.id,
+                        "arm": arm,
+                        "unit": unit,
+                        "rank": rank,
+                    }
                     for rank, (c, (arm, unit)) in enumerate(zip(chosen, arms, strict=True))
                 ],
             },

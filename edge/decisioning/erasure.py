@@ -99,8 +99,7 @@ class Eraser:
             removed += hook(user_id)
         with self.journal.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO erasures (request_id, erased_ms, removed, confirmed_ms)"
-                " VALUES (?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO erasures (request_id, erased_ms, removed, confirmed_ms) VALUES (?, ?, ?, NULL)",
                 (request_id, now_ms, removed),
             )
         self.checkpoint()

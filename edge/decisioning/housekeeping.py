@@ -54,8 +54,7 @@ class Housekeeping:
         """Retention: every personal table loses what is older than ``journal.retention_days``
         (any thread but the event loop's); returns rows removed per table."""
         cutoff = retention.cutoff_ms(self.clock(), self.retention_days)
-        removed, _trimmed = self.profiles.prune_with(
-            lambda: retention.prune(self.journal, cutoff, self.category_of))
+        removed, _trimmed = self.profiles.prune_with(lambda: retention.prune(self.journal, cutoff, self.category_of))
         self.consent.expire(cutoff)
         if any(removed.values()):
             log.info("retention: pruned %s", ", ".join(f"{t} {n}" for t, n in removed.items() if n))

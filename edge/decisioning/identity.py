@@ -117,9 +117,7 @@ class Identity:
             return self.resolve(identifiers)
         if isinstance(user_id, str) and TOKEN_PATTERN.match(user_id):
             return user_id
-        raise InvalidEvent(
-            "bad_identifier", "send userId (a ct_… token) or identifiers {email|phone|loyaltyId|appId}"
-        )
+        raise InvalidEvent("bad_identifier", "send userId (a ct_… token) or identifiers {email|phone|loyaltyId|appId}")
 
 
 class IdentityStage:

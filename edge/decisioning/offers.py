@@ -121,7 +121,10 @@ class OfferCatalog:
 
 
 def load_offers(
-    path: Path, *, default_holdout: float = 0.0, skus: Collection[str] | None = None,
+    path: Path,
+    *,
+    default_holdout: float = 0.0,
+    skus: Collection[str] | None = None,
     categories: Collection[str] | None = None,
 ) -> OfferCatalog:
     """Read and check ``path``; OfferFileError lists every problem."""
@@ -131,13 +134,16 @@ def load_offers(
         raise OfferFileError(str(path), [("<file>", "does not exist")]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise OfferFileError(str(path), [("<file>", f"not valid TOML: {exc}")]) from None
-    return parse_offers(raw, source=str(path), default_holdout=default_holdout, skus=skus,
-                        categories=categories)
+    return parse_offers(raw, source=str(path), default_holdout=default_holdout, skus=skus, categories=categories)
 
 
 def parse_offers(
-    raw: Mapping[str, Any], *, source: str = "<offers>", default_holdout: float = 0.0,
-    skus: Collection[str] | None = None, categories: Collection[str] | None = None,
+    raw: Mapping[str, Any],
+    *,
+    source: str = "<offers>",
+    default_holdout: float = 0.0,
+    skus: Collection[str] | None = None,
+    categories: Collection[str] | None = None,
 ) -> OfferCatalog:
     errors: list[tuple[str, str]] = []
     for key in set(raw) - {"version", "levers", "offers"}:
@@ -176,8 +182,12 @@ def parse_offers(
 
 
 def _offer(
-    item: Mapping[str, Any], path: str, levers: Mapping[str, float], default_holdout: float,
-    skus: Collection[str] | None, categories: Collection[str] | None,
+    item: Mapping[str, Any],
+    path: str,
+    levers: Mapping[str, float],
+    default_holdout: float,
+    skus: Collection[str] | None,
+    categories: Collection[str] | None,
     errors: list[tuple[str, str]],
 ) -> Offer | None:
     start = len(errors)
@@ -219,7 +229,9 @@ def _offer(
     days = frozenset(DAYS.index(d) for d in day_names) if day_names else frozenset(range(7))
     hours = item.get("hours", [0, 24])
     if (
-        not isinstance(hours, list) or len(hours) != 2 or not all(_integer(h) for h in hours)
+        not isinstance(hours, list)
+        or len(hours) != 2
+        or not all(_integer(h) for h in hours)
         or not 0 <= hours[0] < hours[1] <= 24
     ):
         err("hours", "must be [start, end] whole hours with 0 ≤ start < end ≤ 24 (end exclusive)")
@@ -247,12 +259,26 @@ def _offer(
     if len(errors) > start:
         return None
     return Offer(
-        id=offer_id, title=title, type=kind, value=float(value), lever=lever,
-        experiment=experiment, sku=sku, category=category,
-        channels=channels or frozenset(CHANNELS), placements=placements,
-        valid_from=valid_from, valid_until=valid_until, days=days, hours=(hours[0], hours[1]),
-        stores=stores, zones=zones, segment=segment, min_basket_items=min_items,
-        min_basket_value=float(min_value), discount=None if discount is None else float(discount),
+        id=offer_id,
+        title=title,
+        type=kind,
+        value=float(value),
+        lever=lever,
+        experiment=experiment,
+        sku=sku,
+        category=category,
+        channels=channels or frozenset(CHANNELS),
+        placements=placements,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        days=days,
+        hours=(hours[0], hours[1]),
+        stores=stores,
+        zones=zones,
+        segment=segment,
+        min_basket_items=min_items,
+        min_basket_value=float(min_value),
+        discount=None if discount is None else float(discount),
         caps=caps,
     )
 
@@ -332,7 +358,9 @@ class OfferWatcher:
     """
 
     def __init__(
-        self, path: Path, loader: Callable[[Path], OfferCatalog],
+        self,
+        path: Path,
+        loader: Callable[[Path], OfferCatalog],
         on_refused: Callable[[OfferFileError], None] = lambda exc: None,
     ) -> None:
         self.path = path

@@ -36,36 +36,46 @@ class PersonalTable:
 
 PERSONAL_TABLES: tuple[PersonalTable, ...] = (
     PersonalTable(
-        "events", "received_ms",
+        "events",
+        "received_ms",
         f"user_id = :user OR instr(body, :user) > 0 OR anonymous_id IN {_ANON}",
         "every journaled event: token, visit id, what the person did",
     ),
     PersonalTable(
-        "consent", "updated_ms", "user_id = :user",
+        "consent",
+        "updated_ms",
+        "user_id = :user",
         "the choice per purpose, its source, notice version, time and event id",
     ),
     PersonalTable(
-        "profiles", "updated_ms", "user_id = :user",
+        "profiles",
+        "updated_ms",
+        "user_id = :user",
         "recent items, categories, purchases (each purchase also pruned by its own date)",
     ),
     PersonalTable(
-        "exposures", "ms",
+        "exposures",
+        "ms",
         "user_id = :user OR unit_key = :user OR person_key = :user"
         " OR substr(visit_key, 1, length(:user) + 1) = :user || ':'"
         f" OR anonymous_id IN {_ANON} OR visit_key IN {_ANON} OR unit_key IN {_ANON}",
         "offers shown to the person or visit, their arm, views and clicks",
     ),
     PersonalTable(
-        "redemptions", "ms",
+        "redemptions",
+        "ms",
         f"user_id = :user OR unit_key = :user OR anonymous_id IN {_ANON} OR unit_key IN {_ANON}",
         "offers the person redeemed: order id, SKU, quantity, revenue",
     ),
     PersonalTable(
-        "devices_app_keys", "registered_ms", "token = :user",
+        "devices_app_keys",
+        "registered_ms",
+        "token = :user",
         "the store app's rotating-id key of an opted-in person",
     ),
     PersonalTable(
-        "dead_letters", "received_ms",
+        "dead_letters",
+        "received_ms",
         "EXISTS (SELECT 1 FROM json_each(:digests) WHERE instr(dead_letters.subject, value) > 0)",
         "refused inputs: reason, size, a scrubbed excerpt; the subject only as a keyed digest",
         on_erase="minimise",

@@ -91,8 +91,9 @@ class ProfileStore:
             profile = None
             if row is not None:
                 uid, visits, seen, visit, updated, items, cats, bought = row
-                profile = Profile(uid, visits, seen, visit, updated, json.loads(items),
-                                  json.loads(cats), json.loads(bought))
+                profile = Profile(
+                    uid, visits, seen, visit, updated, json.loads(items), json.loads(cats), json.loads(bought)
+                )
             self._remember(user_id, profile)
             return profile
 
@@ -132,13 +133,15 @@ class ProfileStore:
     def listen(self, events: Sequence[Event]) -> None:
         changed: dict[str, Profile] = {}
         withdrawn = {
-            e.user_id for e in events
+            e.user_id
+            for e in events
             if e.name == "Consent Updated" and e.user_id and not e.consent.get("personalization")
         }
         with self._lock:
             for event in events:
                 if (
-                    event.user_id is None or event.name in _DERIVED
+                    event.user_id is None
+                    or event.name in _DERIVED
                     or not event.consent.get("personalization")
                     or not self.allowed(event.user_id)  # withdrawn since the event arrived
                 ):
@@ -148,10 +151,16 @@ class ProfileStore:
                 self._apply(profile, event)
                 changed[event.user_id] = profile
             rows = [
-                (p.user_id, p.updated_ms, p.visits, p.last_seen_ms, p.last_visit_ms,
-                 json.dumps(p.items, separators=(",", ":")),
-                 json.dumps(p.categories, separators=(",", ":")),
-                 json.dumps(p.purchases, separators=(",", ":")))
+                (
+                    p.user_id,
+                    p.updated_ms,
+                    p.visits,
+                    p.last_seen_ms,
+                    p.last_visit_ms,
+                    json.dumps(p.items, separators=(",", ":")),
+                    json.dumps(p.categories, separators=(",", ":")),
+                    json.dumps(p.purchases, separators=(",", ":")),
+                )
                 for p in changed.values()
             ]
             if rows or withdrawn:  # under the lock: retention (prune_with) cannot interleave

@@ -17,9 +17,7 @@ def _v1(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (user_id, purpose))"""
     )
     # A keyed digest of each erased token: the token itself must not stay behind.
-    db.execute(
-        "CREATE TABLE suppressions (digest TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL)"
-    )
+    db.execute("CREATE TABLE suppressions (digest TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL)")
     db.execute(
         """CREATE TABLE erasures (
             request_id TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL, removed INTEGER NOT NULL,

@@ -59,17 +59,20 @@ def uplift(experiment: str, n_t: int, x_t: int, n_c: int, x_c: int) -> CampaignU
 
 def uplift_report(journal: Journal) -> list[CampaignUplift]:
     with journal.connection() as conn:
-        units = conn.execute(
-            "SELECT experiment, arm, COUNT(DISTINCT unit_key) FROM exposures GROUP BY 1, 2"
-        ).fetchall()
+        units = conn.execute("SELECT experiment, arm, COUNT(DISTINCT unit_key) FROM exposures GROUP BY 1, 2").fetchall()
         conversions = conn.execute(
             "SELECT experiment, arm, COUNT(DISTINCT unit_key) FROM redemptions GROUP BY 1, 2"
         ).fetchall()
     n: dict[tuple[str, str], int] = {(e, a): c for e, a, c in units}
     x: dict[tuple[str, str], int] = {(e, a): c for e, a, c in conversions}
     return [
-        uplift(exp, n.get((exp, "treatment"), 0), x.get((exp, "treatment"), 0),
-               n.get((exp, "holdout"), 0), x.get((exp, "holdout"), 0))
+        uplift(
+            exp,
+            n.get((exp, "treatment"), 0),
+            x.get((exp, "treatment"), 0),
+            n.get((exp, "holdout"), 0),
+            x.get((exp, "holdout"), 0),
+        )
         for exp in sorted({e for e, _ in n})
     ]
 
@@ -81,8 +84,9 @@ def format_report(rows: list[CampaignUplift]) -> str:
     def rate(v: float | None) -> str:
         return "—" if v is None else f"{100 * v:.2f}%"
 
-    lines = [f"{'campaign':<24} {'treatment':>18} {'holdout':>18} {'uplift pts':>11}"
-             f" {'95% CI pts':>19} {'relative %':>11}"]
+    lines = [
+        f"{'campaign':<24} {'treatment':>18} {'holdout':>18} {'uplift pts':>11} {'95% CI pts':>19} {'relative %':>11}"
+    ]
     for r in rows:
         ci = "—" if r.absolute_ci95 is None else f"[{pct(r.absolute_ci95[0])}, {pct(r.absolute_ci95[1])}]"
         lines.append(

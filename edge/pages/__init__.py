@@ -54,8 +54,13 @@ class StorePages:
     """Built by the composition root; ``listener`` goes on the ingest listeners, ``router()`` on the app."""
 
     def __init__(
-        self, ctx: GatewayContext, registry: DeviceRegistry, *, model_dir: Callable[[], Path],
-        model: ModelSlot | None = None, offers_version: Callable[[], str | None] | None = None,
+        self,
+        ctx: GatewayContext,
+        registry: DeviceRegistry,
+        *,
+        model_dir: Callable[[], Path],
+        model: ModelSlot | None = None,
+        offers_version: Callable[[], str | None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._registry = registry

@@ -19,14 +19,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("check", help="validate a trigger library file; every error with its key")
     p.add_argument("path", type=Path, help="the trigger library TOML file")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("report", help="per trigger, version and variant: fired, delivered, held out, conversions,"
-                       " uplift over the holdout (always-valid interval), P(best), verdict")
+    p = sub.add_parser(
+        "report",
+        help="per trigger, version and variant: fired, delivered, held out, conversions,"
+        " uplift over the holdout (always-valid interval), P(best), verdict",
+    )
     p.add_argument("--json", action="store_true", help="the same document as GET /v1/reports/triggers")
     p.add_argument("--config", type=Path, help="gateway configuration file")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("promote", help="make VARIANT the business rule of TRIGGER: all non-holdout traffic goes"
-                       " to it, the holdout shrinks to the trigger's min_holdout (the running gateway picks it"
-                       " up within triggers.reload_seconds)")
+    p = sub.add_parser(
+        "promote",
+        help="make VARIANT the business rule of TRIGGER: all non-holdout traffic goes"
+        " to it, the holdout shrinks to the trigger's min_holdout (the running gateway picks it"
+        " up within triggers.reload_seconds)",
+    )
     p.add_argument("trigger", help="trigger id")
     p.add_argument("variant", help="variant id")
     p.add_argument("--version", type=int, help="trigger version (default: the one in the library)")
@@ -63,7 +69,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config, journal = _open(args)
     with journal:
-        doc = report(FiringStore(journal), int(time.time() * 1000), alpha=config.triggers.alpha, tau=config.triggers.tau)
+        doc = report(
+            FiringStore(journal), int(time.time() * 1000), alpha=config.triggers.alpha, tau=config.triggers.tau
+        )
     print(json.dumps(doc, indent=2) if args.json else format_report(doc))
     return 0
 
@@ -82,11 +90,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return 2
     trigger = found[0]
     if args.variant not in {v.id for v in trigger.variants}:
-        print(f"error: trigger {trigger.id} has no variant {args.variant!r} "
-              f"(variants: {', '.join(v.id for v in trigger.variants)})", file=sys.stderr)
+        print(
+            f"error: trigger {trigger.id} has no variant {args.variant!r} "
+            f"(variants: {', '.join(v.id for v in trigger.variants)})",
+            file=sys.stderr,
+        )
         return 2
     version = args.version or trigger.version
     with journal:
         FiringStore(journal).promote(trigger.id, version, args.variant, trigger.min_holdout, int(time.time() * 1000))
-    print(f"promoted {trigger.id}@{version} → {args.variant}; other variants retired, holdout {trigger.min_holdout:.0%}")
+    print(
+        f"promoted {trigger.id}@{version} → {args.variant}; other variants retired, holdout {trigger.min_holdout:.0%}"
+    )
     return 0

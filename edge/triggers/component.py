@@ -123,10 +123,18 @@ class TriggersComponent(ComponentBase):
         tz = getattr(getattr(ctx.config, "decisioning", None), "timezone_offset_minutes", 0)
         self.publisher = OfferPublisher(ctx.publisher, self.store_id)
         self.runtime = TriggerRuntime(
-            self.watcher.current, store=self.store, consent=self.ports, catalog=self.ports,
-            publisher=self.publisher, decide=self.ports.decide, profiles=self.ports, store_id=self.store_id,
-            timezone_offset_minutes=tz, pre_period_days=self.settings.pre_period_days,
-            late_ms=int(self.settings.late_minutes * 60_000), max_units=self.settings.max_units,
+            self.watcher.current,
+            store=self.store,
+            consent=self.ports,
+            catalog=self.ports,
+            publisher=self.publisher,
+            decide=self.ports.decide,
+            profiles=self.ports,
+            store_id=self.store_id,
+            timezone_offset_minutes=tz,
+            pre_period_days=self.settings.pre_period_days,
+            late_ms=int(self.settings.late_minutes * 60_000),
+            max_units=self.settings.max_units,
             count=self._count,
         )
         self.runtime.evaluator.idle_ms = int(self.settings.idle_minutes * 60_000)
@@ -137,18 +145,35 @@ class TriggersComponent(ComponentBase):
 
     def _metrics(self, ctx: GatewayContext) -> None:
         reg = ctx.metrics
-        self.fired = Counter("edge_trigger_firings", "Trigger firings by outcome (delivered, holdout,"
-                             " no_offer)", ["outcome"], registry=reg)
-        self.refused = Counter("edge_trigger_refused", "Trigger candidates that did not fire, by reason"
-                               " (contact caps, no consent, no device, too late …)", ["reason"], registry=reg)
-        self.converted = Counter("edge_trigger_conversions", "Trigger firings converted (redeemed or goal)",
-                                 ["how"], registry=reg)
-        self.files_refused = Counter("edge_trigger_files_refused", "Trigger library files refused on reload"
-                                     " (the library in force stayed)", registry=reg)
-        self.dropped = Counter("edge_trigger_batches_dropped", "Committed batches not evaluated: the"
-                               " triggers queue was full", registry=reg)
-        self.latency = Histogram("edge_trigger_seconds", "Signal committed → offer published",
-                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5), registry=reg)
+        self.fired = Counter(
+            "edge_trigger_firings",
+            "Trigger firings by outcome (delivered, holdout, no_offer)",
+            ["outcome"],
+            registry=reg,
+        )
+        self.refused = Counter(
+            "edge_trigger_refused",
+            "Trigger candidates that did not fire, by reason (contact caps, no consent, no device, too late …)",
+            ["reason"],
+            registry=reg,
+        )
+        self.converted = Counter(
+            "edge_trigger_conversions", "Trigger firings converted (redeemed or goal)", ["how"], registry=reg
+        )
+        self.files_refused = Counter(
+            "edge_trigger_files_refused",
+            "Trigger library files refused on reload (the library in force stayed)",
+            registry=reg,
+        )
+        self.dropped = Counter(
+            "edge_trigger_batches_dropped", "Committed batches not evaluated: the triggers queue was full", registry=reg
+        )
+        self.latency = Histogram(
+            "edge_trigger_seconds",
+            "Signal committed → offer published",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=reg,
+        )
         self._children: dict[tuple[str, str], Any] = {}
         self.live = Gauge("edge_trigger_live_units", "Units with signal state in memory", registry=reg)
 
@@ -212,8 +237,11 @@ class TriggersComponent(ComponentBase):
     async def _rebuild(self) -> None:
         now_ms = int(self.ctx.clock() * 1000)
         library = self.runtime.library
-        replay_ms = int(min(self.settings.replay_hours * 3_600_000,
-                            max(library.horizon_ms, self.runtime.evaluator.idle_ms) + 60_000))
+        replay_ms = int(
+            min(
+                self.settings.replay_hours * 3_600_000, max(library.horizon_ms, self.runtime.evaluator.idle_ms) + 60_000
+            )
+        )
         start = now_ms - replay_ms
         learn_from = now_ms - self.settings.learn_days * _DAY_MS
         orders, history = await asyncio.to_thread(self._read_history, learn_from, start)
@@ -223,8 +251,12 @@ class TriggersComponent(ComponentBase):
         for cand in fresh:
             await self.runtime.fire(cand, now_ms)
         if history:
-            log.info("triggers: replayed %d events, %d pending timers, %d late firings", len(history),
-                     self.runtime.evaluator.pending, len(fresh))
+            log.info(
+                "triggers: replayed %d events, %d pending timers, %d late firings",
+                len(history),
+                self.runtime.evaluator.pending,
+                len(fresh),
+            )
 
     def _read_history(self, learn_from: int, start: int) -> tuple[list[Event], list[Event]]:
         journal = self.ctx.journal

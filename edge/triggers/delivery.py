@@ -35,8 +35,9 @@ def iso(ms: int) -> str:
 
 
 class OfferPublisher:
-    def __init__(self, publisher: TopicPublisher, store_id: str,
-                 on_published: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self, publisher: TopicPublisher, store_id: str, on_published: Callable[[str, int], None] | None = None
+    ) -> None:
         self.publisher = publisher
         self.store_id = store_id
         self.on_published = on_published
@@ -44,8 +45,16 @@ class OfferPublisher:
     def topic(self, kind: str, device_id: str) -> str:
         return f"retail/v1/{self.store_id}/{kind}/{device_id}/offers"
 
-    def payload(self, *, decision_id: str, arm: str, trigger: tuple[str, int] | None,
-                offers: Sequence[Mapping[str, Any]], issued_ms: int, valid_ms: int) -> dict[str, Any]:
+    def payload(
+        self,
+        *,
+        decision_id: str,
+        arm: str,
+        trigger: tuple[str, int] | None,
+        offers: Sequence[Mapping[str, Any]],
+        issued_ms: int,
+        valid_ms: int,
+    ) -> dict[str, Any]:
         if arm == "holdout":
             raise ValueError("a holdout firing delivers nothing")
         return {
@@ -57,8 +66,15 @@ class OfferPublisher:
             "validUntil": iso(issued_ms + valid_ms),
         }
 
-    def publish(self, kind: str, device_id: str, payload: Mapping[str, Any], *,
-                profile: Mapping[str, Any] | None = None, why: str = "") -> str:
+    def publish(
+        self,
+        kind: str,
+        device_id: str,
+        payload: Mapping[str, Any],
+        *,
+        profile: Mapping[str, Any] | None = None,
+        why: str = "",
+    ) -> str:
         """Publish; returns the topic. The tablet message carries ``profile`` and ``why``."""
         body = dict(payload)
         retain = kind in RETAINED_KINDS

@@ -159,8 +159,11 @@ class Evaluator:
             instance = f"{pkey}:{unit_key}:{due}"  # one firing per unit, deadline and entry
             if isinstance(data.get("zone"), str):
                 unit.zone = data["zone"]  # the zone the dwell was in, not where they went since
-            out.append(self._candidate(trigger, unit_key, unit, instance, due, data.get("sku"), data["why"],
-                                       category=data.get("wanted")))
+            out.append(
+                self._candidate(
+                    trigger, unit_key, unit, instance, due, data.get("sku"), data["why"], category=data.get("wanted")
+                )
+            )
         self._expire(now_ms)
         return out
 
@@ -178,8 +181,13 @@ class Evaluator:
         products = event.body.get("properties", {}).get("products")
         if not isinstance(products, list):
             return
-        cats = [c for p in products if isinstance(p, dict) and isinstance(p.get("sku"), str)
-                and (c := self.catalog.category_of(p["sku"])) is not None]
+        cats = [
+            c
+            for p in products
+            if isinstance(p, dict)
+            and isinstance(p.get("sku"), str)
+            and (c := self.catalog.category_of(p["sku"])) is not None
+        ]
         self.complements.observe(cats)  # aggregate co-occurrence: no identity kept
         if event.user_id is not None and self._consented(event.user_id):
             self.cycles.observe(event.user_id, cats, event.received_ms)
@@ -248,8 +256,9 @@ class Evaluator:
     def _local(self, at_ms: int) -> datetime:
         return datetime.fromtimestamp(at_ms / 1000, UTC) + self.tz
 
-    def _start(self, trigger: Trigger, event: Event, at: int, view: dict[str, Any], local: datetime,
-               out: list[Candidate]) -> None:
+    def _start(
+        self, trigger: Trigger, event: Event, at: int, view: dict[str, Any], local: datetime, out: list[Candidate]
+    ) -> None:
         s = trigger.signal
         if not s.matches(view) or not trigger.active(local):
             return
@@ -263,23 +272,39 @@ class Evaluator:
         props = event.body.get("properties", {})
         sku = props.get("sku") if isinstance(props.get("sku"), str) else None
         if s.kind == "event":
-            out.append(self._candidate(trigger, key, unit, f"{trigger.key}:{event.message_id}", at, sku,
-                                       f"{event.name}"))
+            out.append(
+                self._candidate(trigger, key, unit, f"{trigger.key}:{event.message_id}", at, sku, f"{event.name}")
+            )
         elif s.kind == "sequence":
             same = props.get(s.same) if s.same else None
             pkey = f"{trigger.key}:{same}" if s.same else trigger.key
             if pkey not in unit.pending:
-                self._pend(key, unit, pkey, trigger, at + s.within_ms,
-                           {"sku": sku, "same": same, "why": f"{event.name} then no {s.then_not} within "
-                            f"{s.within_ms // 60_000} min"})
+                self._pend(
+                    key,
+                    unit,
+                    pkey,
+                    trigger,
+                    at + s.within_ms,
+                    {
+                        "sku": sku,
+                        "same": same,
+                        "why": f"{event.name} then no {s.then_not} within {s.within_ms // 60_000} min",
+                    },
+                )
         elif s.kind == "dwell":
             zone = props.get("zoneId")
             if s.zone is not None and zone != s.zone:
                 return
             pkey = f"{trigger.key}:{zone}"
             if pkey not in unit.pending:
-                self._pend(key, unit, pkey, trigger, at + s.within_ms,
-                           {"zone": zone, "why": f"in zone {zone} for {s.within_ms // 60_000} min, no associate"})
+                self._pend(
+                    key,
+                    unit,
+                    pkey,
+                    trigger,
+                    at + s.within_ms,
+                    {"zone": zone, "why": f"in zone {zone} for {s.within_ms // 60_000} min, no associate"},
+                )
         elif s.kind == "resupply":
             self._resupply(trigger, key, unit, event, at, out)
         elif s.kind == "complement":
@@ -328,13 +353,23 @@ class Evaluator:
             if instance in unit.done:
                 continue
             unit.done.add(instance)
-            out.append(self._candidate(trigger, key, unit, instance, at, None,
-                                       f"last bought {category} {days:.0f} days ago; cycle {cycle:.0f} days",
-                                       category=category))
+            out.append(
+                self._candidate(
+                    trigger,
+                    key,
+                    unit,
+                    instance,
+                    at,
+                    None,
+                    f"last bought {category} {days:.0f} days ago; cycle {cycle:.0f} days",
+                    category=category,
+                )
+            )
             return  # one resupply message at a time
 
-    def _complement(self, trigger: Trigger, key: str, unit: _Unit, event: Event, at: int, sku: str | None,
-                    out: list[Candidate]) -> None:
+    def _complement(
+        self, trigger: Trigger, key: str, unit: _Unit, event: Event, at: int, sku: str | None, out: list[Candidate]
+    ) -> None:
         """A till adds items one by one: an item whose usual complement is missing starts a short
         wait (``within_minutes``); the complement added meanwhile, or the order completed,
         cancels it; at the deadline the pole display gets the message."""
@@ -355,19 +390,45 @@ class Evaluator:
         if pkey in unit.done or pkey in unit.pending:
             return
         unit.done.add(pkey)
-        self._pend(key, unit, pkey, trigger, at + (trigger.signal.within_ms or 30_000),
-                   {"sku": sku, "wanted": wanted,
-                    "why": f"basket has {category} without its usual complement {wanted}"})
+        self._pend(
+            key,
+            unit,
+            pkey,
+            trigger,
+            at + (trigger.signal.within_ms or 30_000),
+            {"sku": sku, "wanted": wanted, "why": f"basket has {category} without its usual complement {wanted}"},
+        )
 
-    def _candidate(self, trigger: Trigger, key: str, unit: _Unit, instance: str, at: int, sku: str | None,
-                   why: str, category: str | None = None) -> Candidate:
+    def _candidate(
+        self,
+        trigger: Trigger,
+        key: str,
+        unit: _Unit,
+        instance: str,
+        at: int,
+        sku: str | None,
+        why: str,
+        category: str | None = None,
+    ) -> Candidate:
         unit.done.add(instance)
         if len(unit.done) > 256:
             unit.done.pop()
         person = trigger.audience == "person"
-        return Candidate(trigger, key, unit.user_id if person else None, unit.visit_id or key, instance, at,
-                         unit.zone, unit.device, sku, tuple(unit.basket), why, category,
-                         None if person else unit.person)
+        return Candidate(
+            trigger,
+            key,
+            unit.user_id if person else None,
+            unit.visit_id or key,
+            instance,
+            at,
+            unit.zone,
+            unit.device,
+            sku,
+            tuple(unit.basket),
+            why,
+            category,
+            None if person else unit.person,
+        )
 
 
 class _Dispatch:
@@ -404,8 +465,13 @@ class _Dispatch:
 def _view(event: Event) -> dict[str, Any]:
     """What conditions see: the envelope plus the gateway-stamped channel and device."""
     body = event.body
-    return {"properties": body.get("properties", {}), "context": body.get("context", {}),
-            "channel": event.source.channel, "deviceId": event.source.device_id, "event": event.name}
+    return {
+        "properties": body.get("properties", {}),
+        "context": body.get("context", {}),
+        "channel": event.source.channel,
+        "deviceId": event.source.device_id,
+        "event": event.name,
+    }
 
 
 def categories_of(catalog: CatalogReader, skus: Sequence[str]) -> set[str]:

@@ -66,13 +66,19 @@ class Condition:
             return bool(actual in self.value)
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):
             return False
-        return bool({"gt": actual > self.value, "gte": actual >= self.value,
-                     "lt": actual < self.value, "lte": actual <= self.value}[self.op])
+        return bool(
+            {
+                "gt": actual > self.value,
+                "gte": actual >= self.value,
+                "lt": actual < self.value,
+                "lte": actual <= self.value,
+            }[self.op]
+        )
 
 
 def _lookup(body: Mapping[str, Any], path: str | tuple[str, ...]) -> tuple[bool, Any]:
     node: Any = body
-    for part in (path.split(".") if isinstance(path, str) else path):
+    for part in path.split(".") if isinstance(path, str) else path:
         if not isinstance(node, Mapping) or part not in node:
             return False, None
         node = node[part]
@@ -216,7 +222,12 @@ def parse_library(raw: Mapping[str, Any], path: str = "") -> Library:
         zones[zone] = {}
         for kind, device in mapping.items():
             if kind not in TOUCHPOINTS or not isinstance(device, str) or not device:
-                errors.append((f"touchpoints.zones.{zone}.{kind}", f"touchpoint must be one of {', '.join(TOUCHPOINTS)} with a device id"))
+                errors.append(
+                    (
+                        f"touchpoints.zones.{zone}.{kind}",
+                        f"touchpoint must be one of {', '.join(TOUCHPOINTS)} with a device id",
+                    )
+                )
             else:
                 zones[zone][kind] = device
     for kind in TOUCHPOINTS:
@@ -297,7 +308,7 @@ class _Parser:
         if raw is None:
             return ()
         if not isinstance(raw, Mapping):
-            self.err(where, 'must be a table of path = value or path = { op = value }')
+            self.err(where, "must be a table of path = value or path = { op = value }")
             return ()
         out = []
         for path, spec in raw.items():
@@ -311,7 +322,9 @@ class _Parser:
             for op, value in spec.items():
                 if op not in OPS:
                     self.err(f"{key}.{op}", f"operator must be one of {', '.join(OPS)}")
-                elif op in ("gt", "gte", "lt", "lte") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                elif op in ("gt", "gte", "lt", "lte") and (
+                    not isinstance(value, (int, float)) or isinstance(value, bool)
+                ):
                     self.err(f"{key}.{op}", "needs a number")
                 elif op == "in" and not isinstance(value, list):
                     self.err(f"{key}.{op}", "needs an array")
@@ -328,7 +341,11 @@ class _Parser:
     def offer(self, raw: Any, where: str) -> Mapping[str, Any] | None:
         if raw is None:
             return None
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("offerId"), str) or not isinstance(raw.get("title"), str):
+        if (
+            not isinstance(raw, Mapping)
+            or not isinstance(raw.get("offerId"), str)
+            or not isinstance(raw.get("title"), str)
+        ):
             self.err(where, "a fixed offer needs offerId and title (strings)")
             return None
         extra = set(raw) - {"offerId", "title", "sku", "reasons"}
@@ -353,31 +370,62 @@ class _Parser:
             if same is not None and not isinstance(same, str):
                 self.err(f"{where}.same", "must be a property name")
                 same = None
-            return Signal(kind, self.event_name(raw, "event", f"{where}.event", True), where_c,
-                          then_not=self.event_name(raw, "then_not", f"{where}.then_not", True), same=same,
-                          within_ms=self.minutes(raw, "within_minutes", f"{where}.within_minutes", None, 24 * 60))
+            return Signal(
+                kind,
+                self.event_name(raw, "event", f"{where}.event", True),
+                where_c,
+                then_not=self.event_name(raw, "then_not", f"{where}.then_not", True),
+                same=same,
+                within_ms=self.minutes(raw, "within_minutes", f"{where}.within_minutes", None, 24 * 60),
+            )
         if kind == "dwell":
             zone = raw.get("zone")
             if zone is not None and not isinstance(zone, str):
                 self.err(f"{where}.zone", "must be a zone id")
                 zone = None
-            return Signal(kind, "Zone Entered", where_c, zone=zone,
-                          within_ms=self.minutes(raw, "minutes", f"{where}.minutes", None, 24 * 60),
-                          cancel_event=self.event_name(raw, "cancel_event", f"{where}.cancel_event", False),
-                          cancel_where=self.conditions(raw.get("cancel_where"), f"{where}.cancel_where"))
+            return Signal(
+                kind,
+                "Zone Entered",
+                where_c,
+                zone=zone,
+                within_ms=self.minutes(raw, "minutes", f"{where}.minutes", None, 24 * 60),
+                cancel_event=self.event_name(raw, "cancel_event", f"{where}.cancel_event", False),
+                cancel_where=self.conditions(raw.get("cancel_where"), f"{where}.cancel_where"),
+            )
         if kind == "resupply":
             on = raw.get("on", ["Zone Entered", "Customer Identified"])
             if not isinstance(on, list) or not on or not all(isinstance(e, str) and e in EVENT_NAMES for e in on):
                 self.err(f"{where}.on", "must be an array of known event names")
                 on = ["Zone Entered"]
             return Signal(kind, None, where_c, on=tuple(on), categories=tuple(cats))
-        return Signal(kind, "Product Added", where_c, categories=tuple(cats),
-                      within_ms=self.minutes(raw, "within_minutes", f"{where}.within_minutes", 0.5, 60))
+        return Signal(
+            kind,
+            "Product Added",
+            where_c,
+            categories=tuple(cats),
+            within_ms=self.minutes(raw, "within_minutes", f"{where}.within_minutes", 0.5, 60),
+        )
 
     def trigger(self, raw: Mapping[str, Any], where: str) -> Trigger | None:
         before = len(self.errors)
-        allowed = {"id", "version", "title", "audience", "signal", "action", "variants", "holdout", "min_holdout",
-                   "contact", "goal", "window_minutes", "valid_from", "valid_until", "hours", "days"}
+        allowed = {
+            "id",
+            "version",
+            "title",
+            "audience",
+            "signal",
+            "action",
+            "variants",
+            "holdout",
+            "min_holdout",
+            "contact",
+            "goal",
+            "window_minutes",
+            "valid_from",
+            "valid_until",
+            "hours",
+            "days",
+        }
         for key in sorted(set(raw) - allowed):
             self.err(f"{where}.{key}", "unknown key")
         tid = raw.get("id")
@@ -432,12 +480,17 @@ class _Parser:
         if min_holdout > holdout:
             self.err(f"{where}.min_holdout", "must not exceed holdout")
         c = self.table(raw, "contact", f"{where}.contact")
-        contact = Contact(self.integer(c, "per_unit_day", f"{where}.contact.per_unit_day", 1, 1, 100),
-                          self.integer(c, "per_visit", f"{where}.contact.per_visit", 1, 1, 100),
-                          int(self.number(c, "cooldown_minutes", f"{where}.contact.cooldown_minutes", 0, 0, 7 * 1440) * 60_000))
+        contact = Contact(
+            self.integer(c, "per_unit_day", f"{where}.contact.per_unit_day", 1, 1, 100),
+            self.integer(c, "per_visit", f"{where}.contact.per_visit", 1, 1, 100),
+            int(self.number(c, "cooldown_minutes", f"{where}.contact.cooldown_minutes", 0, 0, 7 * 1440) * 60_000),
+        )
         g = self.table(raw, "goal", f"{where}.goal")
-        goal = Goal(self.event_name(g, "event", f"{where}.goal.event", False) or "Order Completed",
-                    str(g.get("sku", "signal")), g.get("category"))
+        goal = Goal(
+            self.event_name(g, "event", f"{where}.goal.event", False) or "Order Completed",
+            str(g.get("sku", "signal")),
+            g.get("category"),
+        )
         window_ms = self.minutes(raw, "window_minutes", f"{where}.window_minutes", 120, 30 * 1440)
         dates = []
         for key in ("valid_from", "valid_until"):
@@ -447,8 +500,12 @@ class _Parser:
                 value = None
             dates.append(value)
         hours = raw.get("hours", [0, 24])
-        if not (isinstance(hours, list) and len(hours) == 2 and all(isinstance(h, int) for h in hours)
-                and 0 <= hours[0] < hours[1] <= 24):
+        if not (
+            isinstance(hours, list)
+            and len(hours) == 2
+            and all(isinstance(h, int) for h in hours)
+            and 0 <= hours[0] < hours[1] <= 24
+        ):
             self.err(f"{where}.hours", "must be [from, until] hours, 0 ≤ from < until ≤ 24")
             hours = [0, 24]
         days = raw.get("days", list(DAYS))
@@ -457,16 +514,35 @@ class _Parser:
             days = list(DAYS)
         if len(self.errors) > before or signal is None:
             return None
-        return Trigger(tid, version, str(audience), signal, action, tuple(variants), holdout, min_holdout,
-                       contact, goal, window_ms, str(raw.get("title", "")), dates[0], dates[1],
-                       (hours[0], hours[1]), frozenset(DAYS.index(d) for d in days))
+        return Trigger(
+            tid,
+            version,
+            str(audience),
+            signal,
+            action,
+            tuple(variants),
+            holdout,
+            min_holdout,
+            contact,
+            goal,
+            window_ms,
+            str(raw.get("title", "")),
+            dates[0],
+            dates[1],
+            (hours[0], hours[1]),
+            frozenset(DAYS.index(d) for d in days),
+        )
 
 
 class LibraryWatcher:
     """The library in force, reloaded by :meth:`poll` when the file's mtime or size changes."""
 
-    def __init__(self, path: Path | None, on_refused: Callable[[LibraryError], None] = lambda e: None,
-                 on_loaded: Callable[[Library], None] = lambda lib: None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        on_refused: Callable[[LibraryError], None] = lambda e: None,
+        on_loaded: Callable[[Library], None] = lambda lib: None,
+    ) -> None:
         self.path = path
         self.on_refused = on_refused
         self.on_loaded = on_loaded

@@ -31,8 +31,11 @@ class ContactLedger:
     def _roll(self, day: str) -> None:
         if day != self.day:
             self.day = day
-            self._unit_day.clear(); self._visit.clear(); self._last.clear()  # noqa: E702
-            self._visit_total.clear(); self._shown.clear()  # noqa: E702
+            self._unit_day.clear()
+            self._visit.clear()
+            self._last.clear()  # noqa: E702
+            self._visit_total.clear()
+            self._shown.clear()  # noqa: E702
 
     def refusal(self, trigger: Trigger, unit: str, visit: str, day: str, now_ms: int) -> str | None:
         """Why this firing may not happen now (``None``: it may)."""
@@ -56,7 +59,9 @@ class ContactLedger:
         self._visit_total[visit] = self._visit_total.get(visit, 0) + 1
         self._last[(trigger_id, unit)] = now_ms
 
-    def without_collisions(self, visit: str, device: str, offers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def without_collisions(
+        self, visit: str, device: str, offers: Sequence[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
         """The offers not already shown on *another* touch point in this visit."""
         shown = self._shown.get(visit, {})
         return [o for o in offers if shown.get(str(o.get("offerId")), device) == device]

@@ -16,16 +16,28 @@ from edge.triggers.tables import FiringStore
 
 __all__ = ["report", "report_rows", "format_report"]
 
-_MEASURED = ("delivered", "holdout", "no_offer")  # intention to treat: a variant firing counts even if nothing was shown
+_MEASURED = (
+    "delivered",
+    "holdout",
+    "no_offer",
+)  # intention to treat: a variant firing counts even if nothing was shown
 
 
 def report(store: FiringStore, now_ms: int, *, alpha: float = 0.05, tau: float = stats.DEFAULT_TAU) -> dict[str, Any]:
     return report_rows(store.rows(), store.promotions(), now_ms, alpha=alpha, tau=tau)
 
 
-def report_rows(rows: Sequence[tuple[Any, ...]], promotions: dict[tuple[str, int], tuple[str, float, int]],
-                now_ms: int, *, alpha: float = 0.05, tau: float = stats.DEFAULT_TAU) -> dict[str, Any]:
-    groups: dict[tuple[str, int], dict[str, list[tuple[bool, bool, float | None, str]]]] = defaultdict(lambda: defaultdict(list))
+def report_rows(
+    rows: Sequence[tuple[Any, ...]],
+    promotions: dict[tuple[str, int], tuple[str, float, int]],
+    now_ms: int,
+    *,
+    alpha: float = 0.05,
+    tau: float = stats.DEFAULT_TAU,
+) -> dict[str, Any]:
+    groups: dict[tuple[str, int], dict[str, list[tuple[bool, bool, float | None, str]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for trigger_id, version, arm, delivered, outcome, converted, pre_spend in rows:
         groups[(trigger_id, int(version))][arm].append((bool(delivered), bool(converted), pre_spend, outcome))
     out = []
@@ -54,37 +66,57 @@ def report_rows(rows: Sequence[tuple[Any, ...]], promotions: dict[tuple[str, int
             verdict = stats.verdict(interval, pb)
             if promoted is not None:
                 verdict = "promoted" if promoted[0] == a else "retired"
-            rows_out.append({
-                "variant": a, "fired": len(arms[a]), "delivered": sum(r[0] for r in arms[a]),
-                "measured": n, "conversions": c, "conversionRate": round(c / n, 6) if n else None,
-                "uplift": interval.as_json(), "probabilityBest": round(pb, 4), "verdict": verdict,
-            })
+            rows_out.append(
+                {
+                    "variant": a,
+                    "fired": len(arms[a]),
+                    "delivered": sum(r[0] for r in arms[a]),
+                    "measured": n,
+                    "conversions": c,
+                    "conversionRate": round(c / n, 6) if n else None,
+                    "uplift": interval.as_json(),
+                    "probabilityBest": round(pb, 4),
+                    "verdict": verdict,
+                }
+            )
         hc = sum(r[1] for r in hold)
-        out.append({
-            "trigger": tid, "version": version,
-            "promoted": None if promoted is None else {"variant": promoted[0], "minHoldout": promoted[1],
-                                                       "promotedAt": iso(promoted[2])},
-            "heldOut": len(hold), "holdoutConversions": hc,
-            "holdoutRate": round(hc / len(hold), 6) if hold else None,
-            "cuped": {"applied": use_cuped, "theta": round(theta, 6), "rho": round(rho, 6)},
-            "alpha": alpha, "variants": rows_out,
-        })
+        out.append(
+            {
+                "trigger": tid,
+                "version": version,
+                "promoted": None
+                if promoted is None
+                else {"variant": promoted[0], "minHoldout": promoted[1], "promotedAt": iso(promoted[2])},
+                "heldOut": len(hold),
+                "holdoutConversions": hc,
+                "holdoutRate": round(hc / len(hold), 6) if hold else None,
+                "cuped": {"applied": use_cuped, "theta": round(theta, 6), "rho": round(rho, 6)},
+                "alpha": alpha,
+                "variants": rows_out,
+            }
+        )
     return {"generatedAt": iso(now_ms), "triggers": out}
 
 
 def format_report(doc: dict[str, Any]) -> str:
-    lines = [f"{'trigger':<28} {'ver':>3} {'variant':<14} {'fired':>6} {'deliv':>6} {'conv':>5} {'rate':>7} "
-             f"{'uplift [always-valid 95 %]':<30} {'P(best)':>7}  verdict"]
+    lines = [
+        f"{'trigger':<28} {'ver':>3} {'variant':<14} {'fired':>6} {'deliv':>6} {'conv':>5} {'rate':>7} "
+        f"{'uplift [always-valid 95 %]':<30} {'P(best)':>7}  verdict"
+    ]
     for t in doc["triggers"]:
         hr = t["holdoutRate"]
-        lines.append(f"{t['trigger']:<28} {t['version']:>3} {'(holdout)':<14} {t['heldOut']:>6} {'-':>6} "
-                     f"{t['holdoutConversions']:>5} {'' if hr is None else f'{hr:.3f}':>7}")
+        lines.append(
+            f"{t['trigger']:<28} {t['version']:>3} {'(holdout)':<14} {t['heldOut']:>6} {'-':>6} "
+            f"{t['holdoutConversions']:>5} {'' if hr is None else f'{hr:.3f}':>7}"
+        )
         for v in t["variants"]:
             u = v["uplift"]
             band = "—" if u["low"] is None else f"{u['estimate']:+.3f} [{u['low']:+.3f}, {u['high']:+.3f}]"
             rate = "" if v["conversionRate"] is None else f"{v['conversionRate']:.3f}"
-            lines.append(f"{'':<28} {'':>3} {v['variant']:<14} {v['fired']:>6} {v['delivered']:>6} "
-                         f"{v['conversions']:>5} {rate:>7} {band:<30} {v['probabilityBest']:>7.2f}  {v['verdict']}")
+            lines.append(
+                f"{'':<28} {'':>3} {v['variant']:<14} {v['fired']:>6} {v['delivered']:>6} "
+                f"{v['conversions']:>5} {rate:>7} {band:<30} {v['probabilityBest']:>7.2f}  {v['verdict']}"
+            )
     if not doc["triggers"]:
         lines.append("(no firings yet)")
     return "\n".join(lines)

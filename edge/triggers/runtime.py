@@ -113,8 +113,14 @@ class TriggerRuntime:
         self.cycles = RepurchaseCycles()
         self.complements = Complements()
         self.evaluator = Evaluator(
-            library, consent=consent, catalog=catalog, profiles=profiles, cycles=self.cycles,
-            complements=self.complements, max_units=max_units, timezone_offset_minutes=timezone_offset_minutes,
+            library,
+            consent=consent,
+            catalog=catalog,
+            profiles=profiles,
+            cycles=self.cycles,
+            complements=self.complements,
+            max_units=max_units,
+            timezone_offset_minutes=timezone_offset_minutes,
             on_refused=lambda reason: count("refused", reason),
         )
         self.library = library
@@ -164,8 +170,18 @@ class TriggerRuntime:
         evaluator (pending sequences and dwell timers come back). Returns the candidates the
         replay produced that never fired and are still fresh (the caller fires them)."""
         for fk, did, unit, _visit, fired, deadline, goal in self.store.open_firings(now_ms):
-            self._watch(_Open(fk, (goal.get("trigger", ""), int(goal.get("version", 0))), goal.get("arm", ""),
-                              unit, fired, deadline, goal), did)
+            self._watch(
+                _Open(
+                    fk,
+                    (goal.get("trigger", ""), int(goal.get("version", 0))),
+                    goal.get("arm", ""),
+                    unit,
+                    fired,
+                    deadline,
+                    goal,
+                ),
+                did,
+            )
         day_start = now_ms - (now_ms + int(self.tz.total_seconds() * 1000)) % _DAY_MS
         day = self._day(now_ms)
         for tid, unit, visit, device, _tp, fired, offers in self.store.since(day_start):
@@ -216,7 +232,8 @@ class TriggerRuntime:
             self.count("refused", refusal)
             return None
         if t.audience == "person" and (
-            cand.user_id is None or self.consent.is_suppressed(cand.user_id)
+            cand.user_id is None
+            or self.consent.is_suppressed(cand.user_id)
             or not self.consent.allows(cand.user_id, "personalization")
         ):
             self.count("refused", "no_consent")  # consent withdrawn since the signal: nothing happens
@@ -238,30 +255,61 @@ class TriggerRuntime:
         self.ledger.record(t.id, cand.unit, cand.visit_id, day, now_ms)
         if offers:
             self.ledger.shown(cand.visit_id, device, offers)
-            payload = self.publisher.payload(decision_id=decision_id, arm=arm, trigger=(t.id, t.version),
-                                             offers=offers, issued_ms=now_ms, valid_ms=t.window_ms)
+            payload = self.publisher.payload(
+                decision_id=decision_id,
+                arm=arm,
+                trigger=(t.id, t.version),
+                offers=offers,
+                issued_ms=now_ms,
+                valid_ms=t.window_ms,
+            )
             profile = None
             if t.action.touchpoint == "tablet" and cand.user_id is not None and self.profiles is not None:
                 profile = self.profiles.summary(cand.user_id)
             why = t.variant(arm).message or cand.why
             topic = self.publisher.publish(t.action.touchpoint, device, payload, profile=profile, why=why)
         goal = self._goal(t, cand, offers, arm)
-        firing = Firing(cand.key, decision_id, t.id, t.version, arm, cand.unit, cand.user_id or cand.erase_id,
-                        cand.visit_id, t.action.touchpoint, device, now_ms, bool(offers), outcome, offers, goal,
-                        pre_spend, now_ms + t.window_ms)
+        firing = Firing(
+            cand.key,
+            decision_id,
+            t.id,
+            t.version,
+            arm,
+            cand.unit,
+            cand.user_id or cand.erase_id,
+            cand.visit_id,
+            t.action.touchpoint,
+            device,
+            now_ms,
+            bool(offers),
+            outcome,
+            offers,
+            goal,
+            pre_spend,
+            now_ms + t.window_ms,
+        )
         self._pending_rows.append(firing)
         self._remember(cand.key)
         self._watch(_Open(cand.key, (t.id, t.version), arm, cand.unit, now_ms, now_ms + t.window_ms, goal), decision_id)
         arms = self.counts.setdefault((t.id, t.version), {})
         arms.setdefault(arm, [0, 0])[0] += 1
         self.count("fired", outcome)
-        fired = Fired(t.id, t.version, arm, outcome, decision_id, cand.unit, t.action.touchpoint, device, offers,
-                      topic, cand.key)
+        fired = Fired(
+            t.id, t.version, arm, outcome, decision_id, cand.unit, t.action.touchpoint, device, offers, topic, cand.key
+        )
         self.fired.append(fired)
         if len(self.fired) > 1000:
             del self.fired[:500]
-        log.info("trigger %s@%d fired: arm %s, %s on %s/%s (%s)", t.id, t.version, arm, outcome,
-                 t.action.touchpoint, device, cand.why)
+        log.info(
+            "trigger %s@%d fired: arm %s, %s on %s/%s (%s)",
+            t.id,
+            t.version,
+            arm,
+            outcome,
+            t.action.touchpoint,
+            device,
+            cand.why,
+        )
         return fired
 
     def _remember(self, key: str) -> None:
@@ -282,17 +330,24 @@ class TriggerRuntime:
         rng = random.Random(hashlib.sha256(cand.key.encode()).digest())
         return thompson_choice({v.id: tuple(arms.get(v.id, (0, 0))) for v in t.variants}, rng)  # type: ignore[misc]
 
-    async def _content(self, t: Trigger, arm: str, cand: Candidate, device: str,
-                       decision_id: str) -> tuple[str, list[dict[str, Any]]]:
+    async def _content(
+        self, t: Trigger, arm: str, cand: Candidate, device: str, decision_id: str
+    ) -> tuple[str, list[dict[str, Any]]]:
         variant = t.variant(arm)
         fixed = variant.offer or t.action.offer
         if t.action.content == "fixed" or self.decide is None:
             if fixed is None:
                 return decision_id, []
-            return decision_id, [{"offerId": fixed["offerId"], "sku": fixed.get("sku"), "title": fixed["title"],
-                                  "score": 1.0, "reasons": list(fixed.get("reasons", [f"trigger {t.id}"]))}]
-        body: dict[str, Any] = {"visitId": cand.visit_id, "limit": t.action.limit,
-                                "basket": list(cand.basket[-50:])}
+            return decision_id, [
+                {
+                    "offerId": fixed["offerId"],
+                    "sku": fixed.get("sku"),
+                    "title": fixed["title"],
+                    "score": 1.0,
+                    "reasons": list(fixed.get("reasons", [f"trigger {t.id}"])),
+                }
+            ]
+        body: dict[str, Any] = {"visitId": cand.visit_id, "limit": t.action.limit, "basket": list(cand.basket[-50:])}
         if cand.user_id is not None:  # person-level only: an anonymous trigger sends no identity
             body["userId"] = cand.user_id
         if cand.zone is not None:
@@ -312,8 +367,9 @@ class TriggerRuntime:
         if user_id is None or self.profiles is None:
             return None
         days = self.pre_period_ms / _DAY_MS
-        return round(sum(self.catalog.price_of(sku) for sku, ago in self.profiles.purchases(user_id, now_ms)
-                         if ago <= days), 4)
+        return round(
+            sum(self.catalog.price_of(sku) for sku, ago in self.profiles.purchases(user_id, now_ms) if ago <= days), 4
+        )
 
     def _goal(self, t: Trigger, cand: Candidate, offers: Sequence[dict[str, Any]], arm: str) -> dict[str, Any]:
         g = t.goal
@@ -328,8 +384,16 @@ class TriggerRuntime:
             skus = [str(o["sku"]) for o in offers if o.get("sku")]
         elif g.sku != "any":
             skus = [g.sku]
-        return {"event": g.event, "skus": skus, "category": category, "any": g.sku == "any",
-                "trigger": t.id, "version": t.version, "arm": arm, "audience": t.audience}
+        return {
+            "event": g.event,
+            "skus": skus,
+            "category": category,
+            "any": g.sku == "any",
+            "trigger": t.id,
+            "version": t.version,
+            "arm": arm,
+            "audience": t.audience,
+        }
 
     # -- conversions -----------------------------------------------------------------------
     def _watch(self, o: _Open, decision_id: str) -> None:

@@ -81,8 +81,9 @@ class Interval:
         return {"estimate": num(self.estimate), "low": num(self.low), "high": num(self.high)}
 
 
-def confidence_sequence(treatment: Sample, control: Sample, *, alpha: float = 0.05,
-                        tau: float = DEFAULT_TAU) -> Interval:
+def confidence_sequence(
+    treatment: Sample, control: Sample, *, alpha: float = 0.05, tau: float = DEFAULT_TAU
+) -> Interval:
     """An always-valid (1 − α) interval for mean(treatment) − mean(control).
 
     With V the variance of the difference of means, the normal-mixture likelihood ratio against

@@ -98,23 +98,48 @@ class FiringStore:
                 "INSERT OR IGNORE INTO trigger_firings (firing_key, decision_id, trigger_id, version, arm, unit,"
                 " user_id, visit_id, touchpoint, device_id, fired_ms, delivered, outcome, offers, goal, pre_spend,"
                 " deadline_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(f.firing_key, f.decision_id, f.trigger_id, f.version, f.arm, f.unit, f.user_id, f.visit_id,
-                  f.touchpoint, f.device_id, f.fired_ms, int(f.delivered), f.outcome, json.dumps(f.offers),
-                  json.dumps(f.goal), f.pre_spend, f.deadline_ms) for f in rows])
+                [
+                    (
+                        f.firing_key,
+                        f.decision_id,
+                        f.trigger_id,
+                        f.version,
+                        f.arm,
+                        f.unit,
+                        f.user_id,
+                        f.visit_id,
+                        f.touchpoint,
+                        f.device_id,
+                        f.fired_ms,
+                        int(f.delivered),
+                        f.outcome,
+                        json.dumps(f.offers),
+                        json.dumps(f.goal),
+                        f.pre_spend,
+                        f.deadline_ms,
+                    )
+                    for f in rows
+                ],
+            )
             conn.executemany(
                 "UPDATE trigger_firings SET converted_ms = ?, conversion = ? WHERE firing_key = ? AND converted_ms IS NULL",
-                [(at, how, key) for key, at, how in conversions])
+                [(at, how, key) for key, at, how in conversions],
+            )
 
     def known(self, firing_key: str) -> bool:
         with self.journal.connection() as conn:
-            return conn.execute("SELECT 1 FROM trigger_firings WHERE firing_key = ?", (firing_key,)).fetchone() is not None
+            return (
+                conn.execute("SELECT 1 FROM trigger_firings WHERE firing_key = ?", (firing_key,)).fetchone() is not None
+            )
 
     def open_firings(self, now_ms: int) -> Iterator[tuple[str, str, str, str, int, int, dict[str, Any]]]:
         """(firing key, decision id, unit, visit, fired, deadline, goal) of firings still inside their window."""
         with self.journal.connection() as conn:
             rows = conn.execute(
                 "SELECT firing_key, decision_id, unit, visit_id, fired_ms, deadline_ms, goal FROM trigger_firings"
-                " WHERE converted_ms IS NULL AND deadline_ms > ?", (now_ms,)).fetchall()
+                " WHERE converted_ms IS NULL AND deadline_ms > ?",
+                (now_ms,),
+            ).fetchall()
         for r in rows:
             yield r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])
 
@@ -124,21 +149,26 @@ class FiringStore:
         with self.journal.connection() as conn:
             return conn.execute(
                 "SELECT trigger_id, unit, visit_id, device_id, touchpoint, fired_ms, offers FROM trigger_firings"
-                " WHERE fired_ms >= ? AND outcome IN ('delivered', 'holdout') ORDER BY fired_ms", (from_ms,)).fetchall()
+                " WHERE fired_ms >= ? AND outcome IN ('delivered', 'holdout') ORDER BY fired_ms",
+                (from_ms,),
+            ).fetchall()
 
     def arm_counts(self, trigger_id: str, version: int) -> dict[str, tuple[int, int]]:
         """Per arm: (firings, conversions) — Thompson sampling's posterior."""
         with self.journal.connection() as conn:
             rows = conn.execute(
                 "SELECT arm, COUNT(*), COUNT(converted_ms) FROM trigger_firings WHERE trigger_id = ? AND version = ?"
-                " AND outcome IN ('delivered', 'holdout', 'no_offer') GROUP BY arm", (trigger_id, version)).fetchall()
+                " AND outcome IN ('delivered', 'holdout', 'no_offer') GROUP BY arm",
+                (trigger_id, version),
+            ).fetchall()
         return {arm: (int(n), int(c)) for arm, n, c in rows}
 
     def rows(self) -> list[tuple[Any, ...]]:
         with self.journal.connection() as conn:
             return conn.execute(
                 "SELECT trigger_id, version, arm, delivered, outcome, converted_ms IS NOT NULL, pre_spend"
-                " FROM trigger_firings ORDER BY trigger_id, version, id").fetchall()
+                " FROM trigger_firings ORDER BY trigger_id, version, id"
+            ).fetchall()
 
     def promote(self, trigger_id: str, version: int, variant: str, min_holdout: float, at_ms: int) -> None:
         with self.journal.connection() as conn:
@@ -146,11 +176,14 @@ class FiringStore:
                 "INSERT INTO trigger_promotions (trigger_id, version, variant, min_holdout, promoted_ms)"
                 " VALUES (?,?,?,?,?) ON CONFLICT (trigger_id, version) DO UPDATE SET variant = excluded.variant,"
                 " min_holdout = excluded.min_holdout, promoted_ms = excluded.promoted_ms",
-                (trigger_id, version, variant, min_holdout, at_ms))
+                (trigger_id, version, variant, min_holdout, at_ms),
+            )
 
     def promotions(self) -> dict[tuple[str, int], tuple[str, float, int]]:
         with self.journal.connection() as conn:
-            rows = conn.execute("SELECT trigger_id, version, variant, min_holdout, promoted_ms FROM trigger_promotions").fetchall()
+            rows = conn.execute(
+                "SELECT trigger_id, version, variant, min_holdout, promoted_ms FROM trigger_promotions"
+            ).fetchall()
         return {(t, int(v)): (var, float(h), int(ms)) for t, v, var, h, ms in rows}
 
     def prune(self, older_than_ms: int) -> int:
@@ -160,5 +193,6 @@ class FiringStore:
 
     def erase(self, user_id: str) -> int:
         with self.journal.connection() as conn:
-            return conn.execute("DELETE FROM trigger_firings WHERE user_id = ? OR unit = ?",
-                                (user_id, f"p:{user_id}")).rowcount
+            return conn.execute(
+                "DELETE FROM trigger_firings WHERE user_id = ? OR unit = ?", (user_id, f"p:{user_id}")
+            ).rowcount

@@ -45,10 +45,9 @@ class Scored:
 
 
 def make_catalog(n: int = 50) -> Catalog:
-    return Catalog([
-        CatalogItem(f"SKU{i:05d}", f"item {i}", CATEGORIES[i % len(CATEGORIES)], 1.0 + i % 7, 0.3)
-        for i in range(n)
-    ])
+    return Catalog(
+        [CatalogItem(f"SKU{i:05d}", f"item {i}", CATEGORIES[i % len(CATEGORIES)], 1.0 + i % 7, 0.3) for i in range(n)]
+    )
 
 
 @dataclass
@@ -58,8 +57,13 @@ class FakeRecommender:
     catalog: Catalog = field(default_factory=make_catalog)
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def recommend(self, basket: Sequence[str], history: Sequence[tuple[str, float]] = (),
-                  context: Any = None, k: int | None = None) -> list[Scored]:
+    def recommend(
+        self,
+        basket: Sequence[str],
+        history: Sequence[tuple[str, float]] = (),
+        context: Any = None,
+        k: int | None = None,
+    ) -> list[Scored]:
         self.calls.append({"basket": list(basket), "history": list(history), "context": context})
         liked = {self.catalog.item(s).category: w for s, w in history if self.catalog.index(s) is not None}
         scores = []
@@ -173,17 +177,22 @@ def make_gateway(tmp_path: Path, offers: str = DEFAULT_OFFERS, **settings: Any) 
     tmp_path.mkdir(parents=True, exist_ok=True)
     offers_path = tmp_path / "offers.toml"
     offers_path.write_text(offers)
-    raw: dict[str, Any] = {"offers": {"path": str(offers_path), "reload_seconds": 0.05},
-                           "decisioning": settings}
+    raw: dict[str, Any] = {"offers": {"path": str(offers_path), "reload_seconds": 0.05}, "decisioning": settings}
     config = parse_config(raw, CONFIG_SECTIONS, env={})
-    journal = Journal(state / "journal.db", synchronous="normal",
-                      migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS))
+    journal = Journal(state / "journal.db", synchronous="normal", migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS))
     clock = Clock()
     registry = CollectorRegistry()
     ingestor = Ingestor(journal, IngestMetrics(registry), clock=clock)
-    ctx = GatewayContext(config=config, state_dir=state, journal=journal, bus=ingestor,
-                         publisher=_NullPublisher(), metrics=registry, clock=clock,
-                         store_id=STORE)
+    ctx = GatewayContext(
+        config=config,
+        state_dir=state,
+        journal=journal,
+        bus=ingestor,
+        publisher=_NullPublisher(),
+        metrics=registry,
+        clock=clock,
+        store_id=STORE,
+    )
     recommender = FakeRecommender()
     component = build(ctx, recommender=lambda: recommender)
     ingestor.attach(component)
@@ -193,8 +202,7 @@ def make_gateway(tmp_path: Path, offers: str = DEFAULT_OFFERS, **settings: Any) 
     app = FastAPI()
     devices = edge.registry.DeviceRegistry(journal)
     app.state.registry = devices
-    tokens = {role: devices.add(role, f"{role}-1").http_token
-              for role in ("kiosk", "display", "tablet", "pos", "ops")}
+    tokens = {role: devices.add(role, f"{role}-1").http_token for role in ("kiosk", "display", "tablet", "pos", "ops")}
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
@@ -202,8 +210,7 @@ def make_gateway(tmp_path: Path, offers: str = DEFAULT_OFFERS, **settings: Any) 
 
     for router in component.routers():
         app.include_router(router)
-    return Gateway(journal, ingestor, component, clock, recommender, app, tokens, state, offers_path,
-                   listened)
+    return Gateway(journal, ingestor, component, clock, recommender, app, tokens, state, offers_path, listened)
 
 
 class _NullPublisher:

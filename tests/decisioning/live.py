@@ -94,14 +94,17 @@ class Store:
 
 
 @contextmanager
-def live_store(tmp_path: Path, features: tuple[str, ...] = ("edge.model", "edge.decisioning", "sync"),
-               **sections: dict[str, Any]) -> Iterator[Store]:
+def live_store(
+    tmp_path: Path, features: tuple[str, ...] = ("edge.model", "edge.decisioning", "sync"), **sections: dict[str, Any]
+) -> Iterator[Store]:
     with receiver(tmp_path) as cdp:
         state = tmp_path / "state"
         config = make_config(
-            state, sync={"idle_poll_s": 0.05},
+            state,
+            sync={"idle_poll_s": 0.05},
             sync_http={"enabled": True, "base_url": cdp.url, "write_key": "test-key", "gzip": True},
-            offers={"reload_seconds": 30.0}, **sections,
+            offers={"reload_seconds": 30.0},
+            **sections,
         )
         devices = register(config, [("kiosk", "kiosk-1"), ("kiosk", "kiosk-2"), ("ops", "ops-1")])
         with running_gateway(config, features=features) as handle:

@@ -54,8 +54,9 @@ class PopularityRecommender:
         return [s for s in self._ranked if s.sku not in basket][: k or 50]
 
 
-def simulate_month(seed: int, workdir: Path, *, customers: int = 150, days: int = 28,
-                   skus: int = 120, holdout: float = 0.3) -> MonthResult:
+def simulate_month(
+    seed: int, workdir: Path, *, customers: int = 150, days: int = 28, skus: int = 120, holdout: float = 0.3
+) -> MonthResult:
     store = workdir / f"store-{seed}"
     simulate_store(store, seed=seed, customers=customers, days=days, skus=skus)
     truth = json.loads((store / "truth.json").read_text())
@@ -96,16 +97,27 @@ experiment = {{ id = "{EXPERIMENT}", holdout = {holdout}, unit = "visit" }}
             when = datetime.fromisoformat(visit["timestamp"]).replace(tzinfo=UTC)
             gw.clock.now = when.timestamp()
             loyalty = visit["customer_id"][1:]
-            answer = await gw.component.decide(kiosk, {
-                "identifiers": {"loyaltyId": loyalty}, "visitId": visit["visit_id"], "basket": []})
+            answer = await gw.component.decide(
+                kiosk, {"identifiers": {"loyaltyId": loyalty}, "visitId": visit["visit_id"], "basket": []}
+            )
             shown = any(o["offerId"] == "sim-offer" for o in answer["offers"])
             p = base_p(visit["customer_id"])
             effects.append(offer_purchase_probability(p, True, effect) - p)
             if rng.random() < offer_purchase_probability(p, shown, effect):
                 gw.clock.now += 600
-                await gw.publish(pos, [{"event": "Order Completed", "properties": {
-                    "identifiers": {"loyaltyId": loyalty}, "orderId": visit["visit_id"],
-                    "products": [{"sku": sku, "quantity": 1, "price": 1.0}]}}])
+                await gw.publish(
+                    pos,
+                    [
+                        {
+                            "event": "Order Completed",
+                            "properties": {
+                                "identifiers": {"loyaltyId": loyalty},
+                                "orderId": visit["visit_id"],
+                                "products": [{"sku": sku, "quantity": 1, "price": 1.0}],
+                            },
+                        }
+                    ],
+                )
         await gw.drain()
 
     try:

@@ -21,10 +21,19 @@ def _person_in(gw: Gateway, wanted: str) -> str:
 
 
 async def _order(gw: Gateway, loyalty: str, sku: str, n: int = 1) -> None:
-    result = await gw.publish(gw.source("pos", "pos-1", "serial"), [{
-        "event": "Order Completed", "properties": {
-            "identifiers": {"loyaltyId": loyalty}, "orderId": f"o-{loyalty}-{sku}-{n}",
-            "products": [{"sku": sku, "quantity": 2, "price": 1.25}, {"sku": "SKU00049", "quantity": 1}]}}])
+    result = await gw.publish(
+        gw.source("pos", "pos-1", "serial"),
+        [
+            {
+                "event": "Order Completed",
+                "properties": {
+                    "identifiers": {"loyaltyId": loyalty},
+                    "orderId": f"o-{loyalty}-{sku}-{n}",
+                    "products": [{"sku": sku, "quantity": 2, "price": 1.25}, {"sku": "SKU00049", "quantity": 1}],
+                },
+            }
+        ],
+    )
     assert result.accepted == 1, result.rejected
 
 
@@ -41,23 +50,36 @@ async def test_redemption_in_both_arms(gateway: Gateway, wanted: str) -> None:
         milk = [o for o in exposed["properties"]["offers"] if o["offerId"] == "milk-10"]
         assert milk and milk[0]["arm"] == wanted
         assert ("milk-10" in {o["offerId"] for o in decision["offers"]}) == (wanted == "treatment")
-        await gw.publish(gw.source(), [
-            {"event": "Offer Viewed", "userId": token, "properties": {"offerId": "milk-10", "decisionId": decision["decisionId"]}},
-            {"event": "Offer Clicked", "userId": token, "properties": {"offerId": "milk-10", "decisionId": decision["decisionId"]}},
-        ])
+        await gw.publish(
+            gw.source(),
+            [
+                {
+                    "event": "Offer Viewed",
+                    "userId": token,
+                    "properties": {"offerId": "milk-10", "decisionId": decision["decisionId"]},
+                },
+                {
+                    "event": "Offer Clicked",
+                    "userId": token,
+                    "properties": {"offerId": "milk-10", "decisionId": decision["decisionId"]},
+                },
+            ],
+        )
         gw.clock.advance(600)
         await _order(gw, loyalty, "SKU00000")
         await _order(gw, loyalty, "SKU00000", 2)  # a second purchase redeems nothing new
         await settle(gw)
     viewed, clicked = gw.rows(
-        "SELECT viewed_ms, clicked_ms FROM exposures WHERE offer_id='milk-10' AND decision_id=?",
-        decision["decisionId"])[0]
+        "SELECT viewed_ms, clicked_ms FROM exposures WHERE offer_id='milk-10' AND decision_id=?", decision["decisionId"]
+    )[0]
     assert viewed and clicked
     assert gw.rows("SELECT arm, sku, quantity, revenue FROM redemptions WHERE offer_id='milk-10'") == [
-        (wanted, "SKU00000", 2.0, 2.5)]
+        (wanted, "SKU00000", 2.0, 2.5)
+    ]
     redeemed = [json.loads(b) for (b,) in gw.rows("SELECT body FROM events WHERE event='Offer Redeemed'")]
     assert [(r["userId"], r["properties"]["offerId"], r["properties"]["arm"]) for r in redeemed] == [
-        (token, "milk-10", wanted)]
+        (token, "milk-10", wanted)
+    ]
 
 
 @pytest.mark.anyio
@@ -87,8 +109,9 @@ async def test_report_over_http(gateway: Gateway) -> None:
 
 
 @pytest.mark.anyio
-async def test_report_cli(gateway: Gateway, capsys: pytest.CaptureFixture[str],
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_report_cli(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edge.decisioning import cli
 
     from .test_erasure import _parser

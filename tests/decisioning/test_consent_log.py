@@ -86,8 +86,13 @@ def interleaving(rnd: random.Random, case: int, token: str) -> list[list[dict[st
                 sent.append(event)
                 event = json.loads(json.dumps(event))
             else:
-                event = {"type": "track", "event": "Product Viewed", "userId": token,
-                         "messageId": f"v{case}-{step}-{len(batch)}", "properties": {"sku": "SKU00003"}}
+                event = {
+                    "type": "track",
+                    "event": "Product Viewed",
+                    "userId": token,
+                    "messageId": f"v{case}-{step}-{len(batch)}",
+                    "properties": {"sku": "SKU00003"},
+                }
             batch.append(event)
         batches.append(batch)
     return batches
@@ -100,8 +105,13 @@ async def test_thousand_interleavings_obey_the_newest_choice(gateway: Gateway) -
     rnd = random.Random(seed)
     gw = gateway
     decisioning = gw.component
-    outbox = Outbox(gw.journal, SyncConfig(), lambda u: decisioning.allows(u, "cdp_sync"),
-                    SyncMetrics(CollectorRegistry()), is_erased=decisioning.is_suppressed)
+    outbox = Outbox(
+        gw.journal,
+        SyncConfig(),
+        lambda u: decisioning.allows(u, "cdp_sync"),
+        SyncMetrics(CollectorRegistry()),
+        is_erased=decisioning.is_suppressed,
+    )
     cursor = 0
     stale_expected = 0
     left_consent: set[str] = set()
@@ -124,20 +134,31 @@ async def test_thousand_interleavings_obey_the_newest_choice(gateway: Gateway) -
             for sent in outbound:
                 body = json.loads(sent.body)
                 if body["event"] == "Consent Updated":
-                    assert set(body) <= {"messageId", "type", "event", "userId", "timestamp",
-                                         "receivedAt", "storeId", "channel", "properties"}
-                    assert set(body["properties"]) <= {"categoryPreferences", "consentSource",
-                                                       "noticeVersion"}
+                    assert set(body) <= {
+                        "messageId",
+                        "type",
+                        "event",
+                        "userId",
+                        "timestamp",
+                        "receivedAt",
+                        "storeId",
+                        "channel",
+                        "properties",
+                    }
+                    assert set(body["properties"]) <= {"categoryPreferences", "consentSource", "noticeVersion"}
                     left_consent.add(body["messageId"])
                 else:
                     assert model.allows(), (seed, case, "an event left while the choice was no")
         stale_expected += model.stale
-        stored = {r[0] for r in gw.rows(
-            "SELECT message_id FROM events WHERE user_id = ? AND event = 'Consent Updated'", token)}
+        stored = {
+            r[0]
+            for r in gw.rows("SELECT message_id FROM events WHERE user_id = ? AND event = 'Consent Updated'", token)
+        }
         assert stored == set(model.changes), (seed, case)
         assert stored <= left_consent, "a consent change (grant or withdrawal) never left"
-        row = gw.rows("SELECT granted, updated_ms, message_id FROM consent WHERE user_id = ?"
-                      " AND purpose = 'cdp_sync'", token)
+        row = gw.rows(
+            "SELECT granted, updated_ms, message_id FROM consent WHERE user_id = ? AND purpose = 'cdp_sync'", token
+        )
         now = model.current
         assert row == ([] if now is None else [(int(now[2]), now[0], now[1])]), (seed, case)
     counted = decisioning.ctx.metrics.get_sample_value("edge_consent_stale_total")
@@ -164,9 +185,14 @@ async def test_redelivered_grant_does_not_undo_a_withdrawal(gateway: Gateway) ->
     assert late.accepted == 1 and not gw.component.allows(token, "cdp_sync")
     assert gw.component.ctx.metrics.get_sample_value("edge_consent_stale_total") == 1
     # the same pair inside one group commit: the second copy is a duplicate, never re-applied
-    again = await gw.publish(gw.source(), [consent_event("g2", token, T0_MS + 2000, True),
-                                           consent_event("w2", token, T0_MS + 3000, False),
-                                           consent_event("g2", token, T0_MS + 2000, True)])
+    again = await gw.publish(
+        gw.source(),
+        [
+            consent_event("g2", token, T0_MS + 2000, True),
+            consent_event("w2", token, T0_MS + 3000, False),
+            consent_event("g2", token, T0_MS + 2000, True),
+        ],
+    )
     assert (again.accepted, again.duplicates) == (2, 1)
     assert not gw.component.allows(token, "cdp_sync")
 
@@ -202,12 +228,13 @@ async def test_downlink_consent_merges_by_the_same_rule(gateway: Gateway) -> Non
     assert await asyncio.to_thread(apply, withdraw) == "applied"  # redelivered: a duplicate
     assert not gw.component.allows(token, "cdp_sync")
     assert gw.rows("SELECT message_id FROM events WHERE user_id = ? ORDER BY seq", token) == [
-        ("cdp-consent-d2",), ("cdp-consent-d1",)]
+        ("cdp-consent-d2",),
+        ("cdp-consent-d1",),
+    ]
     assert gw.component.consent.records(token)["cdp_sync"].message_id == "cdp-consent-d2"
     newer = ConsentChange("d3", token, {"cdp_sync": True}, "cdp", iso(T0_MS + 3000))
     assert await asyncio.to_thread(apply, newer) == "applied"
     assert gw.component.allows(token, "cdp_sync")
-
 
 
 @pytest.mark.anyio
@@ -221,15 +248,25 @@ async def test_offline_drain_check_sends_withdrawals_but_nothing_of_the_erased(
     kept = gw.component.identity.token("loyaltyId", "31")
     erased = gw.component.identity.token("loyaltyId", "32")
     for token in (kept, erased):
-        await gw.publish(gw.source(), [consent_event(f"w-{token}", token, T0_MS, False),
-                                       {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}}])
+        await gw.publish(
+            gw.source(),
+            [
+                consent_event(f"w-{token}", token, T0_MS, False),
+                {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
+            ],
+        )
     records = gw.journal.read_after("offline", after=0)
     gw.component.erase(erased, "offline-1")
     config = gw.component.ctx.config
     monkeypatch.setattr(policy, "key_file", lambda config: gw.state_dir / "identity.key")
     check = policy.offline_policy(gw.journal, config)
-    outbox = Outbox(gw.journal, SyncConfig(), lambda u: check.allows(u, "cdp_sync"),
-                    SyncMetrics(CollectorRegistry()), is_erased=check.is_suppressed)
+    outbox = Outbox(
+        gw.journal,
+        SyncConfig(),
+        lambda u: check.allows(u, "cdp_sync"),
+        SyncMetrics(CollectorRegistry()),
+        is_erased=check.is_suppressed,
+    )
     outbound, _, skipped = outbox.select(records, set())
     assert [json.loads(e.body)["messageId"] for e in outbound] == [f"w-{kept}"]
     assert skipped["erased"] == 1 and skipped["no_consent"] == 2

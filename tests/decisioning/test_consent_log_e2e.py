@@ -89,9 +89,14 @@ def test_interleavings_over_http_and_mqtt_with_sync_running(tmp_path: Path) -> N
         expected = {mid for model in models.values() for mid in model.changes}
         missing = expected - set(records)
         journal = store.gateway.gateway.context.journal  # type: ignore[union-attr]
-        assert not missing, ("a grant or withdrawal never reached the CDP", seed, sorted(missing)[:5],
-                             [(m, journal.get(m)) for m in sorted(missing)[:2]], journal.cursor("http"),
-                             journal.stats()["max_seq"])
+        assert not missing, (
+            "a grant or withdrawal never reached the CDP",
+            seed,
+            sorted(missing)[:5],
+            [(m, journal.get(m)) for m in sorted(missing)[:2]],
+            journal.cursor("http"),
+            journal.stats()["max_seq"],
+        )
         withdrawals = [r for mid, r in records.items() if mid in expected
                        and r["properties"]["categoryPreferences"]["cdp_sync"] is False]  # fmt: skip
         assert withdrawals, "the interleavings had withdrawals and the CDP got them"

@@ -17,8 +17,9 @@ CONSENT_ALL = {"personalization": True, "analytics": True, "cdp_sync": True}
 
 
 async def _consent(gw: Gateway, token: str, prefs: dict[str, bool]) -> None:
-    result = await gw.publish(gw.source(), [{
-        "event": "Consent Updated", "userId": token, "properties": {"categoryPreferences": prefs}}])
+    result = await gw.publish(
+        gw.source(), [{"event": "Consent Updated", "userId": token, "properties": {"categoryPreferences": prefs}}]
+    )
     assert result.accepted == 1, result.rejected
 
 
@@ -26,14 +27,20 @@ async def _consent(gw: Gateway, token: str, prefs: dict[str, bool]) -> None:
 async def test_http_decision_and_exposure_event(gateway: Gateway) -> None:
     async with gateway.client() as http:
         for role in ("kiosk", "display", "tablet", "pos"):
-            reply = await http.post("/v1/decisions", headers=gateway.auth(role),
-                                    json={"visitId": f"v-{role}", "basket": ["SKU00004"]})
+            reply = await http.post(
+                "/v1/decisions", headers=gateway.auth(role), json={"visitId": f"v-{role}", "basket": ["SKU00004"]}
+            )
             assert reply.status_code == 200, reply.text
         assert (await http.post("/v1/decisions", headers=gateway.auth("ops"), json={})).status_code == 403
         bad = await http.post("/v1/decisions", headers=gateway.auth("kiosk"), json={"basket": "x"})
         assert bad.status_code == 422 and bad.json()["error"] == "wrong_type"
-        answer = (await http.post("/v1/decisions", headers=gateway.auth("kiosk"), json={
-            "identifiers": {"loyaltyId": RAW_LOYALTY}, "basket": [], "zone": "aisle-5"})).json()
+        answer = (
+            await http.post(
+                "/v1/decisions",
+                headers=gateway.auth("kiosk"),
+                json={"identifiers": {"loyaltyId": RAW_LOYALTY}, "basket": [], "zone": "aisle-5"},
+            )
+        ).json()
     await gateway.drain()
     assert set(answer) == {"decisionId", "arm", "personalized", "offers"}
     for offer in answer["offers"]:
@@ -46,8 +53,9 @@ async def test_http_decision_and_exposure_event(gateway: Gateway) -> None:
     arms = {o["offerId"]: o["arm"] for o in last["properties"]["offers"]}
     shown = {o["offerId"] for o in answer["offers"]}
     assert shown == {k for k, v in arms.items() if v == "treatment"}
-    assert gateway.rows("SELECT COUNT(*) FROM exposures") == [(sum(
-        len(json.loads(b)["properties"]["offers"]) for (b,) in exposed),)]
+    assert gateway.rows("SELECT COUNT(*) FROM exposures") == [
+        (sum(len(json.loads(b)["properties"]["offers"]) for (b,) in exposed),)
+    ]
 
 
 @pytest.mark.anyio
@@ -56,8 +64,7 @@ async def test_deterministic_for_same_inputs_and_clock(tmp_path: Path) -> None:
     for name in ("a", "b"):
         gw = make_gateway(tmp_path / name)
         try:
-            request = {"anonymousId": "visit-42", "basket": ["SKU00002"], "zone": "aisle-5",
-                       "weather": "rain"}
+            request = {"anonymousId": "visit-42", "basket": ["SKU00002"], "zone": "aisle-5", "weather": "rain"}
             answers.append(await gw.component.decide(gw.source(), request))
         finally:
             gw.ingestor.stop()
@@ -73,9 +80,13 @@ async def test_no_personalization_means_no_history(gateway: Gateway) -> None:
     await _consent(gw, alice, CONSENT_ALL)
     await _consent(gw, bob, {"analytics": True, "cdp_sync": True})
     for token in (alice, bob):
-        result = await gw.publish(src, [
-            {"event": "Product Viewed", "userId": token, "properties": {"sku": sku}}
-            for sku in ("SKU00003", "SKU00008", "SKU00013")])
+        result = await gw.publish(
+            src,
+            [
+                {"event": "Product Viewed", "userId": token, "properties": {"sku": sku}}
+                for sku in ("SKU00003", "SKU00008", "SKU00013")
+            ],
+        )
         assert result.accepted == 3
     assert gw.component.profiles.get(bob) is None and gw.component.profiles.get(alice)
     request = {"basket": ["SKU00009"], "zone": "aisle-5", "visitId": "same-visit"}
@@ -106,8 +117,7 @@ def _chosen(gw: Gateway, decision_id: str) -> list[tuple[str, str, int]]:
 @pytest.mark.anyio
 async def test_applicability(gateway: Gateway) -> None:
     src = gateway.source()
-    answer = await gateway.component.decide(src, {"visitId": "a", "basket": ["SKU00000"],
-                                                  "stock": {"SKU00001": 0}})
+    answer = await gateway.component.decide(src, {"visitId": "a", "basket": ["SKU00000"], "stock": {"SKU00001": 0}})
     arms = json.loads(gateway.rows("SELECT body FROM events WHERE event='Offer Exposed'")[-1][0])
     offered = {o["offerId"] for o in arms["properties"]["offers"]}
     assert "milk-10" not in offered  # its SKU is in the basket
@@ -122,14 +132,20 @@ async def test_applicability(gateway: Gateway) -> None:
 PEOPLE = 4
 DEVICES = (("kiosk", "kiosk-1"), ("display", "display-1"), ("tablet", "tablet-1"), ("pos", "pos-1"))
 step = st.tuples(
-    st.integers(0, PEOPLE - 1), st.integers(0, len(DEVICES) - 1), st.integers(0, 3),
+    st.integers(0, PEOPLE - 1),
+    st.integers(0, len(DEVICES) - 1),
+    st.integers(0, 3),
     st.sampled_from([0, 1, 5, 30, 600, 60 * 24]),
 )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=40), consented=st.lists(st.booleans(), min_size=PEOPLE, max_size=PEOPLE))
-def test_caps_and_collisions_hold_over_random_visits(steps: list[tuple[int, int, int, int]], consented: list[bool]) -> None:
+@given(
+    steps=st.lists(step, min_size=1, max_size=40), consented=st.lists(st.booleans(), min_size=PEOPLE, max_size=PEOPLE)
+)
+def test_caps_and_collisions_hold_over_random_visits(
+    steps: list[tuple[int, int, int, int]], consented: list[bool]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gw = make_gateway(Path(tmp))
         try:
@@ -147,9 +163,10 @@ async def _visits(gw: Gateway, steps: list[tuple[int, int, int, int]], consented
     for person, device, visit, minutes in steps:
         gw.clock.advance(minutes * 60)
         kind, device_id = DEVICES[device]
-        await gw.component.decide(gw.source(kind, device_id), {
-            "userId": tokens[person], "visitId": f"p{person}-v{visit}", "basket": [],
-            "zone": "aisle-5"})
+        await gw.component.decide(
+            gw.source(kind, device_id),
+            {"userId": tokens[person], "visitId": f"p{person}-v{visit}", "basket": [], "zone": "aisle-5"},
+        )
     await gw.drain()
 
 
@@ -209,8 +226,10 @@ async def test_profiles_beyond_the_cache_are_read_back(tmp_path: Path) -> None:
         tokens = [gw.component.identity.token("appId", f"lru-{i}") for i in range(3)]
         for i, token in enumerate(tokens):
             await _consent(gw, token, CONSENT_ALL)
-            await gw.publish(gw.source(), [{"event": "Order Completed", "userId": token,
-                                            "properties": {"products": [{"sku": f"SKU0000{i}"}]}}])
+            await gw.publish(
+                gw.source(),
+                [{"event": "Order Completed", "userId": token, "properties": {"products": [{"sku": f"SKU0000{i}"}]}}],
+            )
         for i, token in enumerate(tokens):
             profile = gw.component.profiles.get(token)
             assert profile is not None and list(profile.items) == [f"SKU0000{i}"]

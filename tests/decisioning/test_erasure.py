@@ -16,18 +16,32 @@ async def _a_busy_customer(gw: Gateway) -> str:
     src, pos = gw.source(), gw.source("pos", "pos-1", "serial")
     token = gw.component.identity.token("email", RAW_EMAIL)
     async with gw.client() as http:
-        reply = await http.post("/v1/consent", headers=gw.auth("kiosk"), json={
-            "identifiers": {"email": RAW_EMAIL}, "purposes": CONSENT_ALL})
+        reply = await http.post(
+            "/v1/consent", headers=gw.auth("kiosk"), json={"identifiers": {"email": RAW_EMAIL}, "purposes": CONSENT_ALL}
+        )
         assert reply.status_code == 200
-    result = await gw.publish(src, [
-        {"event": "Product Viewed", "properties": {"sku": "SKU00005", "identifiers": {"email": RAW_EMAIL}}},
-        {"event": "Zone Entered", "userId": token, "properties": {"zoneId": "aisle-5"}},
-    ])
+    result = await gw.publish(
+        src,
+        [
+            {"event": "Product Viewed", "properties": {"sku": "SKU00005", "identifiers": {"email": RAW_EMAIL}}},
+            {"event": "Zone Entered", "userId": token, "properties": {"zoneId": "aisle-5"}},
+        ],
+    )
     assert result.accepted == 2
     decision = await gw.component.decide(src, {"userId": token, "basket": []})
-    await gw.publish(pos, [{"event": "Order Completed", "properties": {
-        "identifiers": {"loyaltyId": RAW_LOYALTY}, "orderId": "o-1",
-        "products": [{"sku": "SKU00000", "quantity": 1, "price": 2.5}]}}])
+    await gw.publish(
+        pos,
+        [
+            {
+                "event": "Order Completed",
+                "properties": {
+                    "identifiers": {"loyaltyId": RAW_LOYALTY},
+                    "orderId": "o-1",
+                    "products": [{"sku": "SKU00000", "quantity": 1, "price": 2.5}],
+                },
+            }
+        ],
+    )
     assert decision["decisionId"]
     await gw.drain()  # the exposure is journaled after the answer; its listeners fill the tables
     assert gw.component.profiles.get(token) is not None
@@ -35,9 +49,7 @@ async def _a_busy_customer(gw: Gateway) -> str:
 
 
 @pytest.mark.anyio
-async def test_erasure_leaves_no_trace_and_suppresses(
-    gateway: Gateway, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_erasure_leaves_no_trace_and_suppresses(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     gw = gateway
     gw.component.add_erasure_hook(lambda token: 1)  # e.g. presence state
     async with running(gw):
@@ -56,19 +68,24 @@ async def test_erasure_leaves_no_trace_and_suppresses(
         assert gw.component.is_suppressed(token) and not gw.component.allows(token, "analytics")
         assert gw.component.profiles.get(token) is None
         # later events of that person are dropped and counted, by token or by raw identifier
-        late = await gw.publish(gw.source(), [
-            {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
-            {"event": "Product Viewed", "properties": {"sku": "SKU00001", "identifiers": {"email": RAW_EMAIL}}},
-        ])
+        late = await gw.publish(
+            gw.source(),
+            [
+                {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
+                {"event": "Product Viewed", "properties": {"sku": "SKU00001", "identifiers": {"email": RAW_EMAIL}}},
+            ],
+        )
         assert late.accepted == 0 and [r.reason for r in late.rejected] == ["suppressed"] * 2
         counted = gw.component.ctx.metrics.get_sample_value(
-            "edge_events_rejected_total", {"transport": "mqtt", "reason": "suppressed"})
+            "edge_events_rejected_total", {"transport": "mqtt", "reason": "suppressed"}
+        )
         assert counted == 2
         decision = await gw.component.decide(gw.source(), {"userId": token, "basket": []})
         assert not decision["personalized"]
         async with gw.client() as http:
-            again = await http.post("/v1/consent", headers=gw.auth("kiosk"), json={
-                "userId": token, "purposes": {"analytics": True}})
+            again = await http.post(
+                "/v1/consent", headers=gw.auth("kiosk"), json={"userId": token, "purposes": {"analytics": True}}
+            )
         assert again.status_code == 409
     gw.journal.checkpoint()
     for table in ("events", "consent", "profiles", "exposures", "redemptions"):
@@ -87,8 +104,9 @@ def _cols(gw: Gateway, table: str) -> str:
 
 
 @pytest.mark.anyio
-async def test_erase_by_cli_process_is_picked_up(gateway: Gateway, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_erase_by_cli_process_is_picked_up(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edge.decisioning import cli
     from edge.journal import Journal
 
@@ -134,15 +152,22 @@ async def test_nothing_about_an_erased_person_is_stored_whatever_the_path(gatewa
         await gw.publish(gw.source(), [{"event": "Customer Identified", "userId": token, "anonymousId": visit}])
         gw.component.erase(token, "req-paths")
         for transport in ("http", "mqtt", "serial", "ble", "camera", "local"):
-            result = await gw.publish(gw.source(transport=transport), [
-                {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
-                {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001"}}])
+            result = await gw.publish(
+                gw.source(transport=transport),
+                [
+                    {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00001"}},
+                    {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001"}},
+                ],
+            )
             assert result.accepted == 0 and {r.reason for r in result.rejected} == {"suppressed"}, transport
         with pytest.raises(InvalidEvent, match="suppressed"):
             await asyncio.to_thread(gw.component.apply_consent, token, {"cdp_sync": True}, "cdp")
         # a component that commits on its own, past every ingest stage, is refused as well
-        late = parse_event({"event": "Zone Entered", "userId": token, "properties": {"zoneId": "z"}},
-                           gw.source(transport="ble"), 1_767_600_000_000)
+        late = parse_event(
+            {"event": "Zone Entered", "userId": token, "properties": {"zoneId": "z"}},
+            gw.source(transport="ble"),
+            1_767_600_000_000,
+        )
         outcome = gw.journal.commit([late])
         assert outcome.inserted == (False,) and outcome.refused == ("suppressed",) and outcome.duplicates == 0
         letters = gw.rows("SELECT source, detail, sha256, excerpt, size FROM dead_letters WHERE reason = 'suppressed'")

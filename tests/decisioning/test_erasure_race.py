@@ -40,16 +40,23 @@ def _letters(rnd: random.Random, n: int) -> str:
 def _person_events(token: str, visit: str, note: str, n: int) -> list[dict[str, Any]]:
     return [
         {"event": "Product Viewed", "userId": token, "properties": {"sku": "SKU00003", "note": note}},
-        {"event": "Product Added", "properties": {"sku": "SKU00004", "note": note,
-                                                  "identifiers": {"email": RAW_EMAIL}}},
-        {"event": "Consent Updated", "userId": token, "messageId": f"regrant-{n}-{time.monotonic_ns()}",
-         "properties": {"categoryPreferences": {"cdp_sync": True, "personalization": True}}},
+        {
+            "event": "Product Added",
+            "properties": {"sku": "SKU00004", "note": note, "identifiers": {"email": RAW_EMAIL}},
+        },
+        {
+            "event": "Consent Updated",
+            "userId": token,
+            "messageId": f"regrant-{n}-{time.monotonic_ns()}",
+            "properties": {"categoryPreferences": {"cdp_sync": True, "personalization": True}},
+        },
         {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00005", "note": note}},
     ]
 
 
-def _sender(store: Store, stop: threading.Event, sent: list[float], send: Any, token: str,
-            visit: str, note: str) -> None:
+def _sender(
+    store: Store, stop: threading.Event, sent: list[float], send: Any, token: str, visit: str, note: str
+) -> None:
     n = 0
     while not stop.is_set():
         send(_person_events(token, visit, note, n))
@@ -69,20 +76,40 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
         toml.write_text(f'[store]\nid = "s1"\nstate_dir = "{store.state_dir}"\n')
         with store.http() as http, mqtt_device(store, "kiosk-2") as device:
             # before: a consenting person with history in every derived table
-            reply = http.post("/v1/consent", headers=store.auth("kiosk-1"), json={
-                "identifiers": {"email": RAW_EMAIL},
-                "purposes": {"personalization": True, "analytics": True, "cdp_sync": True}})
+            reply = http.post(
+                "/v1/consent",
+                headers=store.auth("kiosk-1"),
+                json={
+                    "identifiers": {"email": RAW_EMAIL},
+                    "purposes": {"personalization": True, "analytics": True, "cdp_sync": True},
+                },
+            )
             assert reply.status_code == 200, reply.text
-            store.post_events(http, "kiosk-1", [  # the visit before signing in
-                {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001", "note": note}}])
-            device.send([{"event": "Customer Identified", "userId": token, "anonymousId": visit,
-                          "messageId": "identified-1"}], committed=True)
+            store.post_events(
+                http,
+                "kiosk-1",
+                [  # the visit before signing in
+                    {"event": "Product Viewed", "anonymousId": visit, "properties": {"sku": "SKU00001", "note": note}}
+                ],
+            )
+            device.send(
+                [{"event": "Customer Identified", "userId": token, "anonymousId": visit, "messageId": "identified-1"}],
+                committed=True,
+            )
             device.send(_person_events(token, visit, note, -1))
-            answer = store.post_events(http, "kiosk-1", [  # refused before the erasure: a dead letter
-                {"event": "Not An Event", "userId": token, "properties": {"note": note}}])
+            answer = store.post_events(
+                http,
+                "kiosk-1",
+                [  # refused before the erasure: a dead letter
+                    {"event": "Not An Event", "userId": token, "properties": {"note": note}}
+                ],
+            )
             assert answer["rejected"][0]["reason"] == "unknown_event"
-            decision = http.post("/v1/decisions", headers=store.auth("kiosk-1"), json={
-                "userId": token, "anonymousId": visit, "basket": ["SKU00002"]})
+            decision = http.post(
+                "/v1/decisions",
+                headers=store.auth("kiosk-1"),
+                json={"userId": token, "anonymousId": visit, "basket": ["SKU00002"]},
+            )
             assert decision.status_code == 200 and decision.json()["personalized"]
             store.gateway.gateway.features.devices.app_keys.register(token, bytes(32))  # type: ignore[attr-defined]
             wait_until(store.synced, timeout=60)
@@ -118,16 +145,21 @@ def test_erasure_race_leaves_no_trace(tmp_path: Path, caplog: pytest.LogCaptureF
             for thread in threads:
                 thread.join(30)
             # one device's messages are handled in order: once this is committed, all were
-            device.send([{"event": "Audience Measured", "messageId": "mqtt-marker", "properties": {"count": 1}}],
-                        committed=True)
+            device.send(
+                [{"event": "Audience Measured", "messageId": "mqtt-marker", "properties": {"count": 1}}], committed=True
+            )
             assert sum(t > returned for t in sent_http) > 0 and sum(t > returned for t in sent_mqtt) > 0
-            late = http.post("/v1/decisions", headers=store.auth("kiosk-1"), json={
-                "userId": token, "anonymousId": visit, "basket": []})
+            late = http.post(
+                "/v1/decisions",
+                headers=store.auth("kiosk-1"),
+                json={"userId": token, "anonymousId": visit, "basket": []},
+            )
             assert late.status_code == 200 and not late.json()["personalized"]
             # the confirmation reaches the CDP; nothing of the person does any more (an event
             # about no one, sent now, shows the outbox kept flowing after the erasure)
-            store.post_events(http, "kiosk-1", [{"event": "Audience Measured", "messageId": "after-1",
-                                                 "properties": {"count": 2}}])
+            store.post_events(
+                http, "kiosk-1", [{"event": "Audience Measured", "messageId": "after-1", "properties": {"count": 2}}]
+            )
             wait_until(lambda: bool(store.cdp.bodies("message_id = 'after-1'")), timeout=60)
             wait_until(lambda: bool(store.cdp.bodies("event = 'Customer Erased'")), timeout=60)
             wait_until(store.synced, timeout=60)

@@ -26,18 +26,43 @@ CONSENT_ALL = {"personalization": True, "analytics": True, "cdp_sync": True}
 
 async def _customer(gw: Gateway, identifiers: dict[str, str], visit: str, tag: str) -> str:
     src, pos = gw.source(), gw.source("pos", "pos-1", "serial")
-    await gw.publish(src, [{"event": "Product Viewed", "anonymousId": visit,
-                            "properties": {"sku": "SKU00002", "note": f"{tag}-before-sign-in"}}])
-    await gw.publish(src, [{"event": "Consent Updated", "anonymousId": visit,
-                            "properties": {"categoryPreferences": CONSENT_ALL, "identifiers": dict(identifiers)}}])
+    await gw.publish(
+        src,
+        [
+            {
+                "event": "Product Viewed",
+                "anonymousId": visit,
+                "properties": {"sku": "SKU00002", "note": f"{tag}-before-sign-in"},
+            }
+        ],
+    )
+    await gw.publish(
+        src,
+        [
+            {
+                "event": "Consent Updated",
+                "anonymousId": visit,
+                "properties": {"categoryPreferences": CONSENT_ALL, "identifiers": dict(identifiers)},
+            }
+        ],
+    )
     await gw.publish(src, [{"type": "identify", "anonymousId": visit, "traits": dict(identifiers)}])
     token = gw.component.identity.resolve(identifiers)
     await gw.publish(src, [{"event": "Product Added", "userId": token, "properties": {"sku": "SKU00005"}}])
     decision = await gw.component.decide(src, {"userId": token, "anonymousId": visit, "basket": []})
     await gw.drain()
     sku = next((o["sku"] for o in decision["offers"] if o.get("sku")), "SKU00000")
-    await gw.publish(pos, [{"event": "Order Completed", "userId": token, "anonymousId": visit,
-                            "properties": {"orderId": f"o-{tag}", "products": [{"sku": sku, "quantity": 1, "price": 3}]}}])
+    await gw.publish(
+        pos,
+        [
+            {
+                "event": "Order Completed",
+                "userId": token,
+                "anonymousId": visit,
+                "properties": {"orderId": f"o-{tag}", "products": [{"sku": sku, "quantity": 1, "price": 3}]},
+            }
+        ],
+    )
     await gw.publish(src, [{"event": "Bogus Event", "userId": token, "properties": {"note": tag}}])
     AppKeyStore(gw.journal).register(token, bytes([len(tag)]) * 32)
     await gw.drain()
@@ -48,8 +73,10 @@ def _scan_state(journal: Journal, needles: list[str]) -> set[tuple[str, int]]:
     """(table, rowid) of every row of every table with a needle in any column."""
     hits = set()
     with journal.connection() as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        ]
         for table in tables:
             for row in conn.execute(f"SELECT rowid, * FROM {table}"):
                 text = " ".join(v.hex() + " " + v.decode("latin-1") if isinstance(v, bytes) else str(v)
@@ -68,8 +95,10 @@ async def test_export_is_exactly_what_a_scan_of_the_state_finds(tmp_path: Path) 
             token = await _customer(gw, {"email": RAW_EMAIL}, "visit-export-1", "zelda")
             other = await _customer(gw, {"phone": RAW_PHONE}, "visit-export-2", "ovid")
             # another customer's event that mentions the person (a referral): it is about them too
-            await gw.publish(gw.source(), [{"event": "Product Viewed", "userId": other,
-                                            "properties": {"sku": "SKU00009", "referredBy": token}}])
+            await gw.publish(
+                gw.source(),
+                [{"event": "Product Viewed", "userId": other, "properties": {"sku": "SKU00009", "referredBy": token}}],
+            )
             await gw.drain()
             digests = [gw.component.eraser.digest(s) for s in (token, "visit-export-1")]
             found = _scan_state(gw.journal, [token, "visit-export-1", *digests])
@@ -83,8 +112,15 @@ async def test_export_is_exactly_what_a_scan_of_the_state_finds(tmp_path: Path) 
         exported = {(table, row["_rowid"]) for table, rows in document["tables"].items() for row in rows}
         assert exported == found
         tables = {t for t, _ in found}
-        assert {"events", "consent", "profiles", "exposures", "redemptions", "devices_app_keys",
-                "dead_letters"} <= tables, tables  # every kind of personal row was there to find
+        assert {
+            "events",
+            "consent",
+            "profiles",
+            "exposures",
+            "redemptions",
+            "devices_app_keys",
+            "dead_letters",
+        } <= tables, tables  # every kind of personal row was there to find
         assert document["visits"] == ["visit-export-1"] and document["suppressed"] is False
         events = [row["body"] for row in document["tables"]["events"]]
         assert any(e.get("properties", {}).get("referredBy") == token for e in events)

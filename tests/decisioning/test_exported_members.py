@@ -2,8 +2,23 @@ import importlib
 
 import edge.decisioning
 
-MODULES = ("api", "attribution", "caps", "cli", "component", "config", "consent", "engine",
-           "erasure", "experiments", "identity", "offers", "profile", "tables", "uplift")
+MODULES = (
+    "api",
+    "attribution",
+    "caps",
+    "cli",
+    "component",
+    "config",
+    "consent",
+    "engine",
+    "erasure",
+    "experiments",
+    "identity",
+    "offers",
+    "profile",
+    "tables",
+    "uplift",
+)
 
 
 def test_public_api_is_exported() -> None:

@@ -75,9 +75,13 @@ async def test_stage_pseudonymises_every_transport(gateway: Gateway, transport: 
     result = await gateway.publish(source, events)
     assert result.accepted == 5, result.rejected
     identity = gateway.component.identity
-    expected = [identity.token("email", RAW_EMAIL), identity.token("phone", RAW_PHONE),
-                identity.token("loyaltyId", RAW_LOYALTY), identity.token("email", RAW_EMAIL),
-                identity.token("appId", RAW_APP)]
+    expected = [
+        identity.token("email", RAW_EMAIL),
+        identity.token("phone", RAW_PHONE),
+        identity.token("loyaltyId", RAW_LOYALTY),
+        identity.token("email", RAW_EMAIL),
+        identity.token("appId", RAW_APP),
+    ]
     bodies = [json.loads(gateway.journal.get(m) or "{}") for m in result.message_ids]
     assert [b["userId"] for b in bodies] == expected
     assert all("identifiers" not in b["properties"] for b in bodies)
@@ -89,8 +93,8 @@ async def test_stage_pseudonymises_every_transport(gateway: Gateway, transport: 
 @pytest.mark.anyio
 async def test_bad_identifier_refused_without_echo(gateway: Gateway) -> None:
     result = await gateway.publish(
-        gateway.source(), [{"event": "Customer Identified",
-                            "properties": {"identifiers": {"phone": "call-me-zelda-maybe"}}}]
+        gateway.source(),
+        [{"event": "Customer Identified", "properties": {"identifiers": {"phone": "call-me-zelda-maybe"}}}],
     )
     assert [r.reason for r in result.rejected] == ["bad_identifier"]
     assert "zelda" not in result.rejected[0].detail
@@ -102,8 +106,8 @@ async def test_bad_identifier_refused_without_echo(gateway: Gateway) -> None:
 async def test_userid_contradicting_identifiers_is_refused(gateway: Gateway) -> None:
     other = gateway.component.identity.token("email", "other@example.com")
     result = await gateway.publish(
-        gateway.source(), [{"event": "Customer Identified", "userId": other,
-                            "properties": {"identifiers": {"email": RAW_EMAIL}}}]
+        gateway.source(),
+        [{"event": "Customer Identified", "userId": other, "properties": {"identifiers": {"email": RAW_EMAIL}}}],
     )
     assert [r.reason for r in result.rejected] == ["identity_mismatch"]
 
@@ -114,10 +118,16 @@ async def test_sdk_identity_app_user_id_and_traits_are_tokenised(gateway: Gatewa
     traits and context.traits."""
     identity = gateway.component.identity
     events = [
-        {"type": "identify", "userId": "app-user-4711", "traits": {
-            "email": RAW_EMAIL, "firstName": "Zelda", "address": {"street": "1 Quux Way"}, "plan": "gold"}},
-        {"event": "Cart Viewed", "userId": "app-user-4711",
-         "context": {"traits": {"phone": RAW_PHONE, "birthday": "1990-01-01", "tier": "b"}}},
+        {
+            "type": "identify",
+            "userId": "app-user-4711",
+            "traits": {"email": RAW_EMAIL, "firstName": "Zelda", "address": {"street": "1 Quux Way"}, "plan": "gold"},
+        },
+        {
+            "event": "Cart Viewed",
+            "userId": "app-user-4711",
+            "context": {"traits": {"phone": RAW_PHONE, "birthday": "1990-01-01", "tier": "b"}},
+        },
         {"type": "identify", "anonymousId": "v-9", "context": {"traits": {"loyaltyId": RAW_LOYALTY}}},
         {"type": "alias", "userId": "app-user-4711", "previousId": "v-9"},
     ]

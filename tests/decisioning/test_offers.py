@@ -48,10 +48,21 @@ def test_every_error_has_its_path(tmp_path: Path) -> None:
         load_offers(path)
     paths = {p for p, _ in info.value.errors}
     assert {
-        "colour", "levers.margin", "offers[0].title", "offers[0].type", "offers[0].sku",
-        "offers[0].value", "offers[0].hours", "offers[0].days", "offers[0].channels",
-        "offers[0].valid_until", "offers[0].caps.per_person_day", "offers[0].caps.per_year",
-        "offers[0].experiment.holdout", "offers[0].experiment.unit", "offers[1].lever",
+        "colour",
+        "levers.margin",
+        "offers[0].title",
+        "offers[0].type",
+        "offers[0].sku",
+        "offers[0].value",
+        "offers[0].hours",
+        "offers[0].days",
+        "offers[0].channels",
+        "offers[0].valid_until",
+        "offers[0].caps.per_person_day",
+        "offers[0].caps.per_year",
+        "offers[0].experiment.holdout",
+        "offers[0].experiment.unit",
+        "offers[1].lever",
     } <= paths
 
 

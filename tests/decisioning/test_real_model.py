@@ -61,11 +61,21 @@ async def test_real_model_decisions_and_history(real: tuple[Gateway, Spy]) -> No
     token = gw.component.identity.token("loyaltyId", "424242")
     anonymous = await gw.component.decide(gw.source(), {"visitId": "v0", "basket": [spy.catalog.skus[5]]})
     assert anonymous["offers"] and not anonymous["personalized"] and spy.histories[-1] == []
-    await gw.publish(gw.source(), [{"event": "Consent Updated", "userId": token, "properties": {
-        "categoryPreferences": {"personalization": True}}}])
+    await gw.publish(
+        gw.source(),
+        [
+            {
+                "event": "Consent Updated",
+                "userId": token,
+                "properties": {"categoryPreferences": {"personalization": True}},
+            }
+        ],
+    )
     bought = [{"sku": s, "quantity": 1, "price": 1.0} for s in spy.catalog.skus[10:14]]
-    await gw.publish(gw.source("pos", "pos-1", "serial"), [
-        {"event": "Order Completed", "userId": token, "properties": {"products": bought}}])
+    await gw.publish(
+        gw.source("pos", "pos-1", "serial"),
+        [{"event": "Order Completed", "userId": token, "properties": {"products": bought}}],
+    )
     gw.clock.advance(3 * 86400)
     answer = await gw.component.decide(gw.source(), {"userId": token, "basket": []})
     assert answer["personalized"]

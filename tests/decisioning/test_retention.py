@@ -37,8 +37,10 @@ CONSENT_ALL = {"personalization": True, "analytics": True, "cdp_sync": True}
 
 def test_every_table_is_classified_and_dated(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", migrations=schema.migrations()) as journal, journal.connection() as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        }
         personal = {t.table: t for t in PERSONAL_TABLES}
         assert tables - set(personal) - set(NOT_PERSONAL) == set(), "classify new tables in personal.py"
         for name, table in personal.items():
@@ -51,15 +53,36 @@ async def _a_person_at(gw: Gateway, when_s: float, loyalty: str, note: str) -> s
     gw.clock.now = when_s
     token = gw.component.identity.token("loyaltyId", loyalty)
     src, pos = gw.source(), gw.source("pos", "pos-1", "serial")
-    await gw.publish(src, [{"event": "Consent Updated", "userId": token,
-                            "properties": {"categoryPreferences": CONSENT_ALL}}])
-    await gw.publish(src, [{"event": "Product Viewed", "userId": token, "anonymousId": f"v-{loyalty}",
-                            "properties": {"sku": "SKU00007", "note": note}}])
+    await gw.publish(
+        src, [{"event": "Consent Updated", "userId": token, "properties": {"categoryPreferences": CONSENT_ALL}}]
+    )
+    await gw.publish(
+        src,
+        [
+            {
+                "event": "Product Viewed",
+                "userId": token,
+                "anonymousId": f"v-{loyalty}",
+                "properties": {"sku": "SKU00007", "note": note},
+            }
+        ],
+    )
     decision = await gw.component.decide(src, {"userId": token, "basket": []})
     await gw.drain()
     offered = [o["sku"] for o in decision["offers"] if o.get("sku")] or ["SKU00000"]
-    await gw.publish(pos, [{"event": "Order Completed", "userId": token, "properties": {
-        "orderId": f"o-{loyalty}-{int(when_s)}", "products": [{"sku": offered[0], "quantity": 1, "price": 2.0}]}}])
+    await gw.publish(
+        pos,
+        [
+            {
+                "event": "Order Completed",
+                "userId": token,
+                "properties": {
+                    "orderId": f"o-{loyalty}-{int(when_s)}",
+                    "products": [{"sku": offered[0], "quantity": 1, "price": 2.0}],
+                },
+            }
+        ],
+    )
     await gw.publish(src, [{"event": "Not An Event", "userId": token, "properties": {"note": note}}])
     await gw.drain()
     return token
@@ -84,10 +107,11 @@ def aged_state(tmp_path: Path) -> Iterator[tuple[Path, Path, float, str, str]]:
             await _a_person_at(gw, new_s, "1002", "kept-person-new-note")
             AppKeyStore(gw.journal).register(kept, bytes(range(32)))
             with gw.journal.transaction() as conn:  # as if written 390 days ahead
-                conn.execute("UPDATE devices_app_keys SET registered_ms = ? WHERE token = ?",
-                             (int(new_s * 1000), kept))
-                conn.execute("UPDATE dead_letters SET received_ms = ? WHERE id = (SELECT MAX(id)"
-                             " FROM dead_letters)", (int(new_s * 1000),))
+                conn.execute("UPDATE devices_app_keys SET registered_ms = ? WHERE token = ?", (int(new_s * 1000), kept))
+                conn.execute(
+                    "UPDATE dead_letters SET received_ms = ? WHERE id = (SELECT MAX(id) FROM dead_letters)",
+                    (int(new_s * 1000),),
+                )
         return gone, kept
 
     try:
@@ -98,11 +122,13 @@ def aged_state(tmp_path: Path) -> Iterator[tuple[Path, Path, float, str, str]]:
     profile = _rows(state, "SELECT purchases FROM profiles WHERE user_id = ?", kept)
     assert len(json.loads(str(profile[0][0]))) == 2, "the kept person bought once at each moment"
     toml = tmp_path / "gateway.toml"
-    toml.write_text(f'[store]\nid = "s1"\nstate_dir = "{state}"\n[http]\nhost = "127.0.0.1"\nport = 0\n'
-                    '[mqtt]\nmode = "managed"\nmanaged_port = 0\n'
-                    # loopback only, as every gateway test: no TLS device listener on 0.0.0.0:8883
-                    '[broker]\ninterfaces = []\nplaintext_hosts = ["127.0.0.1"]\nplaintext_port = 0\n'
-                    '[tls]\nhttp = false\n')
+    toml.write_text(
+        f'[store]\nid = "s1"\nstate_dir = "{state}"\n[http]\nhost = "127.0.0.1"\nport = 0\n'
+        '[mqtt]\nmode = "managed"\nmanaged_port = 0\n'
+        # loopback only, as every gateway test: no TLS device listener on 0.0.0.0:8883
+        '[broker]\ninterfaces = []\nplaintext_hosts = ["127.0.0.1"]\nplaintext_port = 0\n'
+        "[tls]\nhttp = false\n"
+    )
     yield state, toml, now, gone, kept
 
 

@@ -15,9 +15,11 @@ def test_interval_covers_the_true_effect(tmp_path: Path, capsys: pytest.CaptureF
     results = [simulate_month(seed, tmp_path) for seed in SEEDS]
     coverage = sum(r.covered for r in results) / len(results)
     with capsys.disabled():
-        print(f"\nuplift CI coverage over {len(results)} simulated months: {coverage:.0%}"
-              f" (true effects {min(r.true_effect for r in results):.3f}–"
-              f"{max(r.true_effect for r in results):.3f})")
+        print(
+            f"\nuplift CI coverage over {len(results)} simulated months: {coverage:.0%}"
+            f" (true effects {min(r.true_effect for r in results):.3f}–"
+            f"{max(r.true_effect for r in results):.3f})"
+        )
     for r in results:
         assert r.estimate.treatment_units > 0 and r.estimate.holdout_units > 0
         share = r.estimate.holdout_units / (r.estimate.treatment_units + r.estimate.holdout_units)

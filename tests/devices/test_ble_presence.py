@@ -137,7 +137,9 @@ def test_tlm_through_the_callback_path_becomes_device_status(bus: RecordingBus) 
     ingest, outlet, _ = _ingest(bus, clock, [])
     tlm = bytes.fromhex("2000083480000100000000 0D2F00".replace(" ", ""))
     ingest.on_advertisement(Advertisement("C0:FF:EE:00:00:01", {}, {"0000feaa-0000-1000-8000-00805f9b34fb": tlm}, -70))
-    ingest.on_advertisement(Advertisement("C0:FF:EE:00:00:02", {}, {"0000feaa-0000-1000-8000-00805f9b34fb": b"\x20"}, -70))
+    ingest.on_advertisement(
+        Advertisement("C0:FF:EE:00:00:02", {}, {"0000feaa-0000-1000-8000-00805f9b34fb": b"\x20"}, -70)
+    )
     asyncio.run(outlet.drain())
     (status,) = bus.named("Device Status")
     assert status["properties"] == {"status": "low_battery", "batteryMv": 2100}

@@ -78,7 +78,7 @@ def test_bad_ibeacon() -> None:
 
 
 def test_truncated_ad_structure_keeps_what_came_before() -> None:
-    ad = parse_ad_structures(bytes.fromhex("020106" "04FF590001" "1AFF4C000215"))
+    ad = parse_ad_structures(bytes.fromhex("02010604FF5900011AFF4C000215"))
     assert ad.manufacturer_data == {0x0059: b"\x01"} and ad.malformed == ("truncated at offset 8",)
 
 

@@ -88,9 +88,13 @@ def test_bluetooth_data_tools_payloads(case: dict[str, Any]) -> None:
 
 def test_malformed_structures_are_named_and_the_rest_kept() -> None:
     cases = {c["name"]: c for c in GAP["cases"]}
-    corrupt = parse_ad_structures(bytes.fromhex(cases["parse_advertisement_data_recovers_from_corrupt_data_2"]["payloads_hex"][0]))
+    corrupt = parse_ad_structures(
+        bytes.fromhex(cases["parse_advertisement_data_recovers_from_corrupt_data_2"]["payloads_hex"][0])
+    )
     assert corrupt.manufacturer_data and corrupt.malformed and corrupt.malformed[-1].startswith("truncated")
-    padded = parse_ad_structures(bytes.fromhex(cases["parse_advertisement_data_zero_padded_scan_included"]["payloads_hex"][0]))
+    padded = parse_ad_structures(
+        bytes.fromhex(cases["parse_advertisement_data_zero_padded_scan_included"]["payloads_hex"][0])
+    )
     assert padded.malformed == ()  # zero padding between advert and scan response is not an error
 
 
@@ -117,7 +121,10 @@ def test_beacontools_payloads(case: dict[str, Any]) -> None:
         (tlm,) = parsed.frames
         assert isinstance(tlm, EddystoneTlm)
         assert (tlm.battery_mv, tlm.adv_count, round(tlm.uptime_s * 10)) == (
-            e["voltage"], e["advertising_count"], e["seconds_since_boot"])  # beacontools keeps the raw 0.1 s count
+            e["voltage"],
+            e["advertising_count"],
+            e["seconds_since_boot"],
+        )  # beacontools keeps the raw 0.1 s count
         if "temperature" in e:
             assert tlm.temperature_c == e["temperature"]
     elif kind == "EddystoneEncryptedTLMFrame":

@@ -26,7 +26,9 @@ from devices.camera.protocol import encode_compact_token, encode_token, parse_to
 from devices.camera.qr import QrReader, sharpen
 
 APP_ID = "3f2b8c1e-9a4d-4e7f-b6c5-2d1e0f9a8b7c"
-KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+KEY = Ed25519PrivateKey.from_private_bytes(
+    bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+)
 TOKEN = encode_compact_token(APP_ID, 1_790_000_000, 1_790_000_120, KEY.sign)
 BACKGROUND = cv2.GaussianBlur(np.random.default_rng(2026).integers(90, 200, (480, 640), dtype=np.uint8), (5, 5), 0)
 
@@ -137,7 +139,9 @@ def test_degradation_matrix() -> None:
     for size, blur in itertools.product(SIZES, BLURS):
         hits = {(h[0], h[3]) for h in read["reader"] if h[1] == size and h[2] == blur}
         missed = sorted(f"{g}/{e}" for g, e in itertools.product(GENERATORS, EXTRA) if (g, e) not in hits)
-        print(f"    {size:3d} px σ {blur:.0f}: {len(hits):2d}/{len(GENERATORS) * len(EXTRA)}  missed: {', '.join(missed) or '-'}")
+        print(
+            f"    {size:3d} px σ {blur:.0f}: {len(hits):2d}/{len(GENERATORS) * len(EXTRA)}  missed: {', '.join(missed) or '-'}"
+        )
     for generator in GENERATORS:
         assert (generator, 100, 0.0, "none") in read["reader"], "a sharp 100 px code must be read"
         assert (generator, 150, 2.0, "none") in read["reader"], "a 150 px code blurred at σ 2 must be read"

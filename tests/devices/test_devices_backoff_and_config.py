@@ -87,7 +87,9 @@ def test_public_api_matches_all() -> None:
     import devices.sim
 
     for module in (devices, devices.ble, devices.sim):
-        assert sorted(module.__all__) == sorted(n for n in vars(module) if not n.startswith("_") and n in module.__all__)
+        assert sorted(module.__all__) == sorted(
+            n for n in vars(module) if not n.startswith("_") and n in module.__all__
+        )
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

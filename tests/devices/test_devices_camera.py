@@ -74,7 +74,7 @@ def test_malformed_tokens(text: str) -> None:
 def test_fuzz_token_parser_only_raises_parse_error() -> None:
     seeds = list(_recorded().values())
     rng = random.Random(fuzz_seed())
-    alphabet = "EQ1.{}\":,abcXYZ-_=+/0123456789 \u00e9\u2603"
+    alphabet = 'EQ1.{}":,abcXYZ-_=+/0123456789 \u00e9\u2603'
     for _ in range(fuzz_cases()):
         text = list(rng.choice(seeds))
         for _ in range(rng.randint(1, 6)):
@@ -118,6 +118,7 @@ def test_qr_sign_in_from_generated_frames_writes_no_file(
         store_id="s1", device_id="cam-1", outlet=outlet, clock=lambda: clock[0],
         verifier=TokenVerifier(load_public_key(pub), lambda: clock[0]), counter=None,
     )  # fmt: skip
+
     def token(app_id: str, issued: int, expires: int, nonce: str, sign: object) -> str:
         if compact:
             return encode_compact_token(app_id, issued, expires, sign)  # type: ignore[arg-type]

@@ -45,7 +45,9 @@ class FakeIdentity:
         return raw
 
 
-def _context(tmp_path: Path, sections: dict[str, dict[str, Any]], clock: list[float]) -> tuple[GatewayContext, Ingestor, Journal, RecordingPublisher]:
+def _context(
+    tmp_path: Path, sections: dict[str, dict[str, Any]], clock: list[float]
+) -> tuple[GatewayContext, Ingestor, Journal, RecordingPublisher]:
     journal = Journal(tmp_path / "journal.db", synchronous="normal", migrations=devices.MIGRATIONS)
     ingestor = Ingestor(journal, IngestMetrics(), clock=lambda: clock[0])
     config = parse_config(sections, CONFIG_SECTIONS, {})
@@ -104,7 +106,13 @@ def test_app_key_is_taken_out_of_consent_and_bound_to_the_token(tmp_path: Path) 
         for i in range(5):
             clock[0] = NOW + i
             major, minor = major_minor(key, window_index(clock[0], 900))
-            data = b"\x02\x15" + component.ble.app_uuid.bytes + major.to_bytes(2, "big") + minor.to_bytes(2, "big") + b"\xc5"
+            data = (
+                b"\x02\x15"
+                + component.ble.app_uuid.bytes
+                + major.to_bytes(2, "big")
+                + minor.to_bytes(2, "big")
+                + b"\xc5"
+            )
             component.ble.on_advertisement(Advertisement("7A:00:00:00:00:01", {0x004C: data}, {}, -58))
         await asyncio.sleep(0.3)
         runner.cancel()
@@ -165,7 +173,9 @@ def test_counters_are_exported_to_prometheus(tmp_path: Path) -> None:
     component = build(ctx)
     assert component.pos is not None and component.ble is not None
     component.pos.on_basket_bytes(b"noise" + encode_frame(ItemAdded("A1", 1, 100)))
-    component.ble.on_advertisement(Advertisement("C0:FF:EE:00:00:02", {}, {"0000feaa-0000-1000-8000-00805f9b34fb": b"\x20"}, -70))
+    component.ble.on_advertisement(
+        Advertisement("C0:FF:EE:00:00:02", {}, {"0000feaa-0000-1000-8000-00805f9b34fb": b"\x20"}, -70)
+    )
     text = generate_latest(ctx.metrics).decode()
     assert 'edge_pos_frames_total{outcome="ok"} 1.0' in text
     assert "edge_pos_garbage_bytes_total 5.0" in text

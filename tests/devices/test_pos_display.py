@@ -131,7 +131,7 @@ class DisplayEmulator:
                     return 4
         if rest < 4:
             return 0
-        raise AssertionError(f"the {self.command_set} display does not know the bytes {d[i:i + 4].hex(' ')}")
+        raise AssertionError(f"the {self.command_set} display does not know the bytes {d[i : i + 4].hex(' ')}")
 
 
 OFFERS = {

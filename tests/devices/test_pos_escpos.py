@@ -99,22 +99,31 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "raster_logo_before_items": {"hooks": {"before_items": lambda p: p.image(LOGO, impl="bitImageRaster")}},
     "column_image_before_items": {"hooks": {"before_items": lambda p: p.image(LOGO, impl="bitImageColumn")}},
     "graphics_logo_at_start": {"hooks": {"start": lambda p: p.image(LOGO, impl="graphics")}},
-    "nv_logo_and_margins": {"hooks": {"start": lambda p: p._raw(FS + b"p\x01\x00" + GS + b"L\x10\x00" + GS + b"W\x00\x02")}},
-    "character_spacing": {"hooks": {"before_items": lambda p: p._raw(ESC + b" 1"),
-                                    "before_total": lambda p: p._raw(ESC + b" \x00")}},  # fmt: skip
+    "nv_logo_and_margins": {
+        "hooks": {"start": lambda p: p._raw(FS + b"p\x01\x00" + GS + b"L\x10\x00" + GS + b"W\x00\x02")}
+    },
+    "character_spacing": {
+        "hooks": {"before_items": lambda p: p._raw(ESC + b" 1"), "before_total": lambda p: p._raw(ESC + b" \x00")}
+    },  # fmt: skip
     "code_page_cp858_euro": {"style": "euro_after", "hooks": {"start": lambda p: p.charcode("CP858")}},
     "magic_encoding_pound": {"style": "pound"},
     "magic_encoding_euro_mid_line": {"style": "euro_after"},
     "uk_national_set_pound": {"style": "hash", "hooks": {"start": lambda p: p._raw(ESC + b"R\x03")}},
     "dollar_with_space": {"style": "dollar_space"},
     "decimal_comma": {"style": "comma", "grammar": ReceiptGrammar(decimal_separator=",")},
-    "styles_and_spacing": {"hooks": {
-        "before_items": lambda p: (p.set(font="b", underline=1, invert=True, smooth=True, flip=False),
-                                   p.line_spacing(40), p.set(custom_size=True, width=2, height=2)),
-        "before_total": lambda p: (p.set_with_default(), p.line_spacing(), p.print_and_feed(1)),
-    }},  # fmt: skip
-    "buzzer_panel_status": {"hooks": {"start": lambda p: (p.buzzer(2, 3), p.panel_buttons(False),
-                                                          p._raw(RT_STATUS_ONLINE))}},  # fmt: skip
+    "styles_and_spacing": {
+        "hooks": {
+            "before_items": lambda p: (
+                p.set(font="b", underline=1, invert=True, smooth=True, flip=False),
+                p.line_spacing(40),
+                p.set(custom_size=True, width=2, height=2),
+            ),
+            "before_total": lambda p: (p.set_with_default(), p.line_spacing(), p.print_and_feed(1)),
+        }
+    },  # fmt: skip
+    "buzzer_panel_status": {
+        "hooks": {"start": lambda p: (p.buzzer(2, 3), p.panel_buttons(False), p._raw(RT_STATUS_ONLINE))}
+    },  # fmt: skip
     "tabs_between_columns": {"hooks": {"end": lambda p: (p.control("HT"), p.textln("served by 4"))}},
     "partial_cut_without_feed": {"after": lambda p: p.cut(mode="PART", feed=False)},
 }
@@ -189,7 +198,9 @@ def test_each_variant_parses_strictly(name: str) -> None:
     assert (receipt.total_cents, receipt.loyalty_number, receipt.check) == (TOTAL_CENTS, LOYALTY, "ok")
 
 
-def test_a_total_that_does_not_match_the_lines_is_flagged_not_booked_silently(tmp_path: Path, bus: RecordingBus) -> None:
+def test_a_total_that_does_not_match_the_lines_is_flagged_not_booked_silently(
+    tmp_path: Path, bus: RecordingBus
+) -> None:
     p = Dummy()
     p.hw("INIT")
     p.textln(_item_line("Oat Milk 1L", 2, 398, "OAT-1L", "plain"))

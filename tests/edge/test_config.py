@@ -25,7 +25,7 @@ def test_every_error_names_its_key(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(
         '[store]\nid = "Not A Valid Id"\n[mqtt]\nmode = "cloud"\nreceive_maximum = "lots"\n'
-        '[http]\nport = 70000\nbogus = 1\n[nosuchsection]\nx = 1\n'
+        "[http]\nport = 70000\nbogus = 1\n[nosuchsection]\nx = 1\n"
     )
     with pytest.raises(ConfigError) as info:
         schema.load(path, env={})
@@ -53,7 +53,7 @@ def test_broken_toml_and_missing_file_are_reported(tmp_path, capsys):
 
 def test_environment_overrides_the_file(tmp_path):
     path = tmp_path / "g.toml"
-    path.write_text('[http]\nport = 9000\n')
+    path.write_text("[http]\nport = 9000\n")
     config = schema.load(path, env={"EDGE_HTTP__PORT": "9100", "EDGE_STORE__ID": "store-7"})
     assert config.http.port == 9100 and config.store.id == "store-7"
     with pytest.raises(ConfigError) as info:

@@ -34,7 +34,7 @@ def _config_file(tmp_path, port):
     text = f"""
 [store]
 id = "s1"
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{tmp_path / "state"}"
 [mqtt]
 mode = "external"
 url = "mqtt://127.0.0.1:{port}"
@@ -51,7 +51,9 @@ enabled = []
 def _start_gateway(config_path, log):
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -67,8 +69,9 @@ def test_sigkill_during_a_qos1_stream_loses_and_duplicates_nothing(tmp_path):
         sync_broker_files(DeviceRegistry(journal), "s1", config.store.state_dir)
     conf = mosquitto_conf(config.store.state_dir, "127.0.0.1", port, 1_000_000)
     with open(tmp_path / "gateway.log", "ab") as log, mosquitto(conf, tmp_path, port):
-        publisher = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                                client_id="publisher", protocol=mqtt.MQTTv5)
+        publisher = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="publisher", protocol=mqtt.MQTTv5
+        )
         publisher.username_pw_set(creds.mqtt_username, creds.mqtt_password)
         publisher.max_inflight_messages_set(100)
         sent: list[tuple[mqtt.MQTTMessageInfo, str]] = []
@@ -84,7 +87,9 @@ def test_sigkill_during_a_qos1_stream_loses_and_duplicates_nothing(tmp_path):
 
         def publish_all():
             for i in range(EVENTS):
-                payload = f'{{"messageId":"c-{i}","event":"Product Added","properties":{{"sku":"S{i % 97}","quantity":1}}}}'
+                payload = (
+                    f'{{"messageId":"c-{i}","event":"Product Added","properties":{{"sku":"S{i % 97}","quantity":1}}}}'
+                )
                 sent.append((publisher.publish(topic, payload, qos=1), f"c-{i}"))
                 if i % 200 == 199:
                     time.sleep(0.08)  # ~2,500 events/s: the stream spans all the kills

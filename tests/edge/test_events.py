@@ -19,9 +19,15 @@ NOW = 1_790_000_000_000
 
 def test_gateway_fields_come_from_the_source_and_unknown_fields_are_kept():
     event = parse_event(
-        {"event": "Product Added", "properties": {"sku": "A", "price": 2.5}, "channel": "web",
-         "custom": {"x": 1}, "timestamp": "2026-11-22T10:00:00Z"},
-        SOURCE, NOW,
+        {
+            "event": "Product Added",
+            "properties": {"sku": "A", "price": 2.5},
+            "channel": "web",
+            "custom": {"x": 1},
+            "timestamp": "2026-11-22T10:00:00Z",
+        },
+        SOURCE,
+        NOW,
     )
     assert event.body["storeId"] == "s1" and event.body["deviceId"] == "k1"
     assert event.body["channel"] == "kiosk"  # never trusted from the body
@@ -59,8 +65,10 @@ def test_a_missing_message_id_is_derived_deterministically_as_uuid7():
         ({"type": "group", "anonymousId": "v1"}, "missing_field"),
         ({"type": "alias", "userId": "ct_" + "a" * 32}, "missing_field"),
         ({"event": "Product Viewed", "properties": {"product_id": 7}}, "wrong_type"),
-        ({"type": "identify", "userId": "ct_" + "a" * 32, "context": {"traits": {"email": "alice@example.com"}}},
-         "raw_identifier"),
+        (
+            {"type": "identify", "userId": "ct_" + "a" * 32, "context": {"traits": {"email": "alice@example.com"}}},
+            "raw_identifier",
+        ),
         ({"event": "Product Added", "properties": {"sku": "A", "price": "free"}}, "wrong_type"),
         ({"event": "Cart Viewed", "properties": {"blob": "x" * 40_000}}, "too_large"),
     ],
@@ -79,7 +87,10 @@ def test_refusals_name_their_reason(raw, reason):
         {"type": "screen", "name": "Basket", "anonymousId": "v1"},
         {"type": "group", "groupId": "g-1", "traits": {"plan": "gold"}, "anonymousId": "v1"},
         {"type": "alias", "userId": "ct_" + "a" * 32, "previousId": "v1"},
-        {"event": "Order Completed", "properties": {"order_id": "o-1", "total": 3.5}},  # products are optional (spec v2)
+        {
+            "event": "Order Completed",
+            "properties": {"order_id": "o-1", "total": 3.5},
+        },  # products are optional (spec v2)
         {"event": "Product Viewed", "properties": {"product_id": "p-1"}},
         {"type": "identify", "userId": "ct_" + "a" * 32, "traits": {"email": "ct_" + "b" * 32, "plan": "gold"}},
     ],
@@ -112,14 +123,16 @@ envelopes = st.fixed_dictionaries(
         "userId": st.sampled_from(["ct_" + "a" * 32, "bob@example.com"]) | json_values,
         "anonymousId": json_values,
         "timestamp": st.sampled_from(["2026-01-01T00:00:00Z", "9999-99-99", "0001-01-01T00:00:00+23:59"]) | json_values,
-        "properties": st.dictionaries(st.sampled_from(["sku", "price", "products", "count", "zoneId"]), json_values) | json_values,
+        "properties": st.dictionaries(st.sampled_from(["sku", "price", "products", "count", "zoneId"]), json_values)
+        | json_values,
         "context": json_values,
         "deviceId": st.sampled_from(["k1", "k2"]) | json_values,
         "traits": json_values,
     },
 )
-FUZZ = settings(max_examples=3000 if os.environ.get("CI") else 500, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=3000 if os.environ.get("CI") else 500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @FUZZ

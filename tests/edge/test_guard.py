@@ -18,8 +18,12 @@ from edge.errors import InvalidEvent
 from edge.guard import IdentifierGuard, _luhn, skeleton
 
 COUNTS: dict[str, int] = {}
-GUARD = IdentifierGuard("US", loyalty_patterns=[LOYALTY_PATTERN], app_id_patterns=[APP_ID_PATTERN],
-                        count=lambda kind, n: COUNTS.__setitem__(kind, COUNTS.get(kind, 0) + n))
+GUARD = IdentifierGuard(
+    "US",
+    loyalty_patterns=[LOYALTY_PATTERN],
+    app_id_patterns=[APP_ID_PATTERN],
+    count=lambda kind, n: COUNTS.__setitem__(kind, COUNTS.get(kind, 0) + n),
+)
 
 
 def _leaks(text: str, raws: list[str]) -> list[str]:
@@ -44,20 +48,36 @@ def test_planted_identifiers_never_survive_the_guard(shape, planted, seed):
 
 def test_markers_name_the_kind_and_are_counted():
     COUNTS.clear()
-    event = {"event": "Products Searched", "properties": {
-        "query": "mail zelda@example.test or call (415) 555-0199",
-        "card": "4111 1111 1111 1111", "list": ["LOY-1234-5678-9012", {"app-zzq-9f8e7d6c5b4a": True}]}}
+    event = {
+        "event": "Products Searched",
+        "properties": {
+            "query": "mail zelda@example.test or call (415) 555-0199",
+            "card": "4111 1111 1111 1111",
+            "list": ["LOY-1234-5678-9012", {"app-zzq-9f8e7d6c5b4a": True}],
+        },
+    }
     cleaned = GUARD.clean(event)
-    assert cleaned["properties"] == {"query": "mail [email] or call [phone]", "card": "[card]",
-                                     "list": ["[loyaltyId]", {"[appId]": True}]}
+    assert cleaned["properties"] == {
+        "query": "mail [email] or call [phone]",
+        "card": "[card]",
+        "list": ["[loyaltyId]", {"[appId]": True}],
+    }
     assert COUNTS == {"email": 1, "phone": 1, "card": 1, "loyaltyId": 1, "appId": 1}
 
 
 def test_ordinary_values_are_left_alone():
-    event = {"messageId": "01930d4e-8b1c-7c3e-9f00-1a2b3c4d5e6f", "event": "Order Completed",
-             "timestamp": "2026-11-22T10:00:00.000Z", "userId": "ct_" + "1234567" * 4 + "abcd",
-             "properties": {"sku": "SKU-000421337", "order_id": "20261122-0001", "total": 12.5,
-                            "identifiers": {"email": "kept@for.identity"}}}
+    event = {
+        "messageId": "01930d4e-8b1c-7c3e-9f00-1a2b3c4d5e6f",
+        "event": "Order Completed",
+        "timestamp": "2026-11-22T10:00:00.000Z",
+        "userId": "ct_" + "1234567" * 4 + "abcd",
+        "properties": {
+            "sku": "SKU-000421337",
+            "order_id": "20261122-0001",
+            "total": 12.5,
+            "identifiers": {"email": "kept@for.identity"},
+        },
+    }
     assert GUARD.clean(copy.deepcopy(event)) == event
 
 
@@ -68,25 +88,30 @@ def test_an_alias_previous_id_that_is_an_identifier_is_masked():
 
 
 def test_personal_traits_are_dropped_identifier_traits_kept_for_the_identity_stage():
-    event = {"type": "identify", "traits": {"email": "a@b.test", "name": "Zelda", "plan": "gold",
-                                            "address": {"city": "X"}},
-             "context": {"traits": {"birthday": "1990-01-01", "phone": "+14155550199"}}}
+    event = {
+        "type": "identify",
+        "traits": {"email": "a@b.test", "name": "Zelda", "plan": "gold", "address": {"city": "X"}},
+        "context": {"traits": {"birthday": "1990-01-01", "phone": "+14155550199"}},
+    }
     cleaned = GUARD.clean(event)
     assert cleaned["traits"] == {"email": "a@b.test", "plan": "gold"}
     assert cleaned["context"]["traits"] == {"phone": "+14155550199"}
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    ({"properties": {"x": "\ud800"}}, "bad_text"),
-    ({"properties": {"\udfff": 1}}, "bad_text"),
-    ({"userId": "\ud800"}, "bad_text"),
-    ({"properties": {"identifiers": {"email": "\ud800@x.test"}}}, "bad_text"),
-    ({"properties": {"x": float("nan")}}, "bad_number"),
-    ({"properties": {"x": [float("inf")]}}, "bad_number"),
-    ({"properties": {"x": 2**70}}, "bad_number"),
-    ({"properties": {"x": {"y": json.loads("[" * 40 + "]" * 40)}}}, "too_deep"),
-    ({"messageId": "zelda@example.test"}, "raw_identifier"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"properties": {"x": "\ud800"}}, "bad_text"),
+        ({"properties": {"\udfff": 1}}, "bad_text"),
+        ({"userId": "\ud800"}, "bad_text"),
+        ({"properties": {"identifiers": {"email": "\ud800@x.test"}}}, "bad_text"),
+        ({"properties": {"x": float("nan")}}, "bad_number"),
+        ({"properties": {"x": [float("inf")]}}, "bad_number"),
+        ({"properties": {"x": 2**70}}, "bad_number"),
+        ({"properties": {"x": {"y": json.loads("[" * 40 + "]" * 40)}}}, "too_deep"),
+        ({"messageId": "zelda@example.test"}, "raw_identifier"),
+    ],
+)
 def test_what_the_journal_could_not_store_is_refused_by_name(raw, reason):
     with pytest.raises(InvalidEvent) as info:
         GUARD.clean(raw)
@@ -114,18 +139,23 @@ def _recorded(name: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("# ")]
 
 
-@pytest.mark.parametrize(("fixture", "kind"), [
-    ("cards-stripe-ios.txt", "card"),  # stripe/stripe-ios IntegrationTesterUICardEntryTests.swift
-    ("emails-python-email-validator.txt", "email"),  # JoshData/python-email-validator tests/test_syntax.py
-])
+@pytest.mark.parametrize(
+    ("fixture", "kind"),
+    [
+        ("cards-stripe-ios.txt", "card"),  # stripe/stripe-ios IntegrationTesterUICardEntryTests.swift
+        ("emails-python-email-validator.txt", "email"),  # JoshData/python-email-validator tests/test_syntax.py
+    ],
+)
 def test_recorded_identifiers_from_other_projects_suites_are_masked(fixture, kind):
     values = _recorded(fixture)
     assert len(values) >= 15
     for value in values:
         variants = [value, f"pay with {value} today", f"https://shop.test/?x={quote(value, safe='')}"]
         if kind == "card":
-            variants += [" ".join(value[i:i + 4] for i in range(0, len(value), 4)),
-                         "-".join(value[i:i + 4] for i in range(0, len(value), 4))]
+            variants += [
+                " ".join(value[i : i + 4] for i in range(0, len(value), 4)),
+                "-".join(value[i : i + 4] for i in range(0, len(value), 4)),
+            ]
         for text in variants:
             cleaned = GUARD.clean({"event": "Cart Viewed", "properties": {"note": text}})["properties"]["note"]
             assert f"[{kind}]" in cleaned, (value, text, cleaned)
@@ -141,9 +171,14 @@ def test_no_payload_holds_the_ingest_thread_in_the_phone_matcher(tmp_path):
     from edge.journal import Journal
     from edge.metrics import IngestMetrics
 
-    events = [{"event": "Cart Viewed", "properties": {"n": [f"call 415 555 {i * 7 + j:04d}" for j in range(7)]}}
-              for i in range(2400)]
-    long_text = {"event": "Cart Viewed", "properties": {"x": " ".join(f"(415) 555-{i:04d}" for i in range(2000))[:30000]}}
+    events = [
+        {"event": "Cart Viewed", "properties": {"n": [f"call 415 555 {i * 7 + j:04d}" for j in range(7)]}}
+        for i in range(2400)
+    ]
+    long_text = {
+        "event": "Cart Viewed",
+        "properties": {"x": " ".join(f"(415) 555-{i:04d}" for i in range(2000))[:30000]},
+    }
     with Journal(tmp_path / "j.db") as journal:
         ingestor = Ingestor(journal, IngestMetrics())
         for payload in (json.dumps({"batch": events}).encode(), json.dumps({"batch": [long_text] * 15}).encode()):

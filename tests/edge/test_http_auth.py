@@ -13,9 +13,21 @@ from edge.http import roles_by_route
 
 pytestmark = pytest.mark.integration
 
-OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
-        # the store pages' static files, and pairing's two steps a device takes before it has a token
-        "/pages", "/pages/", "/pages/{page}", "/pages/static/{name}", "/v1/pairing", "/v1/pairing/{code}"}
+OPEN = {
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    # the store pages' static files, and pairing's two steps a device takes before it has a token
+    "/pages",
+    "/pages/",
+    "/pages/{page}",
+    "/pages/static/{name}",
+    "/v1/pairing",
+    "/v1/pairing/{code}",
+}
 SAMPLE = {"userId": "ct_" + "0" * 32, "decisionId": "d-1", "offerId": "o-1", "sink": "http"}
 
 
@@ -62,12 +74,20 @@ def test_every_endpoint_and_role(gateway):
 def test_events_over_http_answer_after_commit(gateway):
     handle, tokens = gateway
     headers = {"Authorization": f"Bearer {tokens['kiosk']}"}
-    batch = {"batch": [{"messageId": "h-1", "event": "Cart Viewed"}, {"event": "Nope"}, {"messageId": "h-1", "event": "Cart Viewed"}]}
+    batch = {
+        "batch": [
+            {"messageId": "h-1", "event": "Cart Viewed"},
+            {"event": "Nope"},
+            {"messageId": "h-1", "event": "Cart Viewed"},
+        ]
+    }
     response = httpx.post(f"{handle.http}/v1/events", json=batch, headers=headers)
     assert response.status_code == 200
     body = response.json()
     assert body["accepted"] == 1 and body["duplicates"] == 1
-    assert body["rejected"] == [{"index": 1, "reason": "unknown_event", "detail": "event name 'Nope' is not a known event"}]
+    assert body["rejected"] == [
+        {"index": 1, "reason": "unknown_event", "detail": "event name 'Nope' is not a known event"}
+    ]
     too_big = httpx.post(f"{handle.http}/v1/events", content=b"x" * 600_000, headers=headers)
     assert too_big.status_code == 413 and too_big.json()["error"] == "too_large"
     garbage = httpx.post(f"{handle.http}/v1/events", content=b"\xff\x00garbage", headers=headers)

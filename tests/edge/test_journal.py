@@ -107,8 +107,10 @@ def test_derived_rows_and_events_commit_or_vanish_together(journal):
 
 
 def test_dead_letters_are_bounded_and_scrubbed(journal):
-    letters = [DeadLetter("mqtt:kiosk/k1", "invalid_json", "bad", f"mail bob{i}@example.com +49 170 1234567".encode())
-               for i in range(8)]
+    letters = [
+        DeadLetter("mqtt:kiosk/k1", "invalid_json", "bad", f"mail bob{i}@example.com +49 170 1234567".encode())
+        for i in range(8)
+    ]
     journal.commit([], letters)
     rows = journal.dead_letters()
     assert len(rows) == 5 and rows[0]["id"] == 8
@@ -141,14 +143,15 @@ def test_ingestor_group_commits_and_reports(tmp_path):
         with Journal(tmp_path / "g.db") as journal:
             ingestor = Ingestor(journal, IngestMetrics())
             ingestor.start()
-            results = await asyncio.gather(*[
-                ingestor.publish(SOURCE, [{"messageId": f"g{i}", "event": "Cart Viewed"}]) for i in range(200)
-            ])
+            results = await asyncio.gather(
+                *[ingestor.publish(SOURCE, [{"messageId": f"g{i}", "event": "Cart Viewed"}]) for i in range(200)]
+            )
             ingestor.stop()
             assert sum(r.accepted for r in results) == 200
             commits = ingestor.metrics.commit_events.collect()[0].samples
             count = next(s.value for s in commits if s.name.endswith("_count"))
             assert count < 200  # concurrent publishes shared commits
+
     asyncio.run(run())
 
 
@@ -181,7 +184,8 @@ def test_a_flowing_stream_lingers_into_one_commit_a_lone_input_does_not(tmp_path
 
         async def one():
             return await asyncio.wait_for(
-                lone.publish(SOURCE, [{"messageId": "d", "event": "Cart Viewed"}]), timeout=10)
+                lone.publish(SOURCE, [{"messageId": "d", "event": "Cart Viewed"}]), timeout=10
+            )
 
         assert asyncio.run(one()).accepted == 1  # an awaited lone input is committed at once
         lone.stop()
@@ -198,17 +202,28 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path):
             await ingestor.publish(SOURCE, [{"messageId": "x", "event": "Cart Viewed"}])
         assert not ingestor.healthy
         ingestor.stop()
+
     asyncio.run(run())
 
 
 def test_dead_letter_excerpts_never_keep_identifiers(journal):
     import json
 
-    secret = {"event": "Nope", "userId": "ct_" + "9" * 32, "properties": {
-        "identifiers": {"appId": "app-zz-1", "loyaltyId": "4711"}, "note": "call 0170 555 1234"},
-        "traits": {"email": "carol@example.org"}}
-    journal.commit([], [DeadLetter("mqtt:kiosk/k1", "unknown_event", "x", json.dumps(secret).encode()),
-                        DeadLetter("mqtt:kiosk/k1", "invalid_json", "x", b"{broken carol@example.org 47110815 " + b"ct_" + b"9" * 32)])
+    secret = {
+        "event": "Nope",
+        "userId": "ct_" + "9" * 32,
+        "properties": {"identifiers": {"appId": "app-zz-1", "loyaltyId": "4711"}, "note": "call 0170 555 1234"},
+        "traits": {"email": "carol@example.org"},
+    }
+    journal.commit(
+        [],
+        [
+            DeadLetter("mqtt:kiosk/k1", "unknown_event", "x", json.dumps(secret).encode()),
+            DeadLetter(
+                "mqtt:kiosk/k1", "invalid_json", "x", b"{broken carol@example.org 47110815 " + b"ct_" + b"9" * 32
+            ),
+        ],
+    )
     excerpts = " ".join(r["excerpt"] for r in journal.dead_letters())
     for raw in ("app-zz-1", "4711", "555 1234", "carol@example.org", "9" * 32):
         assert raw not in excerpts

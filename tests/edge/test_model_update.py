@@ -32,8 +32,12 @@ def _update(version: str, catalog: str, key=KEY, corrupt: bool = False) -> bytes
     files = {name: (Path(DEFAULT_MODEL_DIR) / name).read_bytes() for name in FILES}
     if corrupt:  # signed by the centre, but the model itself is damaged
         files["model.onnx"] = files["model.onnx"][: len(files["model.onnx"]) // 2]
-    manifest = {"model": "recommender", "version": version, "catalog": catalog,
-                "files": {n: {"sha256": hashlib.sha256(c).hexdigest(), "size": len(c)} for n, c in files.items()}}
+    manifest = {
+        "model": "recommender",
+        "version": version,
+        "catalog": catalog,
+        "files": {n: {"sha256": hashlib.sha256(c).hexdigest(), "size": len(c)} for n, c in files.items()},
+    }
     data, signature = sign_manifest(key, manifest)
     return encode_downlink(ModelUpdate(f"m-{version}", data, signature, files))
 

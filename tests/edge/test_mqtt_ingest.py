@@ -98,7 +98,10 @@ def test_the_broker_refuses_a_device_writing_another_devices_topic(store):
         assert code == 0x87  # MQTT 5 "Not authorized": refused by the ACL generated from the registry
         code = _publish(client, "retail/v1/s1/kiosk/k1/whatever", dumps(event))
         assert code == 0x87
-        assert _publish(client, topic(handle, creds["k1"], "events"), dumps({"messageId": "ok-1", "event": "Cart Viewed"})) == 0
+        assert (
+            _publish(client, topic(handle, creds["k1"], "events"), dumps({"messageId": "ok-1", "event": "Cart Viewed"}))
+            == 0
+        )
     with _journal(handle) as journal:
         wait_until(lambda: journal.get("ok-1") is not None)
         assert journal.get("spoof-1") is None

@@ -23,16 +23,35 @@ from edge.guard import IdentifierGuard, skeleton
 SOURCE = Source("s1", "k1", "kiosk", "mqtt")
 NOW = 1_790_000_000_000
 SEEDS = [
-    {"messageId": "m-1", "event": "Product Added", "timestamp": "2026-11-22T10:00:00.000Z",
-     "properties": {"sku": "SKU00001", "quantity": 1, "price": 2.49}},
+    {
+        "messageId": "m-1",
+        "event": "Product Added",
+        "timestamp": "2026-11-22T10:00:00.000Z",
+        "properties": {"sku": "SKU00001", "quantity": 1, "price": 2.49},
+    },
     {"type": "identify", "userId": "ct_" + "a" * 32, "traits": {"email": "ct_" + "b" * 32, "plan": "gold"}},
-    {"batch": [{"type": "page", "name": "Home", "anonymousId": "v1", "context": {"page": {"url": "https://x.test/?q=1"}}},
-               {"type": "screen", "name": "Basket"}, {"type": "group", "groupId": "g1", "traits": {"n": 2}},
-               {"type": "alias", "userId": "ct_" + "c" * 32, "previousId": "v1"}]},
-    {"event": "Order Completed", "anonymousId": "v2", "properties": {
-        "order_id": "o-1", "products": [{"sku": "A", "quantity": 2, "price": 1.5}], "total": 3.0}},
-    {"event": "Offer Viewed", "properties": {"offerId": "o1", "decisionId": "d1"}, "context": {"traits": {"tier": "b"}}},
-    [{"event": "Device Status", "properties": {"status": "ok"}}, {"event": "Zone Entered", "properties": {"zoneId": "z"}}],
+    {
+        "batch": [
+            {"type": "page", "name": "Home", "anonymousId": "v1", "context": {"page": {"url": "https://x.test/?q=1"}}},
+            {"type": "screen", "name": "Basket"},
+            {"type": "group", "groupId": "g1", "traits": {"n": 2}},
+            {"type": "alias", "userId": "ct_" + "c" * 32, "previousId": "v1"},
+        ]
+    },
+    {
+        "event": "Order Completed",
+        "anonymousId": "v2",
+        "properties": {"order_id": "o-1", "products": [{"sku": "A", "quantity": 2, "price": 1.5}], "total": 3.0},
+    },
+    {
+        "event": "Offer Viewed",
+        "properties": {"offerId": "o1", "decisionId": "d1"},
+        "context": {"traits": {"tier": "b"}},
+    },
+    [
+        {"event": "Device Status", "properties": {"status": "ok"}},
+        {"event": "Zone Entered", "properties": {"zoneId": "z"}},
+    ],
 ]
 TOKENS = [b'"\\ud800"', b'"\\udfff x"', b"NaN", b"-Infinity", b"1e400", b"9" * 5000, b"[" * 60, b"]" * 60, b"{",
           b'"', b"\\", b"\x00", b"\xff\xfe", b'"zelda@example.test"', b'"+1 415 555 0199"', b'"4111 1111 1111 1111"',
@@ -49,7 +68,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 1:
             buf[at:at] = rng.choice(TOKENS)
         elif op == 2 and buf:
-            del buf[at:at + rng.randint(1, 8)]
+            del buf[at : at + rng.randint(1, 8)]
         elif op == 3 and buf:
             end = min(len(buf), at + rng.randint(1, 32))
             buf[at:at] = buf[at:end]
@@ -61,13 +80,34 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
                 end = colon + 1
                 while end < len(buf) and buf[end] not in b",}]":
                     end += 1
-                buf[colon + 1:end] = rng.choice(TOKENS)
+                buf[colon + 1 : end] = rng.choice(TOKENS)
     return bytes(buf)
 
 
-VALUES = ["\ud800", "x\udfffy", float("nan"), float("inf"), 2**80, -(2**64), [[[[[[[[[[]]]]]]]]]] * 2,
-          "zelda@example.test", "(415) 555-0199", "4111-1111-1111-1111", "LOY-1234-5678-9012", None, True, 1.5, "",
-          {"\ud83d": 1}, {"identifiers": {"email": "a@b.test"}}, "ct_" + "d" * 32, 7, "track", "page", "alias"]
+VALUES = [
+    "\ud800",
+    "x\udfffy",
+    float("nan"),
+    float("inf"),
+    2**80,
+    -(2**64),
+    [[[[[[[[[[]]]]]]]]]] * 2,
+    "zelda@example.test",
+    "(415) 555-0199",
+    "4111-1111-1111-1111",
+    "LOY-1234-5678-9012",
+    None,
+    True,
+    1.5,
+    "",
+    {"\ud83d": 1},
+    {"identifiers": {"email": "a@b.test"}},
+    "ct_" + "d" * 32,
+    7,
+    "track",
+    "page",
+    "alias",
+]
 
 
 def _mutate_value(rng: random.Random, value: object) -> object:

@@ -30,8 +30,13 @@ def test_no_operation_answers_a_server_error_for_any_role(gateway):
     calls = 0
 
     for operation in operations:
-        @settings(max_examples=6, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+        @settings(
+            max_examples=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
         @given(case=operation.as_strategy())
         def send(case):
             nonlocal calls
@@ -40,7 +45,11 @@ def test_no_operation_answers_a_server_error_for_any_role(gateway):
                 response = case.call(base_url=handle.http, headers=headers, timeout=30)
                 calls += 1
                 assert response.status_code < 500 or (response.status_code == 503 and case.path == "/readyz"), (
-                    case.method, case.path, response.status_code, response.text[:300])
+                    case.method,
+                    case.path,
+                    response.status_code,
+                    response.text[:300],
+                )
 
         send()
     assert calls >= len(operations) * len(tokens)

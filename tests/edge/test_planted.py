@@ -81,21 +81,35 @@ def test_planted_identifiers_reach_no_disk_log_or_network(tmp_path, capture, cap
     url, bodies = capture
     state = tmp_path / "state"
     config = make_config(
-        state, guard={"loyalty_patterns": [LOYALTY_PATTERN], "app_id_patterns": [APP_ID_PATTERN]},
-        sync={"idle_poll_s": 0.1}, sync_http={"enabled": True, "base_url": url, "write_key": "k", "gzip": True},
+        state,
+        guard={"loyalty_patterns": [LOYALTY_PATTERN], "app_id_patterns": [APP_ID_PATTERN]},
+        sync={"idle_poll_s": 0.1},
+        sync_http={"enabled": True, "base_url": url, "write_key": "k", "gzip": True},
     )
     creds = register(config, [("kiosk", "kh"), ("pos", "pm"), ("ops", "ops1")])
     planted: list[str] = []
     sent = {"http": 0, "mqtt": 0}
-    with running_gateway(config, features=("edge.model", "edge.decisioning", "sync")) as handle, \
-            device_client(handle, creds["pm"]) as client, \
-            httpx.Client(base_url=handle.http, timeout=30,
-                         headers={"Authorization": f"Bearer {creds['kh'].http_token}"}) as http:
+    with (
+        running_gateway(config, features=("edge.model", "edge.decisioning", "sync")) as handle,
+        device_client(handle, creds["pm"]) as client,
+        httpx.Client(
+            base_url=handle.http, timeout=30, headers={"Authorization": f"Bearer {creds['kh'].http_token}"}
+        ) as http,
+    ):
 
-        @settings(max_examples=30, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-        @given(shapes, st.lists(identifiers, min_size=1, max_size=3), st.integers(0, 2**32),
-               st.sampled_from(["http", "mqtt"]), st.sampled_from(["single", "single", "batch", "invalid_json", "oversized"]))
+        @settings(
+            max_examples=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        )
+        @given(
+            shapes,
+            st.lists(identifiers, min_size=1, max_size=3),
+            st.integers(0, 2**32),
+            st.sampled_from(["http", "mqtt"]),
+            st.sampled_from(["single", "single", "batch", "invalid_json", "oversized"]),
+        )
         def send(shape, found, seed, transport, kind):
             event = copy.deepcopy(shape)
             rng = random.Random(seed)
@@ -113,8 +127,15 @@ def test_planted_identifiers_reach_no_disk_log_or_network(tmp_path, capture, cap
         send()
         # identified people too: their raw identifiers in identifier fields are tokenised
         for i, raw in enumerate(p for p in planted if "@" in p):
-            http.post("/v1/events", json={"type": "identify", "userId": raw, "messageId": f"who-{i}",
-                                          "traits": {"email": raw, "name": raw}})
+            http.post(
+                "/v1/events",
+                json={
+                    "type": "identify",
+                    "userId": raw,
+                    "messageId": f"who-{i}",
+                    "traits": {"email": raw, "name": raw},
+                },
+            )
         sentinel = {"messageId": "planted-sentinel", "event": "Device Status", "properties": {"status": "done"}}
         client.publish(topic(handle, creds["pm"], "events"), json.dumps(sentinel), qos=1).wait_for_publish(30)
         with schema.open_journal(handle.config) as journal:

@@ -31,37 +31,62 @@ POISONS: list[tuple[bytes, str]] = [
     (b'{"messageId": "p-sur-prop", "event": "Cart Viewed", "properties": {"note": "x\\ud800y"}}', "bad_text"),
     (b'{"messageId": "p-sur-\\udfff", "event": "Cart Viewed"}', "bad_text"),
     (b'{"messageId": "p-sur-key", "event": "Cart Viewed", "properties": {"\\ud83d": 1}}', "bad_text"),
-    (b'{"messageId": "p-sur-id", "event": "Cart Viewed", "properties": {"identifiers": {"email": "\\ud800@x.test"}}}',
-     "bad_text"),
+    (
+        b'{"messageId": "p-sur-id", "event": "Cart Viewed", "properties": {"identifiers": {"email": "\\ud800@x.test"}}}',
+        "bad_text",
+    ),
     (b'{"messageId": "p-sur-status", "event": "Device Status", "properties": {"status": "\\udc00"}}', "bad_text"),
-    (b'{"messageId": "p-bigint", "event": "Product Added", "properties": {"sku": "A", "quantity": '
-     + b"9" * 5000 + b"}}", "bad_number"),
+    (
+        b'{"messageId": "p-bigint", "event": "Product Added", "properties": {"sku": "A", "quantity": '
+        + b"9" * 5000
+        + b"}}",
+        "bad_number",
+    ),
     (b'{"messageId": "p-nan", "event": "Product Added", "properties": {"sku": "A", "price": NaN}}', "bad_number"),
     (b'{"messageId": "p-inf", "event": "Product Added", "properties": {"sku": "A", "price": -Infinity}}', "bad_number"),
     (b'{"messageId": "p-1e400", "event": "Product Added", "properties": {"sku": "A", "price": 1e400}}', "bad_number"),
-    (b'{"messageId": "p-deep", "event": "Cart Viewed", "properties": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}",
-     "too_deep"),
-    (b'{"messageId": "p-decision", "event": "Offer Viewed", "properties": {"offerId": "o1", "decisionId": {"a": 1}}}',
-     "wrong_type"),
-    (b'{"messageId": "p-decision2", "event": "Offer Clicked", "properties": {"offerId": "o1", "decisionId": 17}}',
-     "wrong_type"),
+    (
+        b'{"messageId": "p-deep", "event": "Cart Viewed", "properties": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}",
+        "too_deep",
+    ),
+    (
+        b'{"messageId": "p-decision", "event": "Offer Viewed", "properties": {"offerId": "o1", "decisionId": {"a": 1}}}',
+        "wrong_type",
+    ),
+    (
+        b'{"messageId": "p-decision2", "event": "Offer Clicked", "properties": {"offerId": "o1", "decisionId": 17}}',
+        "wrong_type",
+    ),
 ]
 GOOD_PER_DEVICE = 40
 
 
 def _good(device: str, i: int) -> dict[str, object]:
     if i % 4 == 3:  # feedback rows share the commit with the poisons' attribution writer
-        return {"messageId": f"{device}-{i}", "event": "Offer Viewed",
-                "properties": {"offerId": "o1", "decisionId": f"d-{device}-{i}"}}
-    return {"messageId": f"{device}-{i}", "event": "Product Added",
-            "properties": {"sku": f"SKU{i:05d}", "quantity": 1, "price": 2.5}}
+        return {
+            "messageId": f"{device}-{i}",
+            "event": "Offer Viewed",
+            "properties": {"offerId": "o1", "decisionId": f"d-{device}-{i}"},
+        }
+    return {
+        "messageId": f"{device}-{i}",
+        "event": "Product Added",
+        "properties": {"sku": f"SKU{i:05d}", "quantity": 1, "price": 2.5},
+    }
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     config = make_config(tmp_path_factory.mktemp("poison") / "state", mqtt={"managed_port": 0, "receive_maximum": 20})
-    devices = [("kiosk", "hgood1"), ("kiosk", "hgood2"), ("kiosk", "hbad"), ("pos", "mgood1"), ("pos", "mgood2"),
-               ("pos", "mbad"), ("ops", "ops1")]
+    devices = [
+        ("kiosk", "hgood1"),
+        ("kiosk", "hgood2"),
+        ("kiosk", "hbad"),
+        ("pos", "mgood1"),
+        ("pos", "mgood2"),
+        ("pos", "mbad"),
+        ("ops", "ops1"),
+    ]
     creds = register(config, devices)
     with running_gateway(config, features=("edge.model", "edge.decisioning")) as handle:
         yield handle, creds
@@ -96,8 +121,11 @@ def test_poison_mixed_into_good_streams_over_http_and_mqtt(store):
     def mqtt_good(device: str) -> None:
         try:
             with device_client(handle, creds[device]) as client:
-                _publish_all(client, topic(handle, creds[device], "events"),
-                             [dumps(_good(device, i)) for i in range(GOOD_PER_DEVICE)])
+                _publish_all(
+                    client,
+                    topic(handle, creds[device], "events"),
+                    [dumps(_good(device, i)) for i in range(GOOD_PER_DEVICE)],
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -134,8 +162,9 @@ def test_poison_mixed_into_good_streams_over_http_and_mqtt(store):
         wait_until(lambda: good_ids <= journal.message_ids(), timeout=30)
         stored = journal.message_ids()
         assert not {i for i in stored if i.startswith("p-")}, "a poison was stored"
-        wait_until(lambda: len([d for d in journal.dead_letters(1000) if d["source"] == "mqtt:pos/mbad"])
-                   == 3 * len(POISONS))
+        wait_until(
+            lambda: len([d for d in journal.dead_letters(1000) if d["source"] == "mqtt:pos/mbad"]) == 3 * len(POISONS)
+        )
         letters = journal.dead_letters(1000)
         feedback = journal.reader().execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         assert feedback >= 6 * len(POISONS)
@@ -155,17 +184,25 @@ def test_poison_mixed_into_good_streams_over_http_and_mqtt(store):
 
 def test_a_burst_of_poison_beyond_receive_maximum_is_acknowledged_and_ingest_goes_on(store, tmp_path):
     handle, creds = store
-    burst = [json.dumps({"messageId": f"burst-{i}", "event": "Cart Viewed"}).encode()[:-1]
-             + b', "properties": {"n": "\\ud800"}}' for i in range(60)]  # 3 x receive_maximum (20)
+    burst = [
+        json.dumps({"messageId": f"burst-{i}", "event": "Cart Viewed"}).encode()[:-1]
+        + b', "properties": {"n": "\\ud800"}}'
+        for i in range(60)
+    ]  # 3 x receive_maximum (20)
     with device_client(handle, creds["mbad"]) as client:
         _publish_all(client, topic(handle, creds["mbad"], "events"), burst)
-        _publish_all(client, topic(handle, creds["mbad"], "events"),
-                     [dumps({"messageId": f"after-burst-{i}", "event": "Cart Viewed"}) for i in range(10)])
+        _publish_all(
+            client,
+            topic(handle, creds["mbad"], "events"),
+            [dumps({"messageId": f"after-burst-{i}", "event": "Cart Viewed"}) for i in range(10)],
+        )
     with schema.open_journal(handle.config) as journal:
         wait_until(lambda: {f"after-burst-{i}" for i in range(10)} <= journal.message_ids(), timeout=30)
-        burst_letters = journal.reader().execute(
-            "SELECT COUNT(*) FROM dead_letters WHERE detail LIKE '%surrogate%' AND source = 'mqtt:pos/mbad'"
-        ).fetchone()[0]
+        burst_letters = (
+            journal.reader()
+            .execute("SELECT COUNT(*) FROM dead_letters WHERE detail LIKE '%surrogate%' AND source = 'mqtt:pos/mbad'")
+            .fetchone()[0]
+        )
     # acknowledged: reconnecting the gateway's persistent session redelivers none of them
     link = handle.gateway.context.publisher
     link.reconnect()
@@ -173,9 +210,11 @@ def test_a_burst_of_poison_beyond_receive_maximum_is_acknowledged_and_ingest_goe
     wait_until(link.connected.is_set)
     time.sleep(1.0)
     with schema.open_journal(handle.config) as journal:
-        again = journal.reader().execute(
-            "SELECT COUNT(*) FROM dead_letters WHERE detail LIKE '%surrogate%' AND source = 'mqtt:pos/mbad'"
-        ).fetchone()[0]
+        again = (
+            journal.reader()
+            .execute("SELECT COUNT(*) FROM dead_letters WHERE detail LIKE '%surrogate%' AND source = 'mqtt:pos/mbad'")
+            .fetchone()[0]
+        )
     assert again == burst_letters
     assert httpx.get(f"{handle.http}/readyz").status_code == 200
 
@@ -221,8 +260,9 @@ def test_a_dead_letter_the_journal_cannot_store_costs_no_event(tmp_path):
     item = ingestor.prepare(source, [{"messageId": "fine-1", "event": "Cart Viewed"}])
     ingestor.enqueue(item, outcomes.append)
     # a refusal whose own text carries a lone surrogate (as a buggy adapter might build it)
-    ingestor.reject(Source("s1", "k\ud800", "kiosk", "mqtt"), "unknown_device", "no device \udfff", b"{}",
-                    outcomes.append)
+    ingestor.reject(
+        Source("s1", "k\ud800", "kiosk", "mqtt"), "unknown_device", "no device \udfff", b"{}", outcomes.append
+    )
     ingestor.start()
     wait_until(lambda: len(outcomes) == 2)
     ingestor.stop()

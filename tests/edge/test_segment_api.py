@@ -44,8 +44,11 @@ def test_single_call_routes_set_the_type_and_take_gzip_and_basic_auth(store):
         for call, body in calls.items():
             answer = client.post(f"/v1/{call}", content=gzip.compress(json.dumps(body).encode()), headers=headers)
             assert answer.status_code == 200 and answer.json()["success"] is True, (call, answer.text)
-        bearer = client.post("/v1/track", json={"event": "Cart Viewed", "messageId": "s-bearer"},
-                             headers={"Authorization": f"Bearer {creds['k1'].http_token}"})
+        bearer = client.post(
+            "/v1/track",
+            json={"event": "Cart Viewed", "messageId": "s-bearer"},
+            headers={"Authorization": f"Bearer {creds['k1'].http_token}"},
+        )
         assert bearer.status_code == 200
     with schema.open_journal(handle.config) as journal:
         for call, body in calls.items():
@@ -63,7 +66,9 @@ def test_limits_and_bad_encodings_are_refused_with_the_error_shape(store):
         big_event = {"event": "Cart Viewed", "properties": {"blob": "x" * 33_000}}
         answer = client.post("/v1/track", json=big_event)
         assert answer.status_code == 400 and answer.json()["code"] == "too_large"
-        answer = client.post("/v1/batch", json={"batch": [{"event": "Cart Viewed", "properties": {"b": "x" * 30_000}}] * 18})
+        answer = client.post(
+            "/v1/batch", json={"batch": [{"event": "Cart Viewed", "properties": {"b": "x" * 30_000}}] * 18}
+        )
         assert answer.status_code == 413
         body = answer.json()
         assert body["error"] == body["code"] == "too_large" and body["message"] == body["detail"]
@@ -80,21 +85,24 @@ def test_limits_and_bad_encodings_are_refused_with_the_error_shape(store):
         assert answer.status_code in (400, 422) and set(answer.json()) >= {"error", "detail", "code", "message"}
     answer = httpx.post(f"{handle.http}/v1/batch", json={"batch": []}, headers=_basic("edt_unknown"))
     assert answer.status_code == 401 and answer.json()["code"] == "unauthorized"
-    answer = httpx.post(f"{handle.http}/v1/batch", json={"batch": []},
-                        headers={"Authorization": "Basic !!notbase64"})
+    answer = httpx.post(f"{handle.http}/v1/batch", json={"batch": []}, headers={"Authorization": "Basic !!notbase64"})
     assert answer.status_code == 401
 
 
 def test_the_same_call_shapes_over_mqtt(store):
     handle, creds = store
-    batch = {"writeKey": "dropped", "context": {"app": {"name": "pos-app"}}, "batch": [
-        {"type": "page", "name": "Till", "anonymousId": "v9", "messageId": "m-page"},
-        {"type": "screen", "name": "Receipt", "anonymousId": "v9", "messageId": "m-screen"},
-        {"type": "identify", "userId": "acct-9", "traits": {"email": "nine@sdk.test"}, "messageId": "m-identify"},
-        {"type": "group", "groupId": "till-3", "anonymousId": "v9", "messageId": "m-group"},
-        {"type": "alias", "userId": "acct-9", "previousId": "v9", "messageId": "m-alias"},
-        {"type": "track", "event": "Order Completed", "anonymousId": "v9", "messageId": "m-order"},
-    ]}
+    batch = {
+        "writeKey": "dropped",
+        "context": {"app": {"name": "pos-app"}},
+        "batch": [
+            {"type": "page", "name": "Till", "anonymousId": "v9", "messageId": "m-page"},
+            {"type": "screen", "name": "Receipt", "anonymousId": "v9", "messageId": "m-screen"},
+            {"type": "identify", "userId": "acct-9", "traits": {"email": "nine@sdk.test"}, "messageId": "m-identify"},
+            {"type": "group", "groupId": "till-3", "anonymousId": "v9", "messageId": "m-group"},
+            {"type": "alias", "userId": "acct-9", "previousId": "v9", "messageId": "m-alias"},
+            {"type": "track", "event": "Order Completed", "anonymousId": "v9", "messageId": "m-order"},
+        ],
+    }
     with device_client(handle, creds["p1"]) as client:
         client.publish(topic(handle, creds["p1"], "events"), dumps(batch), qos=1).wait_for_publish(10)
     with schema.open_journal(handle.config) as journal:
@@ -111,8 +119,16 @@ def test_openapi_documents_every_body_and_every_answer(store):
     roles = roles_by_route(handle.gateway.app)
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["error"] and {"detail", "code", "message"} <= set(error["properties"])
-    for path in ("/v1/events", "/v1/batch", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group",
-                 "/v1/alias"):
+    for path in (
+        "/v1/events",
+        "/v1/batch",
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/group",
+        "/v1/alias",
+    ):
         assert spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"], path
     checked = 0
     for path, operations in spec["paths"].items():

@@ -29,8 +29,15 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "tests" / ".node" / "node_modules"
-CALLS = [("track", "Product Viewed"), ("identify", None), ("page", "Home"), ("screen", "Basket"),
-         ("group", None), ("alias", None), ("track", "Order Completed")]
+CALLS = [
+    ("track", "Product Viewed"),
+    ("identify", None),
+    ("page", "Home"),
+    ("screen", "Basket"),
+    ("group", None),
+    ("alias", None),
+    ("track", "Order Completed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +63,15 @@ def quiet_sdk_debug_logs():
 
 def _send_python(module, host: str, write_key: str, run: str) -> list[str]:
     errors: list[str] = []
-    client = module.Client(write_key, host=host, gzip=True, max_retries=6, timeout=10,
-                           on_error=lambda exc, batch: errors.append(repr(exc)), upload_interval=0.2)
+    client = module.Client(
+        write_key,
+        host=host,
+        gzip=True,
+        max_retries=6,
+        timeout=10,
+        on_error=lambda exc, batch: errors.append(repr(exc)),
+        upload_interval=0.2,
+    )
     user = f"py-user-{run}"
     client.track(user, "Product Viewed", {"sku": "SKU00001", "run": run})
     client.identify(user, {"email": f"py.{run}@sdk.test", "firstName": "Pythonia", "plan": "gold"})
@@ -73,8 +87,11 @@ def _send_python(module, host: str, write_key: str, run: str) -> list[str]:
 
 def _journaled(handle, device: str) -> list[dict]:
     with schema.open_journal(handle.config) as journal:
-        rows = journal.reader().execute(
-            "SELECT type, event, body FROM events WHERE device_id = ? ORDER BY seq", (device,)).fetchall()
+        rows = (
+            journal.reader()
+            .execute("SELECT type, event, body FROM events WHERE device_id = ? ORDER BY seq", (device,))
+            .fetchall()
+        )
     return [dict(json.loads(body), _type=kind, _event=name) for kind, name, body in rows]
 
 
@@ -124,9 +141,20 @@ def test_node_sdk_sends_every_call_type_once_through_lost_answers(store):
             pytest.fail("nodejs or @segment/analytics-node missing: .ci/bootstrap installs them")
         pytest.skip("nodejs or @segment/analytics-node missing (run .ci/bootstrap test)")
     with dropping_proxy(handle.http, drop=1) as (url, counters):
-        out = subprocess.run([node, str(ROOT / "tests" / "edge" / "segment_node_client.js"), str(NODE_MODULES),
-                              url, creds["app-node"].http_token, "n1"],
-                             capture_output=True, text=True, timeout=120, check=True)
+        out = subprocess.run(
+            [
+                node,
+                str(ROOT / "tests" / "edge" / "segment_node_client.js"),
+                str(NODE_MODULES),
+                url,
+                creds["app-node"].http_token,
+                "n1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"failures": []}, out.stderr
     assert counters["dropped"] == 1 and counters["requests"] >= 2
     _check(handle, "app-node", "node-user-n1", "node.n1@sdk.test")
@@ -137,8 +165,12 @@ def test_sdks_read_the_gateways_error_bodies(store, sdk):
     handle, creds = store
     module = pytest.importorskip(f"{'segment' if sdk == 'segment' else 'rudderstack'}.analytics.request")
     with pytest.raises(module.APIError) as info:
-        module.post(creds["app-py"].http_token, host=handle.http, gzip=True,
-                    batch=[{"type": "track", "event": "Teleported", "messageId": f"bad-{sdk}"}])
+        module.post(
+            creds["app-py"].http_token,
+            host=handle.http,
+            gzip=True,
+            batch=[{"type": "track", "event": "Teleported", "messageId": f"bad-{sdk}"}],
+        )
     assert info.value.status == 400 and info.value.code == "unknown_event"
     with pytest.raises(module.APIError) as info:
         module.post("edt_not_a_token", host=handle.http, batch=[{"type": "track", "event": "Cart Viewed"}])

@@ -18,8 +18,13 @@ TOKEN_NO = "ct_" + "2" * 32
 
 
 def _zone(user, consent, mid):
-    return {"messageId": mid, "event": "Zone Entered", "userId": user, "properties": {"zoneId": "z1"},
-            "context": {"consent": {"categoryPreferences": {"personalization": consent}}}}
+    return {
+        "messageId": mid,
+        "event": "Zone Entered",
+        "userId": user,
+        "properties": {"zoneId": "z1"},
+        "context": {"consent": {"categoryPreferences": {"personalization": consent}}},
+    }
 
 
 def test_stream_views_per_role_and_auth(tmp_path):
@@ -38,13 +43,19 @@ def test_stream_views_per_role_and_auth(tmp_path):
                     await ws.recv()
             assert forbidden.value.rcvd.code == 4403
             headers = {"Authorization": f"Bearer {creds['t1'].http_token}"}
-            async with websockets.connect(ws_url, additional_headers=headers) as tablet, \
-                    websockets.connect(f"{ws_url}?token={creds['d1'].http_token}") as display:
+            async with (
+                websockets.connect(ws_url, additional_headers=headers) as tablet,
+                websockets.connect(f"{ws_url}?token={creds['d1'].http_token}") as display,
+            ):
                 await asyncio.sleep(0.2)
                 bus = handle.gateway.context.bus
                 source = Source("s1", "beacons", "beacon", "ble")
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    bus.publish(source, [_zone(TOKEN_NO, False, "z-no"), _zone(TOKEN_YES, True, "z-yes")]), handle.loop))
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(
+                        bus.publish(source, [_zone(TOKEN_NO, False, "z-no"), _zone(TOKEN_YES, True, "z-yes")]),
+                        handle.loop,
+                    )
+                )
                 seen = json.loads(await asyncio.wait_for(tablet.recv(), 10))
                 assert seen["userId"] == TOKEN_YES and seen["zoneId"] == "z1"
                 shown = [json.loads(await asyncio.wait_for(display.recv(), 10)) for _ in range(2)]

@@ -15,8 +15,16 @@ UNITS = ("edge-gateway.service", "edge-mosquitto.service")
 
 def test_gateway_unit_is_notify_hardened_and_restarting():
     text = (ROOT / "systemd" / "edge-gateway.service").read_text()
-    for line in ("Type=notify", "WatchdogSec=", "User=edge", "StateDirectory=edge-gateway",
-                 "ProtectSystem=strict", "NoNewPrivileges=yes", "Restart=on-failure", "PrivateTmp=yes"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "User=edge",
+        "StateDirectory=edge-gateway",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "Restart=on-failure",
+        "PrivateTmp=yes",
+    ):
         assert line in text, line
 
 
@@ -30,10 +38,15 @@ def test_units_verify(tmp_path):
         (tmp_path / unit).write_text(text)
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *[str(tmp_path / u) for u in UNITS]],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "edge-" in line and "Failed to" not in line.split(":")[0]]
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "edge-" in line and "Failed to" not in line.split(":")[0]
+    ]
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [p for p in problems if "Unknown" in p or "Invalid" in p or "Ignoring" in p], problems
 

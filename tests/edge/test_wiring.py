@@ -69,8 +69,18 @@ def test_no_feature_looks_another_up():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
                 args = node.args
                 name = args[1].value if len(args) > 1 and isinstance(args[1], ast.Constant) else None
-                if name in {"eraser", "holder", "add_hook", "is_suppressed", "is_erased", "allows",
-                            "decide_handler", "offers_path", "identity", "default_region"}:
+                if name in {
+                    "eraser",
+                    "holder",
+                    "add_hook",
+                    "is_suppressed",
+                    "is_erased",
+                    "allows",
+                    "decide_handler",
+                    "offers_path",
+                    "identity",
+                    "default_region",
+                }:
                     duck.append(f"{path.relative_to(ROOT)}:{node.lineno}: getattr(…, {name!r})")
     assert duck == [], "\n".join(duck)
 

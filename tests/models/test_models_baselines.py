@@ -48,8 +48,12 @@ def test_cooccurrence_and_rows_sum_equal_brute_force() -> None:
     assert (np.diff(co.rows * ds.n_items + co.cols) > 0).all()  # sorted, no duplicates
     picks = np.array([[0, 3, -1], [5, 5, 2], [-1, -1, -1]])
     weights = rng.uniform(0, 2, picks.shape)
-    want = np.stack([sum((weights[r, k] * expected[p] for k, p in enumerate(row) if p >= 0),
-                         np.zeros(ds.n_items)) for r, row in enumerate(picks)])
+    want = np.stack(
+        [
+            sum((weights[r, k] * expected[p] for k, p in enumerate(row) if p >= 0), np.zeros(ds.n_items))
+            for r, row in enumerate(picks)
+        ]
+    )
     np.testing.assert_allclose(rows_sum(co, picks, weights), want)
 
 
@@ -62,8 +66,7 @@ def test_tifu_vectors_follow_the_papers_definition() -> None:
     for c in range(len(ds.customer_ids)):
         baskets = [b for b in range(ds.n_baskets) if ds.customer[b] == c]
         rest = len(baskets) % m
-        groups = ([baskets[:rest]] if rest else []) + [
-            baskets[k : k + m] for k in range(rest, len(baskets), m)]
+        groups = ([baskets[:rest]] if rest else []) + [baskets[k : k + m] for k in range(rest, len(baskets), m)]
         want = np.zeros(ds.n_items)
         for gi, group in enumerate(groups, start=1):
             v = np.zeros(ds.n_items)

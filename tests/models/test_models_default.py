@@ -31,8 +31,7 @@ def test_default_model_loads_and_recommends() -> None:
     result = rec.recommend([rec.catalog.skus[0]], [], Context(hour=17, weekday=4), k=10)
     assert len(result) == 10
     metrics = manifest()["metrics"]
-    for baseline in ("popularity", "personal_top_frequency", "item_knn", "tifu_knn",
-                     "tifu_item_knn"):
+    for baseline in ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn"):
         assert metrics["model"]["recall@10"] > metrics[baseline]["recall@10"]
         assert metrics["model"]["ndcg@10"] > metrics[baseline]["ndcg@10"]
     assert metrics["model"]["recall@10"] >= 0.8 * metrics["oracle"]["recall@10"]
@@ -48,7 +47,8 @@ def test_training_is_bit_identical(tmp_path: Path) -> None:
         shas.append((m["model_sha256"], m["history_sha256"], m["catalog_sha256"], m["created"]))
     assert shas[0] == shas[1]
     assert (tmp_path / "a" / "model" / "model.onnx").read_bytes() == (
-        tmp_path / "b" / "model" / "model.onnx").read_bytes()
+        tmp_path / "b" / "model" / "model.onnx"
+    ).read_bytes()
 
 
 def _other_kernels_env() -> dict[str, str]:
@@ -72,12 +72,26 @@ def test_training_needs_no_scipy_and_is_the_same_with_other_kernels(tmp_path: Pa
     subprocess where importing scipy fails and the kernels differ, and get the same bytes."""
     simulate_store(tmp_path / "data", seed=7, customers=300, days=40, skus=300)
     here = train_model(tmp_path / "data", tmp_path / "here", evaluate=False)
-    code = ("import sys; sys.modules['scipy'] = None; from models.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
+    code = "import sys; sys.modules['scipy'] = None; from models.cli import main; sys.exit(main(sys.argv[1:]))"
     root = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-c", code, "model", "train", "--data", str(tmp_path / "data"),
-                    "--out", str(tmp_path / "there"), "--quiet"],
-                   cwd=root, env=_other_kernels_env(), check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "model",
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "there"),
+            "--quiet",
+        ],
+        cwd=root,
+        env=_other_kernels_env(),
+        check=True,
+        timeout=600,
+    )
     there = json.loads((tmp_path / "there" / "manifest.json").read_text())
     for key in ("model_sha256", "history_sha256", "catalog_sha256"):
         assert there[key] == here[key], key
@@ -87,10 +101,10 @@ def test_training_needs_no_scipy_and_is_the_same_with_other_kernels(tmp_path: Pa
 def test_default_model_rebuilds_bit_for_bit(tmp_path: Path) -> None:
     shipped = manifest()
     recipe = shipped["training"]["simulation"]
-    simulate_store(tmp_path / "data", seed=recipe["seed"], customers=recipe["customers"],
-                   days=recipe["days"], skus=recipe["skus"])
+    simulate_store(
+        tmp_path / "data", seed=recipe["seed"], customers=recipe["customers"], days=recipe["days"], skus=recipe["skus"]
+    )
     config = TrainConfig(**shipped["training"]["config"])
-    rebuilt = train_model(tmp_path / "data", tmp_path / "model", config=config,
-                          top_k=shipped["top_k"], evaluate=False)
+    rebuilt = train_model(tmp_path / "data", tmp_path / "model", config=config, top_k=shipped["top_k"], evaluate=False)
     for key in ("model_sha256", "catalog_sha256", "history_sha256", "created", "version"):
         assert rebuilt[key] == shipped[key], key

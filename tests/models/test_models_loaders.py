@@ -62,9 +62,7 @@ def test_online_retail_fixture() -> None:
         (HEADER + GOOD + 'o2,c1,"A1,1,1,2026\n', 3, "CSV"),
     ],
 )
-def test_transactions_reject_malformed_rows_with_line(
-    tmp_path: Path, body: str, line: int, reason: str
-) -> None:
+def test_transactions_reject_malformed_rows_with_line(tmp_path: Path, body: str, line: int, reason: str) -> None:
     (tmp_path / "catalog.csv").write_text(CATALOG)
     (tmp_path / "transactions.csv").write_text(body)
     with pytest.raises(DataError) as err:
@@ -93,10 +91,30 @@ def test_catalog_rejects_with_line(tmp_path: Path, row: str, reason: str) -> Non
     assert err.value.line == 4
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                HealthCheck.function_scoped_fixture])
-cells = st.sampled_from(["o1", "c1", "A1", "B1", "1", "-2", "1.5", "", "x", "nan", "1e400",
-                         "2026-01-05T08:10:00", "2026-13-40", "1700000000", '"', "\x00", "é"])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+cells = st.sampled_from(
+    [
+        "o1",
+        "c1",
+        "A1",
+        "B1",
+        "1",
+        "-2",
+        "1.5",
+        "",
+        "x",
+        "nan",
+        "1e400",
+        "2026-01-05T08:10:00",
+        "2026-13-40",
+        "1700000000",
+        '"',
+        "\x00",
+        "é",
+    ]
+)
 
 
 @FUZZ
@@ -115,9 +133,10 @@ def test_fuzz_transactions_only_raise_data_error(tmp_path: Path, rows: list[list
 @FUZZ
 @given(blob=st.binary(max_size=300))
 def test_fuzz_raw_bytes_only_raise_data_error(tmp_path: Path, blob: bytes) -> None:
-    for name, header in (("catalog.csv", b"sku,name,category,price,margin\n"),
-                         ("retail.csv", b"Invoice,StockCode,Description,Quantity,InvoiceDate,"
-                                        b"Price,Customer ID,Country\n")):
+    for name, header in (
+        ("catalog.csv", b"sku,name,category,price,margin\n"),
+        ("retail.csv", b"Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"),
+    ):
         path = tmp_path / name
         path.write_bytes(header + blob)
         try:

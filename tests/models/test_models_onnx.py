@@ -39,19 +39,19 @@ def random_params(rng: np.random.Generator, n: int, d: int = 32, n_cat: int = 6)
 def session(p: ScoringParams, k: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    return ort.InferenceSession(build_graph(p, k).SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(build_graph(p, k).SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run(sess: ort.InferenceSession, b: np.ndarray, h: np.ndarray, w: np.ndarray,
-        c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    items, scores = sess.run(None, {"basket": b, "history": h, "history_weights": w,
-                                    "context": c})
+def run(
+    sess: ort.InferenceSession, b: np.ndarray, h: np.ndarray, w: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    items, scores = sess.run(None, {"basket": b, "history": h, "history_weights": w, "context": c})
     return items, scores
 
 
-def assert_matches_reference(p: ScoringParams, sess: ort.InferenceSession, k: int,
-                             b: np.ndarray, h: np.ndarray, w: np.ndarray, c: np.ndarray) -> None:
+def assert_matches_reference(
+    p: ScoringParams, sess: ort.InferenceSession, k: int, b: np.ndarray, h: np.ndarray, w: np.ndarray, c: np.ndarray
+) -> None:
     items, scores = run(sess, b, h, w, c)
     ref = reference_scores(p, b, h, w, c)
     ref_items, ref_scores = reference_topk(ref, k)
@@ -70,10 +70,8 @@ def assert_matches_reference(p: ScoringParams, sess: ort.InferenceSession, k: in
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 6), wb=st.integers(1, 12),
-       wh=st.integers(1, 20))
-def test_onnx_equals_numpy_reference_on_random_inputs(seed: int, batch: int, wb: int,
-                                                      wh: int) -> None:
+@given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 6), wb=st.integers(1, 12), wh=st.integers(1, 20))
+def test_onnx_equals_numpy_reference_on_random_inputs(seed: int, batch: int, wb: int, wh: int) -> None:
     rng = np.random.default_rng(seed)
     n, k = 257, 30
     p = random_params(rng, n)
@@ -104,8 +102,7 @@ def test_full_basket_items_never_return() -> None:
     p = random_params(rng, 60)
     sess = session(p, 60)
     b = np.arange(50)[None, :]
-    items, scores = run(sess, b, np.full((1, 1), -1), np.zeros((1, 1), np.float32),
-                        np.zeros((1, CTX_DIM), np.float32))
+    items, scores = run(sess, b, np.full((1, 1), -1), np.zeros((1, 1), np.float32), np.zeros((1, CTX_DIM), np.float32))
     finite = np.isfinite(scores[0])
     assert sorted(items[0][finite]) == list(range(50, 60))
     assert np.isneginf(scores[0][~finite]).all()

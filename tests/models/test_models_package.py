@@ -8,8 +8,21 @@ from pathlib import Path
 import models
 
 PACKAGE = Path(models.__file__).resolve().parent
-FORBIDDEN = ("edge", "fastapi", "starlette", "uvicorn", "paho", "bleak", "serial", "cv2",
-             "nats", "httpx", "psycopg", "sqlite3", "sqlite_utils")
+FORBIDDEN = (
+    "edge",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "paho",
+    "bleak",
+    "serial",
+    "cv2",
+    "nats",
+    "httpx",
+    "psycopg",
+    "sqlite3",
+    "sqlite_utils",
+)
 
 
 def test_all_matches_public_names() -> None:

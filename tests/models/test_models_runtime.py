@@ -25,8 +25,9 @@ def rec(small_model: Path) -> Recommender:
 
 def test_recommend_excludes_basket_and_counts_unknown(rec: Recommender) -> None:
     skus = rec.catalog.skus
-    result = rec.recommend([skus[0], skus[1], "NOPE"], [(skus[2], 0.4), ("GONE", 1.0)],
-                           Context(hour=9, weekday=2, weather="rain"), k=5)
+    result = rec.recommend(
+        [skus[0], skus[1], "NOPE"], [(skus[2], 0.4), ("GONE", 1.0)], Context(hour=9, weekday=2, weather="rain"), k=5
+    )
     assert len(result) == 5 and all(isinstance(r, Scored) for r in result)
     assert not {skus[0], skus[1]} & {r.sku for r in result}
     assert [r.score for r in result] == sorted((r.score for r in result), reverse=True)
@@ -60,13 +61,17 @@ def test_request_path_matches_the_array_path(rec: Recommender) -> None:
     ctx_vec = encode_context(ctx)[None]
     cases = [
         ([skus[4], skus[9]], [(skus[2], 0.7), (skus[11], 0.2)], [4, 9], [2, 11], [0.7, 0.2]),
-        ([skus[4], "NOPE", skus[9]], [(skus[2], 0.5), ("GONE", 1.0), (skus[11], 0.2),
-                                      (skus[2], 0.25)], [4, 9], [2, 11], [0.75, 0.2]),
+        (
+            [skus[4], "NOPE", skus[9]],
+            [(skus[2], 0.5), ("GONE", 1.0), (skus[11], 0.2), (skus[2], 0.25)],
+            [4, 9],
+            [2, 11],
+            [0.75, 0.2],
+        ),
     ]
     for basket, history, b_ids, h_ids, weights in cases:
         got = rec.recommend(basket, history, ctx)
-        items, scores = rec.infer(np.array([b_ids]), np.array([h_ids]),
-                                  np.array([weights], dtype=np.float32), ctx_vec)
+        items, scores = rec.infer(np.array([b_ids]), np.array([h_ids]), np.array([weights], dtype=np.float32), ctx_vec)
         assert [r.sku for r in got] == [skus[i] for i in items[0]]
         assert np.array_equal([r.score for r in got], scores[0])
 
@@ -75,8 +80,15 @@ def test_public_session_run_is_the_fallback(rec: Recommender) -> None:
     """On an onnxruntime whose session has no C-level ``_sess.run`` the wrapper goes through
     the public ``session.run`` and answers the same."""
     public_only = SimpleNamespace(run=rec._session.run)
-    other = Recommender(rec.model_dir, public_only, rec.manifest, rec.catalog,  # type: ignore[arg-type]
-                        rec.kernel, rec.max_basket, rec.max_history)
+    other = Recommender(
+        rec.model_dir,
+        public_only,
+        rec.manifest,
+        rec.catalog,  # type: ignore[arg-type]
+        rec.kernel,
+        rec.max_basket,
+        rec.max_history,
+    )
     skus = rec.catalog.skus
     request = ([skus[3]], [(skus[5], 0.6), (skus[8], 0.1)], Context(hour=8, weekday=0))
     assert other.recommend(*request) == rec.recommend(*request)
@@ -128,14 +140,15 @@ def test_bad_requests_raise_model_error(rec: Recommender, call, reason: str) -> 
         call(rec)
 
 
-shapes = st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 5)),
-                   hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4))
-any_arrays = st.sampled_from([np.int64, np.int32, np.uint8, np.float32, np.float64, np.bool_,
-                              np.float16]).flatmap(lambda dt: hnp.arrays(dt, shapes))
+shapes = st.one_of(
+    st.tuples(st.integers(0, 3), st.integers(0, 5)), hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
+)
+any_arrays = st.sampled_from([np.int64, np.int32, np.uint8, np.float32, np.float64, np.bool_, np.float16]).flatmap(
+    lambda dt: hnp.arrays(dt, shapes)
+)
 id_arrays = st.one_of(
     any_arrays,
-    hnp.arrays(np.int64, shapes, elements=st.one_of(
-        st.integers(-1, 199), st.sampled_from([-2, 200, 2**62, -(2**63)]))),
+    hnp.arrays(np.int64, shapes, elements=st.one_of(st.integers(-1, 199), st.sampled_from([-2, 200, 2**62, -(2**63)]))),
 )
 weight_arrays = st.one_of(
     any_arrays,
@@ -143,8 +156,7 @@ weight_arrays = st.one_of(
 )
 ctx_arrays = st.one_of(
     any_arrays,
-    hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.just(CTX_DIM)),
-               elements=st.floats(width=32)),
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.just(CTX_DIM)), elements=st.floats(width=32)),
 )
 
 
@@ -160,16 +172,29 @@ def test_fuzz_infer_only_raises_model_error(rec: Recommender, b, h, w, c) -> Non
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    basket=st.one_of(st.text(max_size=3), st.lists(st.one_of(st.text(max_size=8), st.integers(),
-                     st.none(), st.sampled_from(["SKU00001", "SKU00199"])), max_size=10)),
-    history=st.one_of(st.none(), st.lists(st.one_of(
-        st.tuples(st.sampled_from(["SKU00002", "x"]), st.floats(allow_nan=True)),
-        st.tuples(st.integers(), st.integers()), st.text(max_size=2)), max_size=5)),
-    hour=st.integers(-5, 30), weekday=st.integers(-2, 9),
+    basket=st.one_of(
+        st.text(max_size=3),
+        st.lists(
+            st.one_of(st.text(max_size=8), st.integers(), st.none(), st.sampled_from(["SKU00001", "SKU00199"])),
+            max_size=10,
+        ),
+    ),
+    history=st.one_of(
+        st.none(),
+        st.lists(
+            st.one_of(
+                st.tuples(st.sampled_from(["SKU00002", "x"]), st.floats(allow_nan=True)),
+                st.tuples(st.integers(), st.integers()),
+                st.text(max_size=2),
+            ),
+            max_size=5,
+        ),
+    ),
+    hour=st.integers(-5, 30),
+    weekday=st.integers(-2, 9),
     k=st.one_of(st.none(), st.integers(-2, 99)),
 )
-def test_fuzz_recommend_only_raises_model_error(rec: Recommender, basket, history, hour,
-                                                weekday, k) -> None:
+def test_fuzz_recommend_only_raises_model_error(rec: Recommender, basket, history, hour, weekday, k) -> None:
     try:
         rec.recommend(basket, history, Context(hour=hour, weekday=weekday), k=k)
     except ModelError:
@@ -211,8 +236,7 @@ def bad_history(d: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [corrupt_sha, truncate, wrong_catalog, no_manifest, bad_history])
-def test_swap_refuses_corrupt_model_and_keeps_serving(small_model: Path, tmp_path: Path,
-                                                      damage) -> None:
+def test_swap_refuses_corrupt_model_and_keeps_serving(small_model: Path, tmp_path: Path, damage) -> None:
     holder = ModelHolder(small_model)
     old = holder.current
     bad = copy_model(small_model, tmp_path / "bad")

@@ -21,8 +21,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
         simulate_store(tmp_path / name, seed=seed, customers=80, days=10, skus=60)
     for file in FILES:
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
-    assert (tmp_path / "a" / "transactions.csv").read_bytes() != (
-        tmp_path / "c" / "transactions.csv").read_bytes()
+    assert (tmp_path / "a" / "transactions.csv").read_bytes() != (tmp_path / "c" / "transactions.csv").read_bytes()
 
 
 def test_outputs_are_consistent(tmp_path: Path) -> None:

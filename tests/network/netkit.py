@@ -25,7 +25,13 @@ LAN = "127.0.0.2"
 def tls_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     """Device links on the 'LAN' only over TLS; no plaintext device listener."""
     base: dict[str, dict[str, Any]] = {
-        "broker": {"interfaces": [LAN], "mqtts_port": 0, "mtls_port": 0, "plaintext_hosts": [], "autosave_changes": 100},
+        "broker": {
+            "interfaces": [LAN],
+            "mqtts_port": 0,
+            "mtls_port": 0,
+            "plaintext_hosts": [],
+            "autosave_changes": 100,
+        },
         "tls": {"http": True},
         "http": {"host": LAN, "port": 0},
     }
@@ -49,14 +55,26 @@ def ssl_context(bundle: dict[str, Any], *, client_cert: bool = False, ca: str | 
 class Session:
     """A paho MQTT 5 client over TLS (or WSS) with connect/disconnect bookkeeping."""
 
-    def __init__(self, bundle: dict[str, Any], via: str = "mqtts", *, client_id: str = "",
-                 context: ssl.SSLContext | None = None, password: str | None = None,
-                 reconnect: bool = False, clean_start: bool = True) -> None:
+    def __init__(
+        self,
+        bundle: dict[str, Any],
+        via: str = "mqtts",
+        *,
+        client_id: str = "",
+        context: ssl.SSLContext | None = None,
+        password: str | None = None,
+        reconnect: bool = False,
+        clean_start: bool = True,
+    ) -> None:
         url = urlsplit(bundle["urls"][via])
         self.host, self.port = url.hostname or "", url.port or 0
         transport = "websockets" if url.scheme == "wss" else "tcp"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"{bundle['device_id']}-t",
-                                  protocol=mqtt.MQTTv5, transport=transport)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"{bundle['device_id']}-t",
+            protocol=mqtt.MQTTv5,
+            transport=transport,
+        )
         if transport == "websockets":
             self.client.ws_set_options(path=url.path)
         self.client.tls_set_context(context or ssl_context(bundle, client_cert=via == "mtls"))

@@ -42,8 +42,11 @@ TRIALS = 20
 def _external(tmp_path):
     """The systemd layout: the broker as its own process, the gateway connecting on 127.0.0.1."""
     port = free_port()
-    config = tls_config(tmp_path / "state", mqtt={"mode": "external", "url": f"mqtt://127.0.0.1:{port}"},
-                        broker={"mqtts_port": free_port(LAN), "mtls_port": free_port(LAN), "autosave_changes": WINDOW})
+    config = tls_config(
+        tmp_path / "state",
+        mqtt={"mode": "external", "url": f"mqtt://127.0.0.1:{port}"},
+        broker={"mqtts_port": free_port(LAN), "mtls_port": free_port(LAN), "autosave_changes": WINDOW},
+    )
     return config, port
 
 
@@ -67,8 +70,21 @@ class Broker:
 
     def start(self):
         self.service = start(self.argv, self.port, self.log)
-        assert main(["broker", "prime", "--config", str(self.toml), "--port", str(self.port),
-                     "--pid", str(self.service.pid)]) == 0
+        assert (
+            main(
+                [
+                    "broker",
+                    "prime",
+                    "--config",
+                    str(self.toml),
+                    "--port",
+                    str(self.port),
+                    "--pid",
+                    str(self.service.pid),
+                ]
+            )
+            == 0
+        )
 
     def kill(self):
         os.kill(self.service.pid, signal.SIGKILL)
@@ -185,8 +201,11 @@ def test_broker_sigkill_with_a_backlog(tmp_path, capsys):
             plain.client.on_publish = on_publish
             receipted = asyncio.run_coroutine_threadsafe(publish_receipted(f"r{trial}", n // 4), loop)
             for i in range(n):
-                info = plain.client.publish(plain_bundle["topics"]["events"],
-                                            json.dumps({"messageId": f"t{trial}-{i}", "event": "Cart Viewed"}), qos=1)
+                info = plain.client.publish(
+                    plain_bundle["topics"]["events"],
+                    json.dumps({"messageId": f"t{trial}-{i}", "event": "Cart Viewed"}),
+                    qos=1,
+                )
                 mids[info.mid] = f"t{trial}-{i}"
             killed.wait(30)
             plain.client.loop_stop()
@@ -201,9 +220,13 @@ def test_broker_sigkill_with_a_backlog(tmp_path, capsys):
                 time.sleep(1.0)  # what the restored backlog still delivers
                 losses = [sum(1 for m in ids if journal.get(m) is None) for ids in acked.values()]
                 receipt_lost = [m for m in receipt_ids if journal.get(m) is None]
-        print(f"plain-device acknowledged events lost per SIGKILL: {losses} (window {WINDOW}); "
-              f"receipt client: {len(receipt_ids)} sent, {len(receipt_lost)} lost, {receipt_client.resent} re-sent")
-        smallest = len(plain_bundle["topics"]["events"]) + len(json.dumps({"messageId": "t0-0", "event": "Cart Viewed"})) + 5
+        print(
+            f"plain-device acknowledged events lost per SIGKILL: {losses} (window {WINDOW}); "
+            f"receipt client: {len(receipt_ids)} sent, {len(receipt_lost)} lost, {receipt_client.resent} re-sent"
+        )
+        smallest = (
+            len(plain_bundle["topics"]["events"]) + len(json.dumps({"messageId": "t0-0", "event": "Cart Viewed"})) + 5
+        )
         bound = WINDOW + 2 * (16_384 // smallest)  # two publishing connections, one TLS record each
         assert max(losses) <= bound, (losses, bound)
         assert receipt_lost == []

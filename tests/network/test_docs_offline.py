@@ -14,7 +14,10 @@ pytestmark = pytest.mark.integration
 def test_docs_and_redoc_load_only_local_assets(tmp_path):
     with running_gateway(make_config(tmp_path / "state")) as handle:
         with httpx.Client(base_url=handle.http) as client:
-            for page, needed in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+            for page, needed in (
+                ("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")),
+                ("/redoc", ("redoc.standalone.js",)),
+            ):
                 html = client.get(page)
                 assert html.status_code == 200 and "text/html" in html.headers["content-type"]
                 urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url:\\s*['"]([^'"]+)['"]""", html.text)

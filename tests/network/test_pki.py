@@ -15,8 +15,9 @@ DAY = 86_400.0
 
 
 def _pki(tmp_path, now: list[float], **options) -> StorePki:
-    return StorePki(tmp_path / "pki", store_id="s1", addresses=["127.0.0.2"], server_days=90,
-                    clock=lambda: now[0], **options)
+    return StorePki(
+        tmp_path / "pki", store_id="s1", addresses=["127.0.0.2"], server_days=90, clock=lambda: now[0], **options
+    )
 
 
 def test_renewal_at_two_thirds_and_on_clock_jumps(tmp_path):

@@ -51,9 +51,14 @@ def _gateway(toml, log, env_extra: dict[str, str], wrapper: list[str]) -> subpro
     env = {**os.environ, **env_extra}
     # its own process group: the faketime wrapper forks and does not pass SIGTERM on, so the
     # gateway is stopped through the group (see _stop), never left running after the test
-    return subprocess.Popen([*wrapper, sys.executable, "-m", "edge.cli", "run", "--config", str(toml)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*wrapper, sys.executable, "-m", "edge.cli", "run", "--config", str(toml)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -79,10 +84,14 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
     libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
     assert libs, "libfaketime (Debian package faketime) is missing"
     port, http_port = free_port(), free_port(LAN)
-    config = tls_config(tmp_path / "state", mqtt={"mode": "external", "url": f"mqtt://127.0.0.1:{port}"},
-                        broker={"mqtts_port": free_port(LAN), "mtls_port": free_port(LAN)},
-                        http={"port": http_port}, features={"enabled": []},
-                        tls={"server_cert_days": 40, "check_interval_s": 0.5})
+    config = tls_config(
+        tmp_path / "state",
+        mqtt={"mode": "external", "url": f"mqtt://127.0.0.1:{port}"},
+        broker={"mqtts_port": free_port(LAN), "mtls_port": free_port(LAN)},
+        http={"port": http_port},
+        features={"enabled": []},
+        tls={"server_cert_days": 40, "check_interval_s": 0.5},
+    )
     toml, conf = _broker_conf(config, port, capsys, tmp_path)
     broker = Broker(conf, port, toml, tmp_path)
     broker.start()
@@ -99,11 +108,17 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
     def send(tag: str) -> None:
         for i in range(5):
             message_id = f"{tag}-{i}"
-            assert device.publish(kiosk["topics"]["events"], json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode()) == 0
+            assert (
+                device.publish(
+                    kiosk["topics"]["events"], json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode()
+                )
+                == 0
+            )
             sent.append(message_id)
 
-    gateway = _gateway(toml, log, {"LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(offset),
-                                   "FAKETIME_NO_CACHE": "1"}, [])
+    gateway = _gateway(
+        toml, log, {"LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1"}, []
+    )
     try:
         _ready(https, kiosk, gateway)
         assert not device.start().is_failure
@@ -119,8 +134,9 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
         send("plus30")
         ready = httpx.get(f"{https}/readyz", verify=ssl_context(kiosk)).json()
         assert ready["ready"] and "tls_expiry" not in ready["warnings"]
-        metrics = httpx.get(f"{https}/metrics", verify=ssl_context(ops),
-                            headers={"Authorization": f"Bearer {ops['http_token']}"}).text
+        metrics = httpx.get(
+            f"{https}/metrics", verify=ssl_context(ops), headers={"Authorization": f"Bearer {ops['http_token']}"}
+        ).text
         line = next(x for x in metrics.splitlines() if x.startswith("edge_tls_server_cert_not_after_seconds "))
         assert float(line.split()[1]) == _served(LAN, mqtts_port, kiosk).not_valid_after_utc.timestamp()
         assert "edge_tls_server_cert_renewals_total 1.0" in metrics

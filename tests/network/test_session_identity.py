@@ -48,7 +48,13 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
                 assert not hijacker.start().is_failure  # accepted — as "k1", not as the gateway
                 for i in range(5):
                     message_id = f"during-hijack-{attempt}-{i}"
-                    if pos.publish(other["topics"]["events"], json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode()) == 0:
+                    if (
+                        pos.publish(
+                            other["topics"]["events"],
+                            json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode(),
+                        )
+                        == 0
+                    ):
                         acked.append(message_id)
                 hijacker.stop()
             # the same on the loopback plaintext device listener
@@ -59,7 +65,13 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
             plain.loop_start()
             for i in range(5):
                 message_id = f"during-plain-hijack-{i}"
-                if pos.publish(other["topics"]["events"], json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode()) == 0:
+                if (
+                    pos.publish(
+                        other["topics"]["events"],
+                        json.dumps({"messageId": message_id, "event": "Cart Viewed"}).encode(),
+                    )
+                    == 0
+                ):
                     acked.append(message_id)
             plain.disconnect()
             plain.loop_stop()

@@ -31,11 +31,13 @@ def _units(tmp_path: Path) -> list[Path]:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_units_verify_and_the_gateway_is_hardened(tmp_path):
     units = _units(tmp_path)
-    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, units)],
-                            capture_output=True, text=True, timeout=120)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *map(str, units)], capture_output=True, text=True, timeout=120
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(units[0])],
-                              capture_output=True, text=True, timeout=120)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(units[0])], capture_output=True, text=True, timeout=120
+    )
     found = re.search(r"Overall exposure level for edge-gateway\.service: ([0-9.]+)", security.stdout)
     assert found, security.stdout[-2000:] + security.stderr
     assert float(found.group(1)) <= 2.5, found.group(0)
@@ -67,11 +69,19 @@ def test_shipped_config_gives_tls_devices_and_a_loopback_gateway(tmp_path, capsy
         assert "certfile" in body and "keyfile" in body and "use_username_as_clientid true" in body
     assert "require_certificate true" in table[("8884", "0.0.0.0")] and "crlfile" in table[("8884", "0.0.0.0")]
     assert "use_identity_as_username true" in table[("8884", "0.0.0.0")]
-    for line in ("autosave_on_changes true", "autosave_interval 10000", "memory_limit", "max_queued_messages",
-                 "max_inflight_messages 1000", "persistence true"):
+    for line in (
+        "autosave_on_changes true",
+        "autosave_interval 10000",
+        "memory_limit",
+        "max_queued_messages",
+        "max_inflight_messages 1000",
+        "persistence true",
+    ):
         assert line in conf
     key = tmp_path / "state" / "pki" / "server.key"
-    assert key.stat().st_mode & 0o777 == 0o600 and (tmp_path / "state" / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (
+        key.stat().st_mode & 0o777 == 0o600 and (tmp_path / "state" / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
+    )
 
 
 def test_config_check_refuses_plaintext_on_the_lan_unless_allowed(tmp_path, capsys):

@@ -55,8 +55,13 @@ def store(tmp_path_factory):
 
 
 def _event(message_id: str, **properties) -> bytes:
-    return json.dumps({"messageId": message_id, "event": "Customer Identified" if properties else "Cart Viewed",
-                       "properties": properties}).encode()
+    return json.dumps(
+        {
+            "messageId": message_id,
+            "event": "Customer Identified" if properties else "Cart Viewed",
+            "properties": properties,
+        }
+    ).encode()
 
 
 def test_a_device_connects_with_nothing_but_its_bundle(store, capsys):
@@ -72,8 +77,11 @@ def test_a_device_connects_with_nothing_but_its_bundle(store, capsys):
     with session(bundle, "mtls") as s:
         assert s.publish(events, _event("mtls-1")) == 0
     with httpx.Client(base_url=bundle["urls"]["https"], verify=ssl_context(bundle)) as client:
-        answer = client.post("/v1/events", json={"batch": [{"messageId": "https-1", "event": "Cart Viewed"}]},
-                             headers={"Authorization": f"Bearer {bundle['http_token']}"})
+        answer = client.post(
+            "/v1/events",
+            json={"batch": [{"messageId": "https-1", "event": "Cart Viewed"}]},
+            headers={"Authorization": f"Bearer {bundle['http_token']}"},
+        )
         assert answer.status_code == 200, answer.text
     with schema.open_journal(config) as journal:
         wait_for(lambda: all(journal.get(m) for m in ("tls-1", "wss-1", "mtls-1", "https-1")))
@@ -106,8 +114,9 @@ def test_plaintext_wrong_ca_expired_and_foreign_certificates_are_refused(store, 
     with pytest.raises(httpx.ConnectError):
         httpx.get(bundle["urls"]["https"] + "/healthz", verify=ssl_context(bundle, ca=other.ca_pem()))
     # an expired client certificate from the store CA, and a valid-looking one from another CA
-    long_ago = StorePki(config.store.state_dir / "pki", store_id=config.store.id, client_days=1,
-                        clock=lambda: time.time() - 90 * 86_400)
+    long_ago = StorePki(
+        config.store.state_dir / "pki", store_id=config.store.id, client_days=1, clock=lambda: time.time() - 90 * 86_400
+    )
     expired = long_ago.issue_client("k-refused")
     foreign = other.issue_client("k-refused")
     mtls_port = int(bundle["urls"]["mtls"].rsplit(":", 1)[1])
@@ -150,20 +159,38 @@ def test_a_capture_of_a_device_session_holds_no_secret(store, tmp_path):
     ports = sorted({int(u.rsplit(":", 1)[1].split("/")[0]) for u in bundle["urls"].values()})
     capture = tmp_path / "device.pcap"
     filter_ = f"host {LAN} and (" + " or ".join(f"tcp port {p}" for p in ports) + ")"
-    dump = subprocess.Popen([tcpdump, "-i", "lo", "-U", "-n", "-Z", "root", "-s", "0", "-w", str(capture), filter_],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dump = subprocess.Popen(
+        [tcpdump, "-i", "lo", "-U", "-n", "-Z", "root", "-s", "0", "-w", str(capture), filter_],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         line = dump.stderr.readline().decode()
         assert "listening" in line, line
         time.sleep(0.5)  # the filter is attached just after tcpdump says it listens
         with session(bundle, "mqtts") as s:
-            assert s.publish(bundle["topics"]["events"], _event("cap-1", identifiers={"email": RAW_EMAIL, "phone": RAW_PHONE})) == 0
+            assert (
+                s.publish(
+                    bundle["topics"]["events"], _event("cap-1", identifiers={"email": RAW_EMAIL, "phone": RAW_PHONE})
+                )
+                == 0
+            )
         with session(bundle, "wss") as s:
             assert s.publish(bundle["topics"]["events"], _event("cap-2", identifiers={"email": RAW_EMAIL})) == 0
-        answer = httpx.post(bundle["urls"]["https"] + "/v1/events", verify=ssl_context(bundle),
-                            headers={"Authorization": f"Bearer {bundle['http_token']}"},
-                            json={"batch": [{"messageId": "cap-3", "event": "Customer Identified",
-                                             "properties": {"identifiers": {"email": RAW_EMAIL}}}]})
+        answer = httpx.post(
+            bundle["urls"]["https"] + "/v1/events",
+            verify=ssl_context(bundle),
+            headers={"Authorization": f"Bearer {bundle['http_token']}"},
+            json={
+                "batch": [
+                    {
+                        "messageId": "cap-3",
+                        "event": "Customer Identified",
+                        "properties": {"identifiers": {"email": RAW_EMAIL}},
+                    }
+                ]
+            },
+        )
         assert answer.status_code == 200
         time.sleep(0.5)
     finally:
@@ -172,7 +199,14 @@ def test_a_capture_of_a_device_session_holds_no_secret(store, tmp_path):
         dump.stderr.close()
     data = capture.read_bytes()
     assert len(data) > 5_000, "the capture saw the session"  # handshakes + records
-    secrets = [bundle["mqtt_password"], bundle["http_token"], RAW_EMAIL, RAW_PHONE, "Quuxington", "k-captured-7f3a",
-               "Customer Identified"]
+    secrets = [
+        bundle["mqtt_password"],
+        bundle["http_token"],
+        RAW_EMAIL,
+        RAW_PHONE,
+        "Quuxington",
+        "k-captured-7f3a",
+        "Customer Identified",
+    ]
     leaked = [s for s in secrets if s.encode().lower() in data.lower()]
     assert not leaked, leaked

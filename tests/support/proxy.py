@@ -66,8 +66,11 @@ def dropping_proxy(upstream: str, drop: int) -> Iterator[tuple[str, dict[str, in
                     return  # the gateway committed; the client never hears of it
                 payload = answer.content
                 out = [f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}"]
-                out += [f"{k}: {v}" for k, v in answer.headers.items()
-                        if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")]
+                out += [
+                    f"{k}: {v}"
+                    for k, v in answer.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
+                ]
                 out += [f"content-length: {len(payload)}", "connection: keep-alive", "", ""]
                 conn.sendall("\r\n".join(out).encode("latin-1") + payload)
 

@@ -29,9 +29,7 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes
 
 
 def require_program(name: str) -> str:
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(f"{name} is not installed; .ci/run must install it")

@@ -177,9 +177,7 @@ class ReceiverHandle:
             return [r[0] for r in conn.execute("SELECT message_id FROM receipts")]
 
 
-def start_receiver(
-    directory: Path, write_key: str = "test-key", cpu: int | None = None
-) -> ReceiverHandle:
+def start_receiver(directory: Path, write_key: str = "test-key", cpu: int | None = None) -> ReceiverHandle:
     port = free_port()
     db = directory / f"receiver-{port}.db"
     argv = [sys.executable, str(RECEIVER), "--port", str(port), "--db", str(db),

@@ -51,9 +51,7 @@ def make_event(i: int, spec: Spec, source: Source = SOURCE) -> Event:
     return parse_event(raw, source, spec.received_ms, raw_size=1 if spec.pad > 30_000 else None)
 
 
-def fill(
-    journal: Journal, specs: Iterable[Spec], start: int = 0, source: Source = SOURCE
-) -> list[Event]:
+def fill(journal: Journal, specs: Iterable[Spec], start: int = 0, source: Source = SOURCE) -> list[Event]:
     events = [make_event(start + i, s, source) for i, s in enumerate(specs)]
     for k in range(0, len(events), 2000):
         journal.commit(events[k : k + 2000])
@@ -77,9 +75,7 @@ def mixed_specs(n: int, seed: int = 1, users: int = 200) -> list[Spec]:
     return specs
 
 
-def expected_ids(
-    events: Iterable[Event], withdrawn: frozenset[str] | set[str] = frozenset()
-) -> set[str]:
+def expected_ids(events: Iterable[Event], withdrawn: frozenset[str] | set[str] = frozenset()) -> set[str]:
     """messageIds the policy lets out, given users who withdrew since."""
     out = set()
     for e in events:

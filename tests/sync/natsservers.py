@@ -163,7 +163,11 @@ def _wait_jetstream(urls: list[str], timeout: float = 30.0, seed: str = "") -> N
 
 @contextmanager
 def running_nats(
-    directory: Path, count: int, *, fleet: FleetIdentities | None = None, backbone: bool = True,
+    directory: Path,
+    count: int,
+    *,
+    fleet: FleetIdentities | None = None,
+    backbone: bool = True,
     stores: Sequence[str] = ("s1", "s2"),
 ) -> Iterator[Nats]:
     """``count`` nodes (a cluster when > 1); with ``fleet`` every client needs an identity;

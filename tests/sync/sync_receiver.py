@@ -59,9 +59,7 @@ class Receiver:
         path, method = scope["path"], scope["method"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if path == "/_stats":
-            total, distinct = self.db.execute(
-                "SELECT COUNT(*), COUNT(DISTINCT message_id) FROM receipts"
-            ).fetchone()
+            total, distinct = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT message_id) FROM receipts").fetchone()
             return 200, {"receipts": total, "distinct": distinct}, []
         if path == "/_control" and method == "POST":
             control = json.loads(body)
@@ -93,9 +91,7 @@ class Receiver:
         if self.reject_ids and any(r[0] in self.reject_ids for r in rows):
             return 400, {"error": "rejected event"}, []
         self.db.execute("BEGIN")
-        self.db.executemany(
-            "INSERT INTO receipts (message_id, user_id, event, sent_at) VALUES (?,?,?,?)", rows
-        )
+        self.db.executemany("INSERT INTO receipts (message_id, user_id, event, sent_at) VALUES (?,?,?,?)", rows)
         self.db.execute("COMMIT")
         return 200, {"success": True}, []
 

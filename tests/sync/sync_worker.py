@@ -20,9 +20,7 @@ from sync.nats_sink import JetStreamSink
 from sync.outbox import Outbox
 
 
-async def main(
-    journal_path: str, store: str, receiver: str, nats_urls: str, withdrawn_file: str
-) -> None:
+async def main(journal_path: str, store: str, receiver: str, nats_urls: str, withdrawn_file: str) -> None:
     withdrawn = set(Path(withdrawn_file).read_text().split())
     config = SyncConfig(batch_events=250, backoff_base_s=0.05, backoff_cap_s=0.5)
     http = HttpSinkConfig(enabled=True, base_url=receiver, write_key="test-key")

@@ -94,9 +94,7 @@ def test_two_stores_load_idempotently_with_consent_drops_and_erasure(tmp_path, n
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_cluster_node_killed_mid_sync_postgres_ends_with_exactly_the_consented_set(
-    tmp_path, nats_cluster, postgres
-):
+def test_cluster_node_killed_mid_sync_postgres_ends_with_exactly_the_consented_set(tmp_path, nats_cluster, postgres):
     seed = int(os.environ.get("SYNC_CLUSTER_SEED", random.randrange(1 << 30)))
     print(f"SYNC_CLUSTER_SEED={seed}")
     rnd = random.Random(seed)

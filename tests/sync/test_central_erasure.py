@@ -47,8 +47,12 @@ class Store:
         down = Downlink(self.journal, config, handlers, self.id, self.journal.path.parent, SyncMetrics())
         applied = await down.consume_available()
         for request_id, erased_ms, removed in self.eraser.pending_confirmations():  # as the gateway does
-            raw = {"type": "track", "event": "Customer Erased", "messageId": f"erased-{self.id}-{request_id}",
-                   "properties": {"requestId": request_id, "erasedMs": erased_ms, "removed": removed}}
+            raw = {
+                "type": "track",
+                "event": "Customer Erased",
+                "messageId": f"erased-{self.id}-{request_id}",
+                "properties": {"requestId": request_id, "erasedMs": erased_ms, "removed": removed},
+            }
             gateway = Source(self.id, "gateway", "gateway", "local")
             self.journal.commit([parse_event(raw, gateway, int(time.time() * 1000))])
             self.eraser.confirmed(request_id)
@@ -101,8 +105,15 @@ def test_central_erasure_leaves_no_message_of_the_person_and_every_store_confirm
         pending_before = await job.pending_erasures()
         # one of the person's events was in flight while the erasure ran: it arrives afterwards
         nc = await connect(urls, str(fleet.store_seed("s1")), store_id="s1")
-        late = {"type": "track", "event": "Product Viewed", "messageId": "late-1", "storeId": "s1",
-                "userId": PERSON, "receivedAt": "2026-12-01T10:00:00.000Z", "properties": {}}
+        late = {
+            "type": "track",
+            "event": "Product Viewed",
+            "messageId": "late-1",
+            "storeId": "s1",
+            "userId": PERSON,
+            "receivedAt": "2026-12-01T10:00:00.000Z",
+            "properties": {},
+        }
         await nc.jetstream().publish("cdp.events.s1", json.dumps(late).encode(), headers={"Nats-Msg-Id": "late-1"})
         await nc.close()
         for store in stores:
@@ -122,7 +133,9 @@ def test_central_erasure_leaves_no_message_of_the_person_and_every_store_confirm
         confirmed = conn.execute("SELECT store_id FROM cdp_erasure_confirmations ORDER BY 1").fetchall()
         loaded = {r[0] for r in conn.execute("SELECT message_id FROM cdp_events")}
     assert rows == 0 and confirmed == [("s1",), ("s2",)]
-    assert loaded == (expected - of_person) | {"erased-s1-req-1", "erased-s2-req-1"}, "everyone else's events stay, once"
+    assert loaded == (expected - of_person) | {"erased-s1-req-1", "erased-s2-req-1"}, (
+        "everyone else's events stay, once"
+    )
     for store in stores:
         with store.journal.connection() as conn:
             assert conn.execute("SELECT count(*) FROM events WHERE user_id = ?", (PERSON,)).fetchone()[0] == 0

@@ -91,7 +91,7 @@ def test_consent_erasure_and_offers_are_applied_in_order(setup):
 def test_a_good_model_swaps_in(setup, tmp_path):
     down, rec, _ = setup
     assert down.apply(encode_downlink(model_update())) == "applied"
-    (kind, directory), = rec.calls
+    ((kind, directory),) = rec.calls
     assert kind == "swap" and Path(directory).name == "2026.11.22"
     assert (Path(directory) / "model.onnx").read_bytes() == b"\x08\x01onnx-bytes"
     assert (Path(directory) / "signed-update.sig").exists()

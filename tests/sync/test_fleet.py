@@ -86,8 +86,9 @@ def test_400_stores_through_a_cluster_losing_a_node_and_a_worker_load_exactly_on
         metrics_port = free_port()
         workers = [
             edge_central("run", "--config", str(toml), log=tmp_path / "worker-0.log"),
-            edge_central("run", "--config", str(toml), "--metrics-port", str(metrics_port),
-                         log=tmp_path / "worker-1.log"),
+            edge_central(
+                "run", "--config", str(toml), "--metrics-port", str(metrics_port), log=tmp_path / "worker-1.log"
+            ),
         ]
         stores, expected = [], set()
         gateways = contextlib.ExitStack()
@@ -160,8 +161,10 @@ def test_400_stores_through_a_cluster_losing_a_node_and_a_worker_load_exactly_on
                     proc.stdout.close()
     assert during < len(expected), "the worker was killed mid-run"
     total, distinct = loaded(postgres)
-    print(f"{len(expected)} consented of {STORES * EVENTS} simulated + the gateways' events,"
-          f" loaded {total} in {elapsed:.1f} s")
+    print(
+        f"{len(expected)} consented of {STORES * EVENTS} simulated + the gateways' events,"
+        f" loaded {total} in {elapsed:.1f} s"
+    )
     with psycopg.connect(postgres) as conn:
         ids = {r[0] for r in conn.execute("SELECT message_id FROM cdp_events")}
         per_store = conn.execute("SELECT count(DISTINCT store_id) FROM cdp_events").fetchone()[0]

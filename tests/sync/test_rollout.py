@@ -81,8 +81,18 @@ class SimStore:
         refused = [r for r in downlink_log(self.journal) if r["outcome"] == "refused"]
         recent = sorted(self.latencies[-200:])
         p99 = recent[int(0.99 * (len(recent) - 1))] if recent else None
-        return StoreHealth(self.id, time.time(), self.version, self.offers.version(), self.decisions, self.errors, p99, 0,
-                           refused[0]["ref"] if refused else None, refused[0]["detail"] if refused else None)
+        return StoreHealth(
+            self.id,
+            time.time(),
+            self.version,
+            self.offers.version(),
+            self.decisions,
+            self.errors,
+            p99,
+            0,
+            refused[0]["ref"] if refused else None,
+            refused[0]["detail"] if refused else None,
+        )
 
     async def tick(self, nc) -> None:
         try:
@@ -184,7 +194,8 @@ def test_a_failing_canary_halts_the_rollout_and_a_good_one_reaches_every_store(t
     assert offers_code == 0 and ReleaseStore(fleet.root).current("offers").version == "cat-2"
     assert status["silent"] == [] and status["central_backlog"] == 0
     assert {(r["store"], r["model"], r["offers"]) for r in status["stores"]} == {
-        (s, "2026.12.01-1", "cat-2") for s in STORES}
+        (s, "2026.12.01-1", "cat-2") for s in STORES
+    }
     assert all(r["last_report_age_s"] < 30 and r["decisions"] > 0 for r in status["stores"])
 
 

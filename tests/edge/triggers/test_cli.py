@@ -47,8 +47,19 @@ def test_report_and_promote(tmp_path, monkeypatch, capsys):
         arms = []
         for i in range(n):
             at = 1_767_600_000_000 + i * 1000
-            arms += [f.arm for f in asyncio.run(rt.on_events(
-                [make_event("Product Viewed", at, anonymous_id=f"v{version}-{i}", properties={"sku": "SKU00001"})], at))]
+            arms += [
+                f.arm
+                for f in asyncio.run(
+                    rt.on_events(
+                        [
+                            make_event(
+                                "Product Viewed", at, anonymous_id=f"v{version}-{i}", properties={"sku": "SKU00001"}
+                            )
+                        ],
+                        at,
+                    )
+                )
+            ]
         rt.flush()
         return arms
 

@@ -35,8 +35,11 @@ id = "fixed-a"
 
 def _subscriber(host: str, port: int, creds, topic_name: str) -> tuple[mqtt.Client, queue.Queue]:
     got: queue.Queue = queue.Queue()
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"sub-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"sub-{time.monotonic_ns()}",
+        protocol=mqtt.MQTTv5,
+    )
     client.username_pw_set(creds.mqtt_username, creds.mqtt_password)
     subscribed = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_name, qos=1)
@@ -57,20 +60,35 @@ def test_event_fires_trigger_and_display_gets_retained_offer(tmp_path):
         host, port = gw.broker
         offers_topic = topic(gw, creds["display-1"], "offers")
         live, got = _subscriber(host, port, creds["display-1"], offers_topic)
-        kiosk = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                            client_id=f"kiosk-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+        kiosk = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"kiosk-{time.monotonic_ns()}",
+            protocol=mqtt.MQTTv5,
+        )
         kiosk.username_pw_set(creds["kiosk-1"].mqtt_username, creds["kiosk-1"].mqtt_password)
         kiosk.connect(host, port)
         kiosk.loop_start()
-        event = {"type": "track", "event": "Product Viewed", "anonymousId": "visit-42",
-                 "messageId": "e2e-view-1", "properties": {"sku": "SKU00007", "zoneId": "aisle-5"}}
+        event = {
+            "type": "track",
+            "event": "Product Viewed",
+            "anonymousId": "visit-42",
+            "messageId": "e2e-view-1",
+            "properties": {"sku": "SKU00007", "zoneId": "aisle-5"},
+        }
         kiosk.publish(topic(gw, creds["kiosk-1"], "events"), dumps(event), qos=1).wait_for_publish(10)
         name, retained, payload = got.get(timeout=15)
         assert name == offers_topic
         assert set(payload) == {"decisionId", "arm", "trigger", "offers", "issuedAt", "validUntil"}
         assert payload["arm"] == "fixed-a" and payload["trigger"] == {"id": "viewed-at-kiosk", "version": 3}
-        assert payload["offers"] == [{"offerId": "snack-week", "sku": "SKU00007", "title": "Snack week",
-                                      "score": 1.0, "reasons": ["trigger viewed-at-kiosk"]}]
+        assert payload["offers"] == [
+            {
+                "offerId": "snack-week",
+                "sku": "SKU00007",
+                "title": "Snack week",
+                "score": 1.0,
+                "reasons": ["trigger viewed-at-kiosk"],
+            }
+        ]
         assert payload["validUntil"] > payload["issuedAt"]
         # a display that connects later still gets it: the message is retained
         late, got_late = _subscriber(host, port, creds["display-1"], offers_topic)
@@ -81,8 +99,10 @@ def test_event_fires_trigger_and_display_gets_retained_offer(tmp_path):
             c.loop_stop()
 
         headers = {"authorization": f"Bearer {creds['ops-1'].http_token}"}
+
         def fired() -> dict:
             return httpx.get(f"{gw.http}/v1/reports/triggers", headers=headers).json()
+
         wait_until(lambda: fired()["triggers"], timeout=10)
         row = fired()["triggers"][0]
         assert (row["trigger"], row["version"], row["heldOut"]) == ("viewed-at-kiosk", 3, 0)

@@ -59,7 +59,8 @@ events_strategy = st.lists(
         st.integers(0, 120_000),  # ms since the previous event
         st.sampled_from(["SKU00001", "SKU00002", "SKU00003"]),
     ),
-    min_size=1, max_size=40,
+    min_size=1,
+    max_size=40,
 )
 
 
@@ -72,8 +73,9 @@ def test_policies_collisions_and_consent_hold_for_any_stream(tmp_path_factory, s
     for visit, person, kiosk, gap, sku in stream:
         now += gap
         anonymous = f"visit-{visit}"
-        event = make_event("Product Viewed", now, device=kiosk, anonymous_id=anonymous, user_id=person,
-                           properties={"sku": sku})
+        event = make_event(
+            "Product Viewed", now, device=kiosk, anonymous_id=anonymous, user_id=person, properties={"sku": sku}
+        )
         for f in asyncio.run(rt.on_events([event], now)):
             fired.append((f, now))
     # no person-level firing for anyone without consent
@@ -111,8 +113,9 @@ def test_visit_cap_across_triggers(tmp_path_factory, stream):
     per_visit: Counter[str] = Counter()
     for visit, person, kiosk, gap, sku in stream:
         now += gap
-        event = make_event("Product Viewed", now, device=kiosk, anonymous_id=f"visit-{visit}", user_id=person,
-                           properties={"sku": sku})
+        event = make_event(
+            "Product Viewed", now, device=kiosk, anonymous_id=f"visit-{visit}", user_id=person, properties={"sku": sku}
+        )
         per_visit[f"visit-{visit}"] += len(asyncio.run(rt.on_events([event], now)))
     assert all(n <= 3 for n in per_visit.values()), per_visit
     store.journal.close()

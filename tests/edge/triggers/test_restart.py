@@ -48,12 +48,22 @@ class Clock:
 @contextlib.asynccontextmanager
 async def gateway(tmp_path, clock, library_path):
     config = parse_config({"triggers": {"path": str(library_path), "reload_seconds": 0.05}}, CONFIG_SECTIONS, {})
-    journal = Journal(tmp_path / "journal.db", synchronous="normal", migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS))
+    journal = Journal(
+        tmp_path / "journal.db", synchronous="normal", migrations=(*MIGRATIONS, *edge.registry.MIGRATIONS)
+    )
     registry = CollectorRegistry()
     ingestor = Ingestor(journal, IngestMetrics(registry), clock=clock)
     inbox = OfferInbox()
-    ctx = GatewayContext(config=config, state_dir=tmp_path, journal=journal, bus=ingestor, publisher=inbox,
-                         metrics=registry, clock=clock, store_id="s1")
+    ctx = GatewayContext(
+        config=config,
+        state_dir=tmp_path,
+        journal=journal,
+        bus=ingestor,
+        publisher=inbox,
+        metrics=registry,
+        clock=clock,
+        store_id="s1",
+    )
     component = build(ctx)
     ingestor.attach(component)
     ingestor.start()
@@ -81,8 +91,13 @@ KIOSK = Source("s1", "kiosk-1", "kiosk", "mqtt")
 
 
 def view(mid: str, sku: str) -> dict:
-    return {"type": "track", "event": "Product Viewed", "messageId": mid, "anonymousId": "visit-7",
-            "properties": {"sku": sku}}
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": mid,
+        "anonymousId": "visit-7",
+        "properties": {"sku": sku},
+    }
 
 
 def test_restart_mid_sequence_loses_no_pending_absence_trigger(tmp_path):
@@ -100,8 +115,18 @@ def test_restart_mid_sequence_loses_no_pending_absence_trigger(tmp_path):
         clock.now = T0 + 5 * 60
         async with gateway(tmp_path, clock, lib) as (component, ingestor, inbox):
             await until(lambda: component.runtime.evaluator.pending == 2)  # rebuilt from the journal
-            await ingestor.publish(KIOSK, [{"type": "track", "event": "Product Added", "messageId": "a-2",
-                                            "anonymousId": "visit-7", "properties": {"sku": "SKU00002"}}])
+            await ingestor.publish(
+                KIOSK,
+                [
+                    {
+                        "type": "track",
+                        "event": "Product Added",
+                        "messageId": "a-2",
+                        "anonymousId": "visit-7",
+                        "properties": {"sku": "SKU00002"},
+                    }
+                ],
+            )
             await until(lambda: component.runtime.evaluator.pending == 1)
             clock.now = T0 + 10 * 60 + 1
             await until(lambda: len(inbox.messages) == 1)
@@ -149,7 +174,11 @@ def test_bad_library_is_refused_and_the_old_one_stays_then_a_good_one_reloads(tm
 
     asyncio.run(scenario())
     bad = tmp_path / "bad.toml"
-    bad.write_text(LIBRARY.format(version=1).replace("holdout = 0.0", "holdout = 0.9").replace('kind = "sequence"', 'kind = "telepathy"'))
+    bad.write_text(
+        LIBRARY.format(version=1)
+        .replace("holdout = 0.0", "holdout = 0.9")
+        .replace('kind = "sequence"', 'kind = "telepathy"')
+    )
     assert cmd_check(type("A", (), {"path": bad})()) == 2
     err = capsys.readouterr().err
     assert "triggers[browse-no-buy].holdout: must be a number 0.0–0.5" in err

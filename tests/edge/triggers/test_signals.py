@@ -35,8 +35,11 @@ def test_viewed_then_not_added_within_10_minutes_fires_at_the_deadline_only(tmp_
     rt, inbox, store = runtime(tmp_path, SEQUENCE)
     view = lambda sku, at: make_event("Product Viewed", at, anonymous_id="v1", properties={"sku": sku})  # noqa: E731
     run(rt.on_events([view("SKU00001", T0), view("SKU00002", T0 + MIN)], T0 + MIN))
-    run(rt.on_events([make_event("Product Added", T0 + 5 * MIN, anonymous_id="v1", properties={"sku": "SKU00001"})],
-                     T0 + 5 * MIN))
+    run(
+        rt.on_events(
+            [make_event("Product Added", T0 + 5 * MIN, anonymous_id="v1", properties={"sku": "SKU00001"})], T0 + 5 * MIN
+        )
+    )
     assert run(rt.on_tick(T0 + 10 * MIN - 1)) == []  # not yet
     assert [f.outcome for f in run(rt.on_tick(T0 + 10 * MIN))] == []  # SKU00001 was added: cancelled
     fired = run(rt.on_tick(T0 + 11 * MIN))  # SKU00002: viewed at +1 min, never added
@@ -80,12 +83,34 @@ class Profiles:
 def test_dwell_without_associate_notifies_the_zone_tablet_with_profile_and_why(tmp_path):
     profiles = Profiles()
     rt, inbox, _ = runtime(tmp_path, DWELL, consent=Consent({ALICE, BOB}), profiles=profiles)
-    enter = lambda who, at: make_event("Zone Entered", at, device="beacon-scanner", kind="beacon",  # noqa: E731
-                                       user_id=who, properties={"zoneId": "produce"})
+
+    def enter(who, at):
+        return make_event(
+            "Zone Entered",
+            at,
+            device="beacon-scanner",
+            kind="beacon",
+            user_id=who,
+            properties={"zoneId": "produce"},
+        )
+
     run(rt.on_events([enter(ALICE, T0), enter(BOB, T0)], T0))
     # an associate's tablet reports serving in produce: Bob's dwell is cancelled … no, both are in the zone
-    run(rt.on_events([make_event("Zone Exited", T0 + MIN, device="beacon-scanner", kind="beacon", user_id=BOB,
-                                 properties={"zoneId": "produce"})], T0 + MIN))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Zone Exited",
+                    T0 + MIN,
+                    device="beacon-scanner",
+                    kind="beacon",
+                    user_id=BOB,
+                    properties={"zoneId": "produce"},
+                )
+            ],
+            T0 + MIN,
+        )
+    )
     fired = run(rt.on_tick(T0 + 3 * MIN))
     assert [f.unit for f in fired] == [f"p:{ALICE}"]
     topic, payload, retained = inbox.take()[0]
@@ -96,26 +121,63 @@ def test_dwell_without_associate_notifies_the_zone_tablet_with_profile_and_why(t
 
 def test_dwell_is_cancelled_by_an_associate_nearby(tmp_path):
     rt, inbox, _ = runtime(tmp_path, DWELL, consent=Consent({ALICE}), profiles=Profiles())
-    run(rt.on_events([make_event("Zone Entered", T0, kind="beacon", device="b", user_id=ALICE,
-                                 properties={"zoneId": "produce"})], T0))
-    run(rt.on_events([make_event("Offer Viewed", T0 + MIN, kind="tablet", device="tablet-1", user_id=ALICE,
-                                 properties={"offerId": "x", "zoneId": "produce"})], T0 + MIN))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Zone Entered", T0, kind="beacon", device="b", user_id=ALICE, properties={"zoneId": "produce"}
+                )
+            ],
+            T0,
+        )
+    )
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Offer Viewed",
+                    T0 + MIN,
+                    kind="tablet",
+                    device="tablet-1",
+                    user_id=ALICE,
+                    properties={"offerId": "x", "zoneId": "produce"},
+                )
+            ],
+            T0 + MIN,
+        )
+    )
     assert run(rt.on_tick(T0 + 10 * MIN)) == [] and inbox.take() == []
 
 
 def test_without_personalization_consent_a_person_level_trigger_never_fires(tmp_path):
     profiles = Profiles()
     rt, inbox, _ = runtime(tmp_path, DWELL, consent=Consent(set()), profiles=profiles)
-    run(rt.on_events([make_event("Zone Entered", T0, kind="beacon", device="b", user_id=ALICE,
-                                 properties={"zoneId": "produce"})], T0))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Zone Entered", T0, kind="beacon", device="b", user_id=ALICE, properties={"zoneId": "produce"}
+                )
+            ],
+            T0,
+        )
+    )
     assert run(rt.on_tick(T0 + 10 * MIN)) == [] and inbox.take() == [] and profiles.calls == []
 
 
 def test_consent_withdrawn_while_pending_stops_the_firing(tmp_path):
     consent = Consent({ALICE})
     rt, inbox, _ = runtime(tmp_path, DWELL, consent=consent, profiles=Profiles())
-    run(rt.on_events([make_event("Zone Entered", T0, kind="beacon", device="b", user_id=ALICE,
-                                 properties={"zoneId": "produce"})], T0))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Zone Entered", T0, kind="beacon", device="b", user_id=ALICE, properties={"zoneId": "produce"}
+                )
+            ],
+            T0,
+        )
+    )
     consent.allowed.clear()
     assert run(rt.on_tick(T0 + 10 * MIN)) == [] and inbox.take() == []
 
@@ -136,9 +198,18 @@ goal = { event = "Order Completed", sku = "signal" }
 def test_resupply_window_is_learnt_from_purchases(tmp_path):
     shoppers = [f"ct_{i:032x}" for i in range(1, 11)]
     # dairy (SKU00000, SKU00005 …) is bought every 7 days by every shopper: the cycle is learnt, not configured
-    learn = [make_event("Order Completed", T0 + (d * 7 + i % 3 / 10) * 86_400_000, kind="pos", device="pos-1",
-                        user_id=u, properties={"products": [{"sku": "SKU00005"}]})
-             for d in range(4) for i, u in enumerate(shoppers)]
+    learn = [
+        make_event(
+            "Order Completed",
+            T0 + (d * 7 + i % 3 / 10) * 86_400_000,
+            kind="pos",
+            device="pos-1",
+            user_id=u,
+            properties={"products": [{"sku": "SKU00005"}]},
+        )
+        for d in range(4)
+        for i, u in enumerate(shoppers)
+    ]
     learn.sort(key=lambda e: e.received_ms)
     now = T0 + 40 * 86_400_000
     profiles = Profiles({ALICE: [("SKU00005", 8.0), ("SKU00001", 2.0)], BOB: [("SKU00005", 3.0)]})
@@ -152,8 +223,21 @@ def test_resupply_window_is_learnt_from_purchases(tmp_path):
     goal = store.journal.reader().execute("SELECT goal FROM trigger_firings").fetchone()[0]
     assert '"category": "dairy"' in goal
     # Alice buys dairy within the window: converted
-    run(rt.on_events([make_event("Order Completed", now + 600_000, kind="pos", device="pos-1", user_id=ALICE,
-                                 properties={"products": [{"sku": "SKU00010"}]})], now + 600_000))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Order Completed",
+                    now + 600_000,
+                    kind="pos",
+                    device="pos-1",
+                    user_id=ALICE,
+                    properties={"products": [{"sku": "SKU00010"}]},
+                )
+            ],
+            now + 600_000,
+        )
+    )
     rt.flush()
     assert store.journal.reader().execute("SELECT conversion FROM trigger_firings").fetchone()[0] == "goal"
 
@@ -181,16 +265,46 @@ def test_basket_item_without_its_usual_complement_at_the_pos(tmp_path):
     for i in range(120):  # a third of the baskets: bakery (SKU00001) with dairy (SKU00000); the rest others
         skus = ["SKU00001", "SKU00000"] if i % 3 == 0 else [rng.choice(other)]
         skus.append(rng.choice(other))
-        baskets.append(make_event("Order Completed", T0 - 86_400_000 + i * MIN, kind="pos", device="pos-2",
-                                  anonymous_id=f"cart{i}", properties={"products": [{"sku": s} for s in skus]}))
+        baskets.append(
+            make_event(
+                "Order Completed",
+                T0 - 86_400_000 + i * MIN,
+                kind="pos",
+                device="pos-2",
+                anonymous_id=f"cart{i}",
+                properties={"products": [{"sku": s} for s in skus]},
+            )
+        )
     run(rt.on_events(baskets, T0))
     assert rt.complements.complement_of("bakery") == "dairy"
-    add = lambda cart, sku, at: make_event("Product Added", at, kind="pos", device="pos-1",  # noqa: E731
-                                           anonymous_id=cart, properties={"sku": sku})
+
+    def add(cart, sku, at):
+        return make_event(
+            "Product Added",
+            at,
+            kind="pos",
+            device="pos-1",  # noqa: E731
+            anonymous_id=cart,
+            properties={"sku": sku},
+        )
+
     run(rt.on_events([add("with", "SKU00000", T0), add("with", "SKU00001", T0 + 1000)], T0 + 1000))
     run(rt.on_events([add("paid", "SKU00001", T0 + 1500)], T0 + 1500))
-    run(rt.on_events([make_event("Order Completed", T0 + 9000, kind="pos", device="pos-1", anonymous_id="paid",
-                                 properties={"products": [{"sku": "SKU00001"}]})], T0 + 9000))
+    run(
+        rt.on_events(
+            [
+                make_event(
+                    "Order Completed",
+                    T0 + 9000,
+                    kind="pos",
+                    device="pos-1",
+                    anonymous_id="paid",
+                    properties={"products": [{"sku": "SKU00001"}]},
+                )
+            ],
+            T0 + 9000,
+        )
+    )
     run(rt.on_events([add("without", "SKU00001", T0 + 2000)], T0 + 2000))
     assert inbox.take() == []  # nothing yet: the till is still scanning
     fired = run(rt.on_tick(T0 + 2000 + 30_000))
@@ -226,13 +340,21 @@ def test_anonymous_triggers_use_no_history_and_send_no_identity(tmp_path):
 
     async def decide(source, body):
         bodies.append(body)
-        return {"decisionId": f"d{len(bodies)}", "arm": "treatment", "personalized": False,
-                "offers": [{"offerId": f"o{len(bodies)}", "sku": "SKU00003", "title": "t", "score": 1.0, "reasons": []}]}
+        return {
+            "decisionId": f"d{len(bodies)}",
+            "arm": "treatment",
+            "personalized": False,
+            "offers": [{"offerId": f"o{len(bodies)}", "sku": "SKU00003", "title": "t", "score": 1.0, "reasons": []}],
+        }
 
     profiles = Profiles({ALICE: [("SKU00005", 30.0)]})
     rt, inbox, _ = runtime(tmp_path, ANONYMOUS_ENGINE, consent=Consent({ALICE}), profiles=profiles, decide=decide)
-    events = [make_event("Product Viewed", T0 + i * 1000, user_id=ALICE, anonymous_id="visit-a",
-                         properties={"sku": f"SKU0000{i}"}) for i in range(3)]
+    events = [
+        make_event(
+            "Product Viewed", T0 + i * 1000, user_id=ALICE, anonymous_id="visit-a", properties={"sku": f"SKU0000{i}"}
+        )
+        for i in range(3)
+    ]
     run(rt.on_events(events, T0 + 3000))
     run(rt.on_tick(T0 + 5 * MIN))
     assert len(bodies) == 6 and all("userId" not in b for b in bodies)
@@ -242,17 +364,28 @@ def test_anonymous_triggers_use_no_history_and_send_no_identity(tmp_path):
 
 
 def test_holdout_firing_is_logged_and_delivers_nothing(tmp_path):
-    text = SEQUENCE.replace("holdout = 0.0", "holdout = 0.5").replace("kind = \"sequence\", event = \"Product Viewed\", then_not = \"Product Added\", same = \"sku\", within_minutes = 10", "kind = \"event\", event = \"Product Viewed\"")
+    text = SEQUENCE.replace("holdout = 0.0", "holdout = 0.5").replace(
+        'kind = "sequence", event = "Product Viewed", then_not = "Product Added", same = "sku", within_minutes = 10',
+        'kind = "event", event = "Product Viewed"',
+    )
     rt, inbox, store = runtime(tmp_path, text)
     fired = []
     for i in range(200):
-        fired += run(rt.on_events([make_event("Product Viewed", T0 + i, anonymous_id=f"v{i}", properties={"sku": "SKU00001"})], T0 + i))
+        fired += run(
+            rt.on_events(
+                [make_event("Product Viewed", T0 + i, anonymous_id=f"v{i}", properties={"sku": "SKU00001"})], T0 + i
+            )
+        )
     held = [f for f in fired if f.arm == "holdout"]
     assert 70 < len(held) < 130 and all(f.outcome == "holdout" and f.topic is None for f in held)
     assert all(p["arm"] != "holdout" for _, p, _ in inbox.take())
     assert len(inbox.messages) == 0
     rt.flush()
-    n, = store.journal.reader().execute("SELECT COUNT(*) FROM trigger_firings WHERE arm = 'holdout' AND delivered = 0").fetchone()
+    (n,) = (
+        store.journal.reader()
+        .execute("SELECT COUNT(*) FROM trigger_firings WHERE arm = 'holdout' AND delivered = 0")
+        .fetchone()
+    )
     assert n == len(held)
 
 
@@ -268,8 +401,16 @@ def test_offer_publisher_refuses_a_holdout_payload():
 def test_erasure_removes_the_persons_firings(tmp_path):
     rt, _, store = runtime(tmp_path, DWELL, consent=Consent({ALICE, BOB}), profiles=Profiles())
     for who in (ALICE, BOB):
-        run(rt.on_events([make_event("Zone Entered", T0, kind="beacon", device="b", user_id=who,
-                                     properties={"zoneId": "produce"})], T0))
+        run(
+            rt.on_events(
+                [
+                    make_event(
+                        "Zone Entered", T0, kind="beacon", device="b", user_id=who, properties={"zoneId": "produce"}
+                    )
+                ],
+                T0,
+            )
+        )
     run(rt.on_tick(T0 + 3 * MIN))
     rt.flush()
     assert store.erase(ALICE) == 1

@@ -55,6 +55,13 @@ def journal(tmp_path: Path) -> Journal:
 def runtime(tmp_path: Path, text: str, **kwargs: Any) -> tuple[TriggerRuntime, OfferInbox, FiringStore]:
     inbox = OfferInbox()
     store = FiringStore(kwargs.pop("journal", None) or journal(tmp_path))
-    rt = TriggerRuntime(library(text), store=store, consent=kwargs.pop("consent", Consent()),
-                        catalog=Catalog(), publisher=OfferPublisher(inbox, "sim"), store_id="sim", **kwargs)
+    rt = TriggerRuntime(
+        library(text),
+        store=store,
+        consent=kwargs.pop("consent", Consent()),
+        catalog=Catalog(),
+        publisher=OfferPublisher(inbox, "sim"),
+        store_id="sim",
+        **kwargs,
+    )
     return rt, inbox, store
