@@ -1,6 +1,6 @@
 """Reading QR codes from camera frames: zbar, then zbar on a sharpened frame, then OpenCV.
 
-The order comes from the degradation matrix in ``tests/devices/test_camera_qr.py`` (size, blur,
+The order comes from the degradation matrix in ``tests/devices/camera/test_camera_qr.py`` (size, blur,
 rotation, perspective, contrast, JPEG noise; codes from ``qrcode`` and ``segno``): zbar reads
 small and blurred codes OpenCV's detectors miss, an unsharp mask lets it read codes blurred at
 σ ≈ 2 px, and OpenCV's ``QRCodeDetectorAruco`` reads strongly tilted codes (perspective) zbar

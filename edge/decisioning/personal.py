@@ -3,7 +3,7 @@
 Erasure (:mod:`edge.decisioning.erasure`), retention (:mod:`edge.decisioning.retention`) and the
 right of access (:mod:`edge.decisioning.export`) all read this list, so a table is either here —
 with the column that dates its rows and the query that finds a person's rows — or it is listed
-in :data:`NOT_PERSONAL` with the reason; ``tests/decisioning/test_retention.py`` fails when a
+in :data:`NOT_PERSONAL` with the reason; ``tests/edge/decisioning/test_retention.py`` fails when a
 table of the migrated schema is in neither.
 
 A person is found by their customer token (``:user``), the anonymous visit ids they identified

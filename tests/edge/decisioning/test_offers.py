@@ -83,7 +83,7 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_offers_use_the_default_catalog() -> None:
-    catalog_csv = Path(__file__).resolve().parents[2] / "models" / "default" / "catalog.csv"
+    catalog_csv = Path(__file__).resolve().parents[3] / "models" / "default" / "catalog.csv"
     if not catalog_csv.exists():
         pytest.skip("models/default is not built yet")
     from models.catalog import load_catalog

@@ -3,7 +3,7 @@
 The privacy tests need what the CDP was sent, byte for byte (a token or a unique property value
 in any field), not only the messageIds: each accepted batch's events are stored as JSON text in
 ``bodies`` next to the receiver's own ``receipts``. Run as
-``python tests/decisioning/body_receiver.py --port P --db PATH``.
+``python tests/edge/decisioning/body_receiver.py --port P --db PATH``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sync"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sync"))
 
 from sync_receiver import Receiver, Scope, main  # noqa: E402
 

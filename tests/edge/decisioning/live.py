@@ -31,7 +31,7 @@ from support.services import free_port, wait_for_port
 from edge.registry import Credentials
 
 RECEIVER = Path(__file__).with_name("body_receiver.py")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass
