@@ -106,3 +106,17 @@ def test_contract_catches_a_planted_import(contract_id, tmp_path):
     result = _run([_tool("lint-imports"), "--no-logo", "--no-cache", "--contract", contract_id], cwd=tmp_path)
     assert result.returncode == 1 and "BROKEN" in result.stdout, result.stdout[-3000:]
     assert reported in result.stdout, result.stdout[-3000:]
+
+
+def test_tests_mirror_the_package_layout():
+    """Every test directory is the package it tests (tests/edge/decisioning ↔ edge/decisioning …);
+    tests/support and tests/fixtures hold shared helpers and recorded bytes."""
+    shared = {"support", "fixtures", ".node", "__pycache__"}
+    strays = []
+    for directory in sorted(p for p in (ROOT / "tests").rglob("*") if p.is_dir()):
+        relative = directory.relative_to(ROOT / "tests")
+        if relative.parts[0] in shared or "__pycache__" in relative.parts or relative.parts[0].startswith("."):
+            continue
+        if not (ROOT / relative / "__init__.py").is_file():
+            strays.append(str(relative))
+    assert strays == [], f"test directories with no package of that name: {strays}"
