@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from pagekit import FEATURES, axe_violations, device_storage, pages_config, push_offer, screenshot, wait_for
 from support.gateway import register, running_gateway
@@ -125,3 +126,48 @@ def test_display_shows_the_offer_again_after_a_gateway_restart(tmp_path, browser
         for page in others.values():
             page.close()
     assert took < 5, took
+
+
+TRIGGERS = """
+version = "pages"
+[touchpoints.zones.aisle-5]
+display = "display-t"
+
+[[triggers]]
+id = "viewed-at-kiosk"
+version = 1
+audience = "anonymous"
+holdout = 0.0
+window_minutes = 30
+signal = { kind = "event", event = "Product Viewed", where = { channel = "kiosk", "properties.zoneId" = "aisle-5" } }
+action = { touchpoint = "display", content = "fixed", offer = { offerId = "snack-week", title = "Snack week at aisle 5", sku = "SKU00007" } }
+contact = { per_unit_day = 5, per_visit = 5 }
+[[triggers.variants]]
+id = "fixed-a"
+"""
+
+
+def test_a_trigger_firing_plays_on_the_display_page_with_proof_of_play(tmp_path, browser):
+    """No test-side push: a kiosk event fires a real trigger, the gateway publishes the retained
+    offer, the open display page shows it and journals Offer Viewed with the firing's decisionId."""
+    library = tmp_path / "triggers.toml"
+    library.write_text(TRIGGERS)
+    config = pages_config(tmp_path / "state", triggers={"path": str(library), "reload_seconds": 0.2})
+    creds = register(config, [("display", "display-t"), ("kiosk", "kiosk-t")])
+    with running_gateway(config, features=(*FEATURES, "edge.triggers")) as handle:
+        tab = browser.open(handle, "display", creds["display-t"], "?slotSeconds=1")
+        wait_for(lambda: tab.get_attribute("#conn", "data-state") == "online")
+        event = {"type": "track", "event": "Product Viewed", "anonymousId": "visit-7", "messageId": uuid7(),
+                 "properties": {"sku": "SKU00007", "zoneId": "aisle-5"}}  # fmt: skip
+        answer = httpx.post(f"{handle.http}/v1/events", json={"batch": [event]}, verify=False, timeout=30,
+                            headers={"Authorization": f"Bearer {creds['kiosk-t'].http_token}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        decision_id = wait_for(lambda: tab.get_attribute("#slot", "data-decision-id"), timeout=20)
+        assert tab.inner_text("#slot-title") == "Snack week at aisle 5"
+        fired = handle.gateway.context.journal.reader().execute(
+            "SELECT decision_id, arm, outcome, device_id FROM trigger_firings").fetchall()  # fmt: skip
+        assert fired == [(decision_id, "fixed-a", "delivered", "display-t")]
+        views = wait_for(lambda: _viewed(handle, decision_id))
+        assert [(v["properties"]["offerId"], v["properties"]["arm"], v["deviceId"]) for v in views] == [
+            ("snack-week", "fixed-a", "display-t")
+        ]
