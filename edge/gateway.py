@@ -247,6 +247,7 @@ class Gateway:
             pages = StorePages(  # the store pages (kiosk, display, tablet, ops, pairing): core, always served
                 ctx, registry, model=self.features.model, model_dir=_model_dir(self.features),
                 offers_version=(lambda: decisioning.offers.version) if decisioning is not None else None,
+                privacy=decisioning.privacy_counts if decisioning is not None else None,
             )  # fmt: skip
             ingestor.listeners.append(pages.listener)
             readiness: dict[str, Callable[[], bool]] = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModelSlot",
     "PostStage",
     "PreStage",
+    "PrivacyCounts",
     "Publisher",
     "Undo",
     "Writer",
@@ -126,3 +128,11 @@ class ModelSlot(Protocol):
     def directory(self) -> Path:
         """The directory the model in force was loaded from (its catalog.csv, model.onnx …)."""
         ...
+
+
+@dataclass(frozen=True)
+class PrivacyCounts:
+    """What the ops dashboard shows of consent and erasure (decisioning counts its own tables)."""
+
+    consent: dict[str, dict[str, int]]  # per purpose: {"granted": n, "withdrawn": n}
+    erasures: int  # erasure requests carried out

@@ -53,7 +53,7 @@ from edge.errors import InvalidEvent
 from edge.events import Event
 from edge.ids import uuid7
 from edge.settings import JournalConfig
-from edge.types import DecideHandler, ErasureHook, Listener, PostStage, PreStage, Undo, Writer
+from edge.types import DecideHandler, ErasureHook, Listener, PostStage, PreStage, PrivacyCounts, Undo, Writer
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -192,6 +192,14 @@ class DecisioningComponent:
 
     def erase(self, user_id: str, request_id: str | None = None) -> int:
         return self.forgetting.erase(user_id, request_id)
+
+    def privacy_counts(self) -> PrivacyCounts:
+        """Consent per purpose (granted / withdrawn) and erasures carried out: the ops dashboard."""
+        conn = self.ctx.journal.reader()
+        rows = conn.execute("SELECT purpose, SUM(granted), COUNT(*) FROM consent GROUP BY 1").fetchall()
+        erasures = int(conn.execute("SELECT COUNT(*) FROM erasures").fetchone()[0])
+        consent = {str(p): {"granted": int(g or 0), "withdrawn": int(n) - int(g or 0)} for p, g, n in rows}
+        return PrivacyCounts(consent, erasures)
 
     def price_of(self, sku: str) -> float:
         """The catalog price of ``sku`` in the model in force (0.0 when the model has none)."""

@@ -23,7 +23,11 @@ from edge.journal import Journal
 __all__ = ["export_person"]
 
 #: Columns that hold JSON text, parsed in the export.
-_JSON_COLUMNS = {"events": ("body",), "profiles": ("items", "categories", "purchases")}
+_JSON_COLUMNS = {
+    "events": ("body",),
+    "profiles": ("items", "categories", "purchases"),
+    "trigger_firings": ("offers", "goal"),
+}
 
 
 def export_person(journal: Journal, eraser: Eraser, token: str) -> dict[str, Any]:

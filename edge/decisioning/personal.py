@@ -74,6 +74,12 @@ PERSONAL_TABLES: tuple[PersonalTable, ...] = (
         "the store app's rotating-id key of an opted-in person",
     ),
     PersonalTable(
+        "trigger_firings",
+        "fired_ms",
+        f"user_id = :user OR unit = 'p:' || :user OR visit_id IN {_ANON}",
+        "trigger firings: the trigger, arm, touch point, offers delivered, conversion, pre-period spend",
+    ),
+    PersonalTable(
         "dead_letters",
         "received_ms",
         "EXISTS (SELECT 1 FROM json_each(:digests) WHERE instr(dead_letters.subject, value) > 0)",
@@ -94,6 +100,7 @@ NOT_PERSONAL: dict[str, str] = {
     "sync_drops_unreported": "quota drop counts not yet reported",
     "sync_downlink": "downlink message ids and outcomes (ids are the centre's, not the person's)",
     "pairings": "device pairing codes waiting for approval (claim hashes, kind, device id)",
+    "trigger_promotions": "which variant of a trigger version became the business rule, and when",
 }
 
 

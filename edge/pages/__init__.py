@@ -32,7 +32,7 @@ from edge.auth import Principal, require
 from edge.component import GatewayContext
 from edge.pages.overview import DeviceWatch, Overview
 from edge.registry import DeviceRegistry
-from edge.types import ModelSlot
+from edge.types import ModelSlot, PrivacyCounts
 
 __all__ = ["CSP", "PAGES", "DeviceWatch", "Overview", "StorePages"]
 
@@ -61,6 +61,7 @@ class StorePages:
         model_dir: Callable[[], Path],
         model: ModelSlot | None = None,
         offers_version: Callable[[], str | None] | None = None,
+        privacy: Callable[[], PrivacyCounts] | None = None,
     ) -> None:
         self._ctx = ctx
         self._registry = registry
@@ -70,7 +71,7 @@ class StorePages:
         self.watch = DeviceWatch()
         self.listener = self.watch.listener
         self.overview = Overview(registry=registry, journal=ctx.journal, metrics=ctx.metrics, watch=self.watch,
-                                 versions=self._versions, clock=ctx.clock)  # fmt: skip
+                                 versions=self._versions, privacy=privacy, clock=ctx.clock)  # fmt: skip
         self.pairing = pairing.Pairing(ctx.config, registry, ctx.journal, clock=ctx.clock)
         self._files = _static()
 

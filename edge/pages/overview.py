@@ -11,7 +11,6 @@ their tables (a gateway without the decisioning feature has none and shows ``Non
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from edge.events import Event
 from edge.journal import Journal
 from edge.registry import DeviceRegistry
+from edge.types import PrivacyCounts
 
 __all__ = ["DeviceWatch", "Overview"]
 
@@ -74,7 +74,9 @@ class DeviceWatch:
 class Overview:
     def __init__(self, *, registry: DeviceRegistry, journal: Journal, metrics: CollectorRegistry,
                  watch: DeviceWatch, versions: Callable[[], Mapping[str, str | None]],
+                 privacy: Callable[[], PrivacyCounts] | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self._privacy = privacy  # consent and erasure counts, from decisioning (None without it)
         self._registry = registry
         self._journal = journal
         self._metrics = metrics
@@ -86,6 +88,7 @@ class Overview:
     def build(self) -> dict[str, Any]:
         """Blocking (SQLite reads); call it in a thread."""
         now = self._clock()
+        privacy = self._privacy() if self._privacy is not None else None
         families = {f.name: f for f in self._metrics.collect()}
         counters = {
             "ingest": _total(families, "edge_events_accepted"),
@@ -122,8 +125,8 @@ class Overview:
                 "derived": _total(families, "edge_derived_events_dropped"),
                 "sync": _total(families, "sync_events_dropped"),
             },  # fmt: skip
-            "consent": self._consent(),
-            "erasures": self._count("SELECT COUNT(*) FROM erasures"),
+            "consent": privacy.consent if privacy else None,
+            "erasures": privacy.erasures if privacy else None,
             "versions": dict(self._versions()),
             "certificate": {  # the gauges exist from the start; a gateway without TLS never sets them
                 "expiresInS": expiry if not_after else None,
@@ -142,23 +145,6 @@ class Overview:
 
     def _dead_letters(self) -> dict[str, int]:
         return self._journal.dead_letter_counts()
-
-    def _consent(self) -> dict[str, dict[str, int]] | None:
-        try:
-            rows = (
-                self._journal.reader()
-                .execute("SELECT purpose, SUM(granted), COUNT(*) FROM consent GROUP BY 1")
-                .fetchall()
-            )
-        except sqlite3.OperationalError:  # no decisioning feature: no consent table
-            return None
-        return {str(p): {"granted": int(g or 0), "withdrawn": int(n) - int(g or 0)} for p, g, n in rows}
-
-    def _count(self, sql: str) -> int | None:
-        try:
-            return int(self._journal.reader().execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:
-            return None
 
 
 def _device_row(device_id: str, kind: str, enabled: bool, seen: _Seen | None, now: float) -> dict[str, Any]:

@@ -60,3 +60,21 @@ def test_dashboard_refuses_other_roles_and_says_so(store):
                        headers={"Authorization": f"Bearer {creds['kiosk-1'].http_token}"})  # fmt: skip
     assert answer.status_code == 403 and "kiosk" in answer.json()["detail"]
     assert httpx.get(f"{handle.http}/v1/ops/overview", verify=False).status_code == 401
+
+
+def test_dashboard_counts_consent_and_erasures_from_decisioning(store):
+    handle, creds = store
+    kiosk = {"Authorization": f"Bearer {creds['kiosk-1'].http_token}"}
+    ops = {"Authorization": f"Bearer {creds['ops-1'].http_token}"}
+    with httpx.Client(base_url=handle.http, verify=False, timeout=30) as http:
+        before = http.get("/v1/ops/overview", headers=ops).json()
+        granted = http.post("/v1/consent", headers=kiosk, json={
+            "identifiers": {"loyaltyId": "77000001"}, "purposes": {"personalization": True, "analytics": False}})  # fmt: skip
+        assert granted.status_code == 200, granted.text
+        gone = http.delete(f"/v1/customers/{granted.json()['userId']}", headers=ops)
+        assert gone.status_code in (200, 202), gone.text
+        after = http.get("/v1/ops/overview", headers=ops).json()
+    counts = lambda view, purpose, key: (view["consent"] or {}).get(purpose, {}).get(key, 0)  # noqa: E731
+    assert after["erasures"] == before["erasures"] + 1
+    # the erased person's consent rows went with them: the counts are back to where they were
+    assert counts(after, "personalization", "granted") == counts(before, "personalization", "granted")
