@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.emulation import scaled
 
 from edge import schema
 
@@ -22,7 +23,7 @@ def test_make_demo_runs_a_simulated_store(tmp_path):
     state = tmp_path / "demo"
     result = subprocess.run(
         ["make", "-s", "demo", f"DEMO_ARGS=--duration 20 --speed 240 --http-port 0 --state-dir {state}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        cwd=ROOT, capture_output=True, text=True, timeout=scaled(300), stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert re.search(r"HTTP API\s+http://127\.0\.0\.1:\d+", result.stdout)
