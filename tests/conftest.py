@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.emulation import EMULATED, TIME_SCALE, skip_wallclock_when_emulated  # noqa: E402
 from support.privacy import RAW_NEEDLES, scan_for  # noqa: E402
 
 
@@ -28,3 +29,12 @@ def no_raw_identifier_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> I
     yield
     hits = scan_for([tmp_path_factory.getbasetemp()], RAW_NEEDLES)
     assert not hits, f"raw identifiers written to disk during the test session: {hits[:10]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under emulation (`make test-arm64`), `wallclock` tests skip with the reason (support/emulation.py)."""
+    skip_wallclock_when_emulated(items)
+
+
+def pytest_report_header() -> str:
+    return f"emulated: {'yes' if EMULATED else 'no'} (EDGE_EMULATED), test timeouts x{TIME_SCALE:g} (EDGE_TIME_SCALE)"

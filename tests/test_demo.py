@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.emulation import scaled
 
 from edge import schema
 
@@ -25,7 +26,7 @@ def test_make_demo_runs_a_simulated_store(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=scaled(300),
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from support.emulation import scaled
 from support.gateway import make_config
 
 from edge.config import Config
@@ -139,7 +140,7 @@ def session(bundle: dict[str, Any], via: str = "mqtts", **options: Any) -> Itera
 
 
 def wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)

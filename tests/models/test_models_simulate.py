@@ -58,6 +58,7 @@ def test_offers_have_measurable_uplift(tmp_path: Path) -> None:
     assert abs(observed - truth["offer_uplift_mean"]) < 4 * se + 0.01
 
 
+@pytest.mark.wallclock
 def test_simulator_speed_2000_customers_60_days_2000_skus(tmp_path: Path) -> None:
     start = time.perf_counter()
     simulate_store(tmp_path, seed=1, customers=2000, days=60, skus=2000)

@@ -19,6 +19,8 @@ from edge.config import Config, parse_config
 from edge.gateway import Gateway
 from edge.registry import Credentials, DeviceRegistry
 
+from .emulation import scaled
+
 __all__ = ["GatewayHandle", "device_client", "make_config", "register", "running_gateway"]
 
 
@@ -59,7 +61,7 @@ class GatewayHandle:
         return self.gateway.device_broker_address
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(scaled(timeout))
 
 
 @contextmanager
@@ -83,7 +85,7 @@ def running_gateway(config: Config, features: tuple[str, ...] = ()) -> Iterator[
 
     thread = threading.Thread(target=main, name="gateway", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while not ("g" in gateway_box and gateway_box["g"].ready.is_set()):
         if failed:
             raise failed[0]
@@ -97,17 +99,19 @@ def running_gateway(config: Config, features: tuple[str, ...] = ()) -> Iterator[
         yield handle
     finally:
         loop.call_soon_threadsafe(gateway.request_stop)
-        thread.join(30)
+        thread.join(scaled(30))
         loop.close()
         if failed:
             raise failed[0]
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` for up to ``timeout`` native seconds (stretched under emulation)."""
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise TimeoutError(f"condition not met within {limit:g} s")
         time.sleep(interval)
 
 
@@ -125,7 +129,7 @@ def device_client(handle: GatewayHandle, creds: Credentials) -> Iterator[mqtt.Cl
     host, port = handle.broker
     client.connect(host, port)
     client.loop_start()
-    if not connected.wait(10):
+    if not connected.wait(scaled(10)):
         raise TimeoutError("device could not connect")
     try:
         yield client

@@ -20,12 +20,14 @@ import pytest
 from edge.broker import free_port
 from edge.broker import wait_for_port as _wait_for_port
 
+from .emulation import scaled
+
 __all__ = ["Service", "free_port", "mosquitto", "wait_for_port", "require_program"]
 
 
 def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Wait for a test service on 127.0.0.1:``port`` (the gateway's own wait, with a test default)."""
-    _wait_for_port("127.0.0.1", port, timeout, proc)
+    _wait_for_port("127.0.0.1", port, scaled(timeout), proc)
 
 
 def require_program(name: str) -> str:
@@ -50,7 +52,7 @@ class Service:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(scaled(10))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -171,6 +171,7 @@ def test_audience_counts_generated_people(bus: RecordingBus, people: int) -> Non
         assert samples[-1]["dwellSeconds"] == 0.0
 
 
+@pytest.mark.wallclock
 def test_audience_counter_is_fast_enough_for_two_fps() -> None:
     scene, counter = Scene(1), AudienceCounter()
     frames = [scene.frame(2) for _ in range(20)]
