@@ -27,7 +27,7 @@ def test_dashboard_on_the_simulated_store(tmp_path, browser):
     with running_gateway(config, features=tuple(config.features.enabled)) as handle:
         fleet_file = tmp_path / "fleet.json"
         write_fleet_file(fleet_file, handle.gateway, fleet)
-        store = asyncio.run_coroutine_threadsafe(run_demo_store(handle.gateway.context, fleet_file, speed=600, seed=3),
+        store = asyncio.run_coroutine_threadsafe(run_demo_store(handle.gateway.features.devices, fleet_file, speed=600, seed=3),
                                                  handle.loop)  # fmt: skip
         try:
             tab = browser.context.new_page()
