@@ -80,6 +80,15 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful stop, then an abort of every connection still open (a page's
+        WebSocket whose browser never answered the close): nothing outlives the server."""
+        await super().shutdown(sockets)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)  # uvicorn's protocols keep it there
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+
 
 @dataclass
 class Features:
@@ -147,7 +156,8 @@ def build_features(ctx: GatewayContext, enabled: Collection[str]) -> Features:
                                        decisioning.offers_path, features.model)
             if decisioning is not None else None,  # consent, erasure, offers and model updates
             model=features.model,  # health report: the model version
-            offers_path=decisioning.offers_path if decisioning is not None else None,
+            # health report: the offer catalog in force (a refused file keeps the old one)
+            offers_version=(lambda: decisioning.offers.version or None) if decisioning is not None else None,
         )  # fmt: skip
     return features
 

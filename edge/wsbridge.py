@@ -77,6 +77,20 @@ async def _bridge(websocket: WebSocket, host: str, port: int, context: ssl.SSLCo
     except* (_Closed, OSError, WebSocketDisconnect):
         pass
     finally:
-        writer.close()
+        await _close_upstream(writer)
         with contextlib.suppress(Exception):
             await websocket.close()
+
+
+async def _close_upstream(writer: asyncio.StreamWriter) -> None:
+    """Close the TLS link to the broker for good: a bare ``close()`` only starts the TLS
+    shutdown, and a gateway stopping (or this task cancelled) before it ends left the socket
+    open; past a short wait, or when cancelled, the transport is aborted."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+    except (OSError, TimeoutError, ssl.SSLError):
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise

@@ -58,12 +58,14 @@ class SyncComponent(ComponentBase):
         policy: ConsentPolicy = NO_CONSENT,
         downlink: DownlinkHandlers | None = None,
         model: ModelSlot | None = None,
-        offers_path: Path | None = None,
+        offers_version: Callable[[], str | None] | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``policy`` is asked, at send time, whether an event about a person may leave;
         ``downlink`` applies what the centre sends (None: no downlink); ``model`` and
-        ``offers_path`` are what the health report names (None: not running here)."""
+        ``offers_version`` (the offer catalog in force, not the file on disk: a refused file
+        keeps the old catalog, and a rollout must see that) are what the health report names
+        (None: not running here)."""
         self.ctx = ctx
         self.store_id = ctx.store_id
         self.config: SyncConfig = ctx.config.section("sync")
@@ -74,7 +76,7 @@ class SyncComponent(ComponentBase):
         self.outbox = Outbox(ctx.journal, self.config, lambda user_id: policy.allows(user_id, "cdp_sync"),
                              self.metrics, is_erased=policy.is_suppressed)  # fmt: skip
         self._model = model
-        self._offers_path = offers_path
+        self._offers_version = offers_version
         self._http_transport = http_transport
         self.downlink = (
             Downlink(
@@ -100,7 +102,7 @@ class SyncComponent(ComponentBase):
 
     def _health(self) -> StoreHealth:
         return store_health(self.store_id, self.ctx.journal, self.ctx.metrics, list(self.sinks()),
-                            model=self._model, offers_path=self._offers_path)  # fmt: skip
+                            model=self._model, offers=self._offers_version() if self._offers_version else None)  # fmt: skip
 
     def sinks(self) -> dict[str, Callable[[], AbstractAsyncContextManager[Sink]]]:
         """Enabled sinks by name, each a factory of a fresh connection."""
@@ -169,11 +171,11 @@ def build(
     policy: ConsentPolicy = NO_CONSENT,
     downlink: DownlinkHandlers | None = None,
     model: ModelSlot | None = None,
-    offers_path: Path | None = None,
+    offers_version: Callable[[], str | None] | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> SyncComponent:
     """The sync component (see :class:`SyncComponent`)."""
-    return SyncComponent(ctx, policy=policy, downlink=downlink, model=model, offers_path=offers_path,
+    return SyncComponent(ctx, policy=policy, downlink=downlink, model=model, offers_version=offers_version,
                          http_transport=http_transport)  # fmt: skip
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from edge.journal import Journal
 from edge.types import ModelSlot
 from sync import tables
-from sync.downlink import OffersFile
 from sync.health import StoreHealth
 
 __all__ = ["decision_stats", "store_health"]
@@ -46,12 +44,11 @@ def decision_stats(registry: CollectorRegistry) -> tuple[int, int | None, float 
 
 def store_health(
     store_id: str, journal: Journal, registry: CollectorRegistry, sinks: Sequence[str], *,
-    model: ModelSlot | None = None, offers_path: Path | None = None,
+    model: ModelSlot | None = None, offers: str | None = None,
 ) -> StoreHealth:  # fmt: skip
-    """Blocking (SQLite): call it in a thread. ``model`` and ``offers_path`` are None when the
-    gateway runs without the model or the decisioning feature."""
+    """Blocking (SQLite): call it in a thread. ``model`` and ``offers`` (the offer catalog's
+    version in force) are None when the gateway runs without the model or decisioning."""
     version = model.version() if model is not None else None
-    offers = OffersFile(offers_path).version() if offers_path is not None else None
     decisions, errors, p99 = decision_stats(registry)
     backlog = max((journal.backlog(s) for s in sinks), default=0)
     refused = [r for r in tables.downlink_log(journal, 20) if r["outcome"] == "refused"]

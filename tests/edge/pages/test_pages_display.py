@@ -164,9 +164,9 @@ def test_a_trigger_firing_plays_on_the_display_page_with_proof_of_play(tmp_path,
         assert answer.status_code == 200, answer.text
         decision_id = wait_for(lambda: tab.get_attribute("#slot", "data-decision-id"), timeout=20)
         assert tab.inner_text("#slot-title") == "Snack week at aisle 5"
-        fired = handle.gateway.context.journal.reader().execute(
+        firings = lambda: handle.gateway.context.journal.reader().execute(  # noqa: E731
             "SELECT decision_id, arm, outcome, device_id FROM trigger_firings").fetchall()  # fmt: skip
-        assert fired == [(decision_id, "fixed-a", "delivered", "display-t")]
+        assert wait_for(firings) == [(decision_id, "fixed-a", "delivered", "display-t")]  # written after the publish
         views = wait_for(lambda: _viewed(handle, decision_id))
         assert [(v["properties"]["offerId"], v["properties"]["arm"], v["deviceId"]) for v in views] == [
             ("snack-week", "fixed-a", "display-t")
