@@ -27,6 +27,7 @@ from devices.ble.rotating import AppKeyStore
 from edge import schema
 from edge.decisioning.personal import NOT_PERSONAL, PERSONAL_TABLES
 from edge.journal import Journal
+from edge.triggers.tables import Firing, FiringStore
 
 from .conftest import Gateway, make_gateway, running, scan_for
 
@@ -88,6 +89,12 @@ async def _a_person_at(gw: Gateway, when_s: float, loyalty: str, note: str) -> s
     return token
 
 
+def _firing(token: str, when_s: float) -> Firing:
+    ms = int(when_s * 1000)
+    return Firing(f"resupply@1:p:{token}:{ms}", f"d-{ms}", "resupply", 1, "a", f"p:{token}", token, "visit-x",
+                  "tablet", "tablet-1", ms, True, "delivered", [], {"redeem": ["resupply"]}, None, ms + 3_600_000)  # fmt: skip
+
+
 @pytest.fixture
 def aged_state(tmp_path: Path) -> Iterator[tuple[Path, Path, float, str, str]]:
     """A state dir written at two moments, its config file, "now", and two customers' tokens:
@@ -106,6 +113,8 @@ def aged_state(tmp_path: Path) -> Iterator[tuple[Path, Path, float, str, str]]:
             AppKeyStore(gw.journal).register(gone, bytes(32))  # registered now: 400 days old then
             await _a_person_at(gw, new_s, "1002", "kept-person-new-note")
             AppKeyStore(gw.journal).register(kept, bytes(range(32)))
+            firings = FiringStore(gw.journal)  # the triggers' own writer: a firing about each, at each moment
+            firings.write([_firing(gone, old_s), _firing(kept, old_s), _firing(kept, new_s)], [])
             with gw.journal.transaction() as conn:  # as if written 390 days ahead
                 conn.execute("UPDATE devices_app_keys SET registered_ms = ? WHERE token = ?", (int(new_s * 1000), kept))
                 conn.execute(
