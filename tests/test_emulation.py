@@ -43,8 +43,9 @@ def test_wallclock_tests_skip_with_the_reason_only_when_emulated() -> None:
 def _helpers(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code],
-        cwd=ROOT / "tests",
-        env=_env(**env),
+        # the project first: tests/edge (the mirror of edge/, no __init__) must not shadow the package
+        cwd=ROOT,
+        env=_env(PYTHONPATH=str(ROOT / "tests"), **env),
         capture_output=True,
         text=True,
         timeout=scaled(60),
