@@ -121,6 +121,7 @@ async def test_report_cli(
         loyalty = f"{i:08d}"
         await gw.component.decide(gw.source(), {"identifiers": {"loyaltyId": loyalty}, "basket": []})
         await _order(gw, loyalty, "SKU00000")
+    await gw.component.settled()  # every exposure and redemption journaled before the report reads them
     monkeypatch.setattr(cli, "_config", lambda path: gw.component.ctx.config)
     monkeypatch.setattr(cli, "_journal", lambda config: contextlib.nullcontext(gw.journal))
     parser = _parser()
