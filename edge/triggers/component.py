@@ -117,6 +117,7 @@ class TriggersComponent(ComponentBase):
         self.store_id = ctx.store_id
         self.ports = DecisioningPorts(sources)
         self.store = FiringStore(ctx.journal)
+        self._writing: asyncio.Future[None] | None = None  # the firing write in its thread, if one runs
         self._metrics(ctx)
         path = Path(self.settings.path) if self.settings.path else None
         self.watcher = LibraryWatcher(path, on_refused=self._refused_file)
@@ -231,8 +232,24 @@ class TriggersComponent(ComponentBase):
             await self._serve(queue)
         finally:
             self._loop = self._queue = None
+            if self._writing is not None:  # a write the cancel interrupted still runs in its thread: wait
+                await asyncio.wait([self._writing])
             rows, convs = self.runtime.take_writes()
             await asyncio.to_thread(self.store.write, rows, convs)
+
+    async def _write(self) -> None:
+        """Write the firings taken so far. The thread write is shielded: a cancel (gateway stop)
+        while it runs leaves it to finish, and ``run`` waits for it before the final write — the
+        rows it holds are in no other list, and a firing not in the table fires again at restart."""
+        rows, convs = self.runtime.take_writes()
+        if not (rows or convs):
+            return
+        self._writing = asyncio.ensure_future(asyncio.to_thread(self.store.write, rows, convs))
+        try:
+            await asyncio.shield(self._writing)
+        finally:
+            if self._writing.done():
+                self._writing = None
 
     async def _rebuild(self) -> None:
         now_ms = int(self.ctx.clock() * 1000)
@@ -301,9 +318,7 @@ class TriggersComponent(ComponentBase):
                 self.latency.observe((time.perf_counter_ns() - t0) / 1e9)
             self.live.set(len(self.runtime.evaluator.units))
             if loop.time() - flushed >= 0.2:
-                rows, convs = self.runtime.take_writes()
-                if rows or convs:
-                    await asyncio.to_thread(self.store.write, rows, convs)
+                await self._write()
                 flushed = loop.time()
             if loop.time() - polled >= self.settings.reload_seconds:
                 polled = loop.time()

@@ -41,6 +41,11 @@ def _viewed(handle, decision_id: str) -> list[dict]:
     return [json.loads(b) for (b,) in rows]
 
 
+def _shown(tab) -> tuple[str, str]:
+    """(decisionId, offerId) on screen, read in one evaluation: two reads could straddle a swap."""
+    return tuple(tab.locator("#slot").evaluate("e => [e.dataset.decisionId, e.dataset.offerId]"))
+
+
 def test_display_shows_the_pushed_offer_and_reports_its_impression(store, browser):
     handle, creds = store
     offer = pushed(("bev-cola-2for1", "Two for one on our best-selling drink"))
@@ -64,14 +69,14 @@ def test_display_shows_the_pushed_offer_and_reports_its_impression(store, browse
     seen = []
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
-        seen.append((tab.get_attribute("#slot", "data-decision-id"), tab.get_attribute("#slot", "data-offer-id")))
+        seen.append(_shown(tab))
         time.sleep(0.1)
     third = pushed(("b-1", "Third set"))
     push_offer(handle, "display", "display-1", third)
     order = []
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
-        shown = (tab.get_attribute("#slot", "data-decision-id"), tab.get_attribute("#slot", "data-offer-id"))
+        shown = _shown(tab)
         if not order or order[-1] != shown:
             order.append(shown)
         time.sleep(0.05)

@@ -143,6 +143,42 @@ def test_restart_mid_sequence_loses_no_pending_absence_trigger(tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_stop_during_the_firing_write_still_records_the_firing(tmp_path):
+    """The gateway stops (the component's task is cancelled) while its periodic write of the
+    firings runs in its thread: the rows that write holds must still reach the table, or the
+    trigger fires a second time after the restart."""
+    import threading
+
+    lib = tmp_path / "triggers.toml"
+    lib.write_text(LIBRARY.format(version=1))
+    clock = Clock(T0)
+    writing = threading.Event()
+
+    async def scenario():
+        async with gateway(tmp_path, clock, lib) as (component, ingestor, inbox):
+            real_write = component.store.write
+
+            def slow_write(rows, convs):
+                if rows:
+                    writing.set()
+                    time.sleep(0.4)  # the stop arrives while this write is in its thread
+                real_write(rows, convs)
+
+            component.store.write = slow_write
+            await ingestor.publish(KIOSK, [view("v-1", "SKU00001")])
+            await until(lambda: component.runtime.evaluator.pending == 1)
+            clock.now = T0 + 10 * 60 + 1
+            await until(lambda: len(inbox.messages) == 1)
+            await until(writing.is_set)
+        clock.now = T0 + 12 * 60
+        async with gateway(tmp_path, clock, lib) as (component, ingestor, inbox):
+            await asyncio.sleep(0.3)
+            assert inbox.messages == [], "the firing was not recorded and fired again"
+            assert [r[:3] for r in component.store.rows()] == [("browse-no-buy", 1, "default")]
+
+    asyncio.run(scenario())
+
+
 def test_a_deadline_passed_while_down_fires_at_recovery(tmp_path):
     lib = tmp_path / "triggers.toml"
     lib.write_text(LIBRARY.format(version=1))
