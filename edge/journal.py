@@ -619,6 +619,22 @@ class Journal:
             args.append(event)
         return list(self.reader().execute(sql + " ORDER BY seq", args))
 
+    # -- what the campaign uplift report asks of the events table -------------------------
+    def events_of(self, user_ids: Sequence[str], event: str) -> list[tuple[str, int, str]]:
+        """``(user_id, received_ms, body)`` of every ``event`` the journal holds for these
+        pseudonymous users (the CUPED covariate: their spend before a campaign reached them)."""
+        out: list[tuple[str, int, str]] = []
+        ids = sorted(set(user_ids))
+        reader = self.reader()
+        for i in range(0, len(ids), 500):  # (SQLite's bound-parameter limit)
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += reader.execute(
+                f"SELECT user_id, received_ms, body FROM events WHERE event = ? AND user_id IN ({marks})",
+                (event, *chunk),
+            ).fetchall()
+        return out
+
     # -- reading and housekeeping ----------------------------------------------------------
     def message_ids(self) -> set[str]:
         return {r[0] for r in self.reader().execute("SELECT message_id FROM events")}

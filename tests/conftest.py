@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,17 @@ def no_raw_identifier_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> I
     yield
     hits = scan_for([tmp_path_factory.getbasetemp()], RAW_NEEDLES)
     assert not hits, f"raw identifiers written to disk during the test session: {hits[:10]}"
+
+
+if os.environ.get("EDGE_GC_EACH_TEST"):
+
+    @pytest.fixture(autouse=True)
+    def collect_garbage_after_each_test() -> Iterator[None]:
+        """EDGE_GC_EACH_TEST=1: collect after every test, so that an object a test leaked (an
+        unclosed socket, a client of a closed event loop) is reported against that test, not
+        against whichever later test the collector happens to run in."""
+        yield
+        gc.collect()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from edge.triggers import stats
+from edge import stats
 from edge.triggers.delivery import iso
 from edge.triggers.tables import FiringStore
 

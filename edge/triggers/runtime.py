@@ -29,13 +29,13 @@ from typing import Any
 from edge.bus import Source
 from edge.events import Event
 from edge.ids import derived_uuid7
+from edge.stats import thompson_choice
 from edge.triggers.delivery import OfferPublisher
 from edge.triggers.evaluator import Candidate, Evaluator
 from edge.triggers.learn import Complements, RepurchaseCycles
 from edge.triggers.library import Library, Trigger
 from edge.triggers.policy import ContactLedger
 from edge.triggers.ports import CatalogReader, ConsentPolicy, DecisionPort, ProfileReader
-from edge.triggers.stats import thompson_choice
 from edge.triggers.tables import Firing, FiringStore
 
 __all__ = ["Fired", "TriggerRuntime", "bucket"]

@@ -83,9 +83,13 @@
 
   async function uplift() {
     const r = await Edge.api("GET", "/v1/reports/uplift");
-    const rows = r.campaigns.map(c => ({ label: `${c.experiment} (${c.treatment_units} vs ${c.holdout_units})`,
-      value: c.absolute_uplift === null ? null : 100 * c.absolute_uplift,
-      low: c.absolute_ci95 ? 100 * c.absolute_ci95[0] : null, high: c.absolute_ci95 ? 100 * c.absolute_ci95[1] : null }));
+    // the CUPED estimate where the report could apply it (narrower, same truth), else the plain one
+    const rows = r.campaigns.map(c => {
+      const cuped = c.cuped_applied === true;
+      const value = cuped ? c.cuped_absolute_uplift : c.absolute_uplift, ci = cuped ? c.cuped_absolute_ci95 : c.absolute_ci95;
+      return { label: `${c.experiment} (${c.treatment_units} vs ${c.holdout_units}${cuped ? ", CUPED" : ""})`,
+        value: value === null ? null : 100 * value, low: ci ? 100 * ci[0] : null, high: ci ? 100 * ci[1] : null };
+    });
     Charts.bars(document.getElementById("uplift-chart"), "Uplift per campaign in percentage points with 95% interval", rows, "pts", 1);
   }
 

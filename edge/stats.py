@@ -1,5 +1,6 @@
-"""The statistics of test-and-learn, pure (no I/O, no clock): used by the trigger dispatcher and
-the report, unit-tested in ``tests/edge/triggers/test_stats.py``.
+"""The statistics of test-and-learn, pure (no I/O, no clock): used by the trigger dispatcher, the
+trigger report and the campaign uplift report of decisioning (CUPED), unit-tested in
+``tests/edge/test_stats.py``.
 
 * :func:`thompson_choice` — variants share the non-holdout traffic by Thompson sampling on
   conversion (Beta(1 + conversions, 1 + misses) per variant);

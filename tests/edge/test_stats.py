@@ -1,4 +1,4 @@
-"""edge.triggers.stats: the pure statistics, against simulation with known truth."""
+"""edge.stats: the pure statistics, against simulation with known truth."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from edge.triggers import stats
-from edge.triggers.stats import Interval, Sample, confidence_sequence, cuped, prob_best, thompson_choice
+from edge import stats
+from edge.stats import Interval, Sample, confidence_sequence, cuped, prob_best, thompson_choice
 
 
 def test_aa_false_positive_rate_read_continuously_is_at_most_5_percent():
