@@ -25,6 +25,7 @@ __all__ = [
     "CALL_TYPES",
     "EVENT_NAMES",
     "IN_STORE_EVENTS",
+    "MAX_BACKDATE_DAYS",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
     "MAX_EVENT_BYTES",
@@ -83,6 +84,9 @@ _REQUIRED: Mapping[str, Mapping[str, tuple[type, ...]]] = {
     "Consent Updated": {"categoryPreferences": (dict,)},
     "Device Status": {"status": (str,)},
 }
+#: How far back a device's ``timestamp`` may put what happened (``Event.occurred_ms``): past the
+#: journal's default retention (395 days), a purchase would be pruned at once anyway.
+MAX_BACKDATE_DAYS = 400
 _NUMERIC = ("price", "quantity", "revenue", "total", "value", "count", "dwellSeconds")
 _GATEWAY_FIELDS = ("storeId", "deviceId", "channel", "receivedAt")
 _RAW_TRAITS = ("email", "phone", "loyaltyId", "appId")
@@ -101,6 +105,17 @@ class Event:
     received_ms: int
     source: Source
     body: dict[str, Any]
+
+    @property
+    def occurred_ms(self) -> int:
+        """When it happened by the device's ``timestamp`` (a till uploading its receipts after an
+        outage, a back-office import), never after it was received nor more than
+        :data:`MAX_BACKDATE_DAYS` before: what purchase histories and repurchase cycles count in."""
+        try:
+            at = _parse_time(self.timestamp)
+        except InvalidEvent:
+            return self.received_ms
+        return max(self.received_ms - MAX_BACKDATE_DAYS * 86_400_000, min(at, self.received_ms))
 
     @property
     def consent(self) -> dict[str, bool]:

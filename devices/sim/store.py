@@ -27,6 +27,7 @@ import tty
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devices.ble.protocol import APPLE_COMPANY_ID
@@ -47,6 +48,12 @@ if TYPE_CHECKING:
 __all__ = ["Customer", "SimulationReport", "StoreSimulation"]
 
 log = logging.getLogger(__name__)
+
+
+def _iso(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 _POS_SKU = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
 
@@ -110,6 +117,15 @@ class StoreSimulation:
         self._qr_nonce = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._pty_fds: list[int] = []
+        self._onboarded: list[Customer] = []
+        # baskets have structure a trigger can learn: three pairs of the commonest categories,
+        # the second usually bought with the first (the basket-complement trigger's lift)
+        by_category: dict[str, list[Product]] = {}
+        for product in self.pos_products:
+            by_category.setdefault(product.category, []).append(product)
+        common = [c for c, _ in Counter({c: len(ps) for c, ps in by_category.items()}).most_common(6)]
+        self._by_category = by_category
+        self._companion = {common[i]: common[i + 1] for i in range(0, len(common) - 1, 2)}
 
     def _customer(self, i: int) -> Customer:
         rng = self.rng
@@ -155,6 +171,7 @@ class StoreSimulation:
                 background += [tasks.create_task(self._display_loop(c)) for c in connected
                                if c.identity.kind == "display"]  # fmt: skip
                 await self._onboard()
+                await self._upload_history()
                 await self._arrivals(tasks, hours)
                 for task in background:
                     task.cancel()
@@ -172,6 +189,59 @@ class StoreSimulation:
         for customer in self.population:
             if customer.app_key is not None and self.rng.random() < 0.6:
                 await self._consent(self._kiosks[0], customer, uuid.uuid4().hex)
+                self._onboarded.append(customer)
+
+    async def _upload_history(self, weeks: int = 6, receipts: int = 320) -> None:
+        """The till's back office uploads its recent receipts when the store opens (as a till
+        does after an outage): each with the ``timestamp`` of the sale, weeks ago. App members
+        who gave their e-mail for e-receipts (the onboarded ones) buy their two staple
+        categories about weekly, so the gateway learns repurchase cycles from when they bought;
+        every basket has the simulator's complement structure, so it learns complements."""
+        if self._pos_client is None:
+            return
+        await asyncio.sleep(1.0)  # the onboarding consents are committed first (real time)
+        rng, now = self.rng, self.clock.now()
+        day = 86_400.0
+        staples = list(self._companion) + list(self._companion.values())
+        history: list[tuple[float, dict[str, Any]]] = []
+        for customer in self._onboarded:
+            mine = rng.sample(staples, k=min(2, len(staples)))
+            last = now - rng.uniform(0.5, 12) * day  # some are due again now, some are not
+            at = now - weeks * 7 * day
+            while at <= last:
+                basket = [rng.choice(self._by_category[c]) for c in mine] + self._basket()
+                history.append((at, {"identifiers": {"email": customer.email}, "products": basket}))
+                at += rng.uniform(6, 8) * day
+        for i in range(receipts):
+            history.append((now - rng.uniform(0, weeks * 7) * day, {"anonymous": f"till-upload-{i}",
+                                                                     "products": self._basket()}))  # fmt: skip
+        history.sort(key=lambda h: h[0])
+        events = []
+        for at, receipt in history:
+            self._order_no += 1
+            props: dict[str, Any] = {"orderId": f"SIM-{self._order_no:06d}", "products": [
+                {"sku": p.sku, "quantity": 1, "price": p.price_cents / 100} for p in receipt["products"]]}  # fmt: skip
+            event: dict[str, Any] = {"event": "Order Completed", "timestamp": _iso(at), "properties": props}
+            if "identifiers" in receipt:
+                props["identifiers"] = receipt["identifiers"]
+            else:
+                event["anonymousId"] = receipt["anonymous"]
+            events.append(event)
+        for i in range(0, len(events), 50):
+            await self._publish(self._pos_client, events[i : i + 50])
+        log.info("simulated till uploaded %d past receipts (%d of app members)", len(events),
+                 len(events) - receipts)  # fmt: skip
+
+    def _basket(self) -> list[Product]:
+        """A few products, and often a complement pair: the first of a pair, usually with its companion."""
+        rng = self.rng
+        basket = rng.sample(self.pos_products, k=min(len(self.pos_products), rng.randint(1, 4)))
+        if self._companion and rng.random() < 0.6:
+            head = rng.choice(list(self._companion))
+            basket.insert(0, rng.choice(self._by_category[head]))
+            if rng.random() < 0.8:
+                basket.append(rng.choice(self._by_category[self._companion[head]]))
+        return basket
 
     async def _consent(self, kiosk: DeviceClient, customer: Customer, visit_id: str) -> dict[str, str]:
         identifiers = {"email": customer.email}
@@ -249,7 +319,7 @@ class StoreSimulation:
         return {"offer": offer, "decisionId": reply.get("decisionId"), "identifiers": identifiers}
 
     async def _checkout(self, customer: Customer, shown: dict[str, Any] | None) -> None:
-        basket = self.rng.sample(self.pos_products, k=min(len(self.pos_products), self.rng.randint(1, 6)))
+        basket = self._basket()
         offer_sku = shown["offer"].get("sku") if shown else None
         redeem = bool(offer_sku) and self.rng.random() < 0.4
         if redeem:
@@ -265,10 +335,11 @@ class StoreSimulation:
                 qty = self.rng.choice((1, 1, 1, 2))
                 total += qty * product.price_cents
                 records.append(ItemAdded(product.sku, qty, product.price_cents))
-            records.append(OrderCompleted(order_id, total))
             for record in records:
                 self._write_till(encode_frame(record))
                 await self.clock.sleep(self.rng.uniform(2, 6))
+            await self.clock.sleep(self.rng.uniform(45, 90))  # the customer pays: the pole display's moment
+            self._write_till(encode_frame(OrderCompleted(order_id, total)))
         if redeem and shown is not None and self._pos_client is not None:
             await self._publish(self._pos_client, [{"event": "Offer Redeemed", "properties": {
                 "offerId": shown["offer"].get("offerId", "?"), "decisionId": shown.get("decisionId"),

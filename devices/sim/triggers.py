@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.bus import Source
-from edge.events import Event
+from edge.events import Event, iso_ms
 
 __all__ = ["MonthResult", "OfferInbox", "make_event", "run_month"]
 
@@ -55,8 +55,10 @@ def make_event(
     properties: Mapping[str, Any] | None = None,
     message_id: str | None = None,
     consent: Mapping[str, bool] | None = None,
+    occurred_ms: int | None = None,
 ) -> Event:
-    """A committed event as the journal listener sees it."""
+    """A committed event as the journal listener sees it, received at ``at_ms``; ``occurred_ms``
+    sets its ``timestamp`` (an upload of what happened earlier)."""
     mid = message_id or f"sim-{name.replace(' ', '-').lower()}-{at_ms}-{random.getrandbits(40):x}"
     source = Source(store, device, kind, "mqtt")
     body: dict[str, Any] = {
@@ -74,7 +76,8 @@ def make_event(
         body["anonymousId"] = anonymous_id
     if user_id:
         body["userId"] = user_id
-    return Event(mid, "track", name, user_id, anonymous_id, "", at_ms, source, body)
+    timestamp = "" if occurred_ms is None else iso_ms(occurred_ms)
+    return Event(mid, "track", name, user_id, anonymous_id, timestamp, at_ms, source, body)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from :meth:`ProfileStore.history`, weighting a recent item by ``2^(−age / half
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import threading
@@ -191,8 +192,8 @@ class ProfileStore:
                 continue
             last, count = profile.items.get(sku, (0, 0))
             profile.items[sku] = [max(last, at), count + strength]
-            if event.name == "Order Completed":
-                profile.purchases.append([sku, at])
+            if event.name == "Order Completed":  # when bought, by the till's clock (an upload after an outage)
+                bisect.insort(profile.purchases, [sku, event.occurred_ms], key=lambda p: p[1])  # oldest first
             category = self.category_of(sku)
             if category:
                 profile.categories[category] = profile.categories.get(category, 0) + 1

@@ -190,7 +190,7 @@ class Evaluator:
         ]
         self.complements.observe(cats)  # aggregate co-occurrence: no identity kept
         if event.user_id is not None and self._consented(event.user_id):
-            self.cycles.observe(event.user_id, cats, event.received_ms)
+            self.cycles.observe(event.user_id, cats, event.occurred_ms)  # when bought, not when uploaded
 
     def _consented(self, user_id: str | None) -> bool:
         return user_id is not None and self.consent.allows(user_id, "personalization")
@@ -288,7 +288,7 @@ class Evaluator:
                     {
                         "sku": sku,
                         "same": same,
-                        "why": f"{event.name} then no {s.then_not} within {s.within_ms // 60_000} min",
+                        "why": f"{event.name} then no {s.then_not} within {_span(s.within_ms)}",
                     },
                 )
         elif s.kind == "dwell":
@@ -303,7 +303,7 @@ class Evaluator:
                     pkey,
                     trigger,
                     at + s.within_ms,
-                    {"zone": zone, "why": f"in zone {zone} for {s.within_ms // 60_000} min, no associate"},
+                    {"zone": zone, "why": f"in zone {zone} for {_span(s.within_ms)}, no associate"},
                 )
         elif s.kind == "resupply":
             self._resupply(trigger, key, unit, event, at, out)
@@ -476,3 +476,14 @@ def _view(event: Event) -> dict[str, Any]:
 
 def categories_of(catalog: CatalogReader, skus: Sequence[str]) -> set[str]:
     return {c for s in skus if (c := catalog.category_of(s)) is not None}
+
+
+def _span(ms: int) -> str:
+    """A window as people say it: "10 min", or "3 s" under a minute (the demo's short windows)."""
+    return (
+        f"{ms // 60_000} min"
+        if ms >= 60_000 and ms % 60_000 == 0
+        else f"{ms / 1000:g} s"
+        if ms < 60_000
+        else f"{ms / 60_000:g} min"
+    )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge.bus import Source
 from edge.errors import InvalidEvent
-from edge.events import MAX_BATCH_EVENTS, decode_payload, parse_event
+from edge.events import MAX_BACKDATE_DAYS, MAX_BATCH_EVENTS, decode_payload, iso_ms, parse_event
 
 SOURCE = Source("s1", "k1", "kiosk", "mqtt")
 NOW = 1_790_000_000_000
@@ -33,6 +33,22 @@ def test_gateway_fields_come_from_the_source_and_unknown_fields_are_kept():
     assert event.body["channel"] == "kiosk"  # never trusted from the body
     assert event.body["custom"] == {"x": 1}
     assert event.body["receivedAt"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (iso_ms(NOW - 3 * 86_400_000), NOW - 3 * 86_400_000),  # an upload of what happened earlier
+        (iso_ms(NOW + 60_000), NOW),  # a device clock ahead: never after it was received
+        (iso_ms(NOW - 900 * 86_400_000), NOW - MAX_BACKDATE_DAYS * 86_400_000),  # bounded
+        (None, NOW),  # no timestamp: when received
+    ],
+)
+def test_occurred_ms_is_the_device_time_within_bounds(timestamp, expected):
+    raw = {"event": "Order Completed", "properties": {"products": []}}
+    if timestamp is not None:
+        raw["timestamp"] = timestamp
+    assert parse_event(raw, SOURCE, NOW).occurred_ms == expected
 
 
 def test_a_missing_message_id_is_derived_deterministically_as_uuid7():

@@ -195,6 +195,32 @@ goal = { event = "Order Completed", sku = "signal" }
 """
 
 
+def test_resupply_cycles_count_purchase_time_when_a_till_uploads_late(tmp_path):
+    """A till back from an outage uploads four weeks of receipts at once: the cycle is learnt from
+    when each purchase happened (its timestamp), not from the upload."""
+    shoppers = [f"ct_{i:032x}" for i in range(1, 11)]
+    now = T0 + 40 * 86_400_000
+    upload = [
+        make_event(
+            "Order Completed",
+            now,  # all received now …
+            kind="pos",
+            device="pos-1",
+            user_id=u,
+            properties={"products": [{"sku": "SKU00005"}]},
+            occurred_ms=T0 + (d * 7 + i % 3 / 10) * 86_400_000,  # … bought weekly
+        )
+        for d in range(4)
+        for i, u in enumerate(shoppers)
+    ]
+    rt, _, _ = runtime(tmp_path, RESUPPLY, consent=Consent(set(shoppers)), profiles=Profiles({}))
+    run(rt.on_events(upload, now))
+    assert 6.5 < (rt.cycles.cycle_days("dairy") or 0) < 7.5
+    # a device clock ahead of the gateway cannot put a purchase in the future
+    ahead = make_event("Order Completed", now, occurred_ms=now + 3 * 86_400_000)
+    assert ahead.occurred_ms == now
+
+
 def test_resupply_window_is_learnt_from_purchases(tmp_path):
     shoppers = [f"ct_{i:032x}" for i in range(1, 11)]
     # dairy (SKU00000, SKU00005 …) is bought every 7 days by every shopper: the cycle is learnt, not configured
