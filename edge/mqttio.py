@@ -175,6 +175,7 @@ class Connection:
             await loop.run_in_executor(None, self._connect)
         except (OSError, ValueError) as exc:
             self._finish(f"cannot reach the broker at {self._host}:{self._port}: {exc}")
+            self.abort()  # a socket the failed handshake left behind, paho's socket pair
             raise MqttError(f"cannot reach the broker at {self._host}:{self._port}: {exc}") from exc
         self._misc = loop.create_task(self._misc_loop())
         try:
@@ -221,6 +222,10 @@ class Connection:
                 sock.close()
             except OSError:
                 pass
+        # and paho's own references (its socket, even one a failed connect left unwatched, and its
+        # wake-up socket pair): released now, not by Client.__del__ in whatever thread and test
+        # the garbage collector happens to run — when this loop may be closed already
+        self.client._reset_sockets()
         self._finish("connection aborted")
 
     def _finish(self, reason: str) -> None:
@@ -236,6 +241,8 @@ class Connection:
     # -- paho's socket callbacks (the loop's thread, or the executor's during connect) ------
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._loop is not None
+        if self._loop.is_closed():  # paho releasing its socket late (Client.__del__): nothing left to unwatch
+            return
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:

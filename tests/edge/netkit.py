@@ -111,7 +111,7 @@ class Session:
         with self.changed:
             self.changed.wait_for(lambda: self.connects or self.disconnects, timeout)
         if not self._reconnect and self.connects and self.connects[-1].is_failure:
-            self.client.loop_stop()
+            self.abandon()
         return self.connects[-1] if self.connects else None
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0) -> int:
@@ -126,14 +126,23 @@ class Session:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop the network thread and close the socket now (the broker was killed under it): a
+        socket left to the garbage collector warns in whichever later test it is collected."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
 
 
 @contextmanager
 def session(bundle: dict[str, Any], via: str = "mqtts", **options: Any) -> Iterator[Session]:
     s = Session(bundle, via, **options)
-    reason = s.start()
-    assert reason is not None and not reason.is_failure, f"{via} connect refused: {reason}"
     try:
+        reason = s.start()
+        assert reason is not None and not reason.is_failure, f"{via} connect refused: {reason}"
         yield s
     finally:
         s.stop()

@@ -208,7 +208,7 @@ def test_broker_sigkill_with_a_backlog(tmp_path, capsys):
                 )
                 mids[info.mid] = f"t{trial}-{i}"
             killed.wait(30)
-            plain.client.loop_stop()
+            plain.abandon()
             receipted.result(60)
             broker.service.process.wait()
             broker.start()
