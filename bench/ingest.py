@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -156,7 +157,10 @@ class Rig:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         self.port = free_port()
         self.cfg_path = self.tmp / "gateway.toml"
-        enabled = "[features]\nenabled = []\n" if features == "none" else ""
+        enabled = ""
+        if features != "default":
+            names = [] if features == "none" else [f.strip() for f in features.split(",") if f.strip()]
+            enabled = f"[features]\nenabled = {json.dumps(names)}\n"
         self.cfg_path.write_text(
             f'[store]\nid = "bench"\nstate_dir = "{self.tmp / "state"}"\n[mqtt]\nmode = "external"\n'
             f'url = "mqtt://127.0.0.1:{self.port}"\n[http]\nport = 0\n{enabled}[log]\nlevel = "warning"\n'
@@ -250,8 +254,11 @@ class Rig:
 
     def close(self) -> None:
         self.log.close()
+        self.db.close()
         self.broker.terminate()
         self.broker.wait()
+        if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 keeps the journal and logs to look at
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -679,9 +686,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="live: consecutive runs (default 5)")
     parser.add_argument(
         "--features",
-        choices=["default", "none"],
         default="default",
-        help="gateway features: the config's default set, or none (default: default)",
+        help="gateway features: the config's default set, none, or a comma-separated list"
+        " (e.g. edge.model,edge.decisioning) to find what costs (default: default)",
     )
     parser.add_argument(
         "--publisher",

@@ -135,7 +135,7 @@ class Rig:
                 publisher=Recorder(),
                 metrics=self.registry,
                 clock=time.time,
-                topic_root="retail/v1/b/",
+                store_id="b",
             )
             self.component = build(ctx)
             self.ingestor.attach(self.component)

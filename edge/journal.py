@@ -30,7 +30,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -603,21 +603,26 @@ class Journal:
 
     # -- what the triggers feature asks of the events table --------------------------------
     def stored_between(
-        self, start_ms: int, end_ms: int | None = None, *, event: str | None = None
-    ) -> list[tuple[Any, ...]]:
+        self, start_ms: int, end_ms: int | None = None, *, events: Collection[str] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         """Rows ``(message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp,
         received_ms, body)`` received in ``[start_ms, end_ms)`` (no end: up to now), optionally
-        of one event name only, in commit order — what a feature replays to rebuild its state."""
+        of these event names only, in commit order — what a feature replays to rebuild its state.
+        Streamed from this thread's reader: a busy day's journal is never in memory at once
+        (consume it on the thread that asked)."""
         sql = ("SELECT message_id, type, event, user_id, anonymous_id, device_id, channel, timestamp,"
                " received_ms, body FROM events WHERE received_ms >= ?")  # fmt: skip
         args: list[Any] = [start_ms]
         if end_ms is not None:
             sql += " AND received_ms < ?"
             args.append(end_ms)
-        if event is not None:
-            sql += " AND event = ?"
-            args.append(event)
-        return list(self.reader().execute(sql + " ORDER BY seq", args))
+        if events is not None:
+            names = sorted(events)
+            if not names:
+                return iter(())
+            sql += f" AND event IN ({','.join('?' * len(names))})"
+            args += names
+        return iter(self.reader().execute(sql + " ORDER BY seq", args))
 
     # -- what the campaign uplift report asks of the events table -------------------------
     def events_of(self, user_ids: Sequence[str], event: str) -> list[tuple[str, int, str]]:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from edge.bus import CHANNEL_BY_KIND, Source
 from edge.component import ComponentBase, GatewayContext
 from edge.events import Event
 from edge.triggers.delivery import OfferPublisher
+from edge.triggers.evaluator import Candidate
 from edge.triggers.library import Library, LibraryError, LibraryWatcher
 from edge.triggers.ports import DecisionPort
 from edge.triggers.report import report
@@ -259,27 +260,38 @@ class TriggersComponent(ComponentBase):
                 self.settings.replay_hours * 3_600_000, max(library.horizon_ms, self.runtime.evaluator.idle_ms) + 60_000
             )
         )
-        start = now_ms - replay_ms
-        learn_from = now_ms - self.settings.learn_days * _DAY_MS
-        orders, history = await asyncio.to_thread(self._read_history, learn_from, start)
-        for event in orders:
-            self.runtime.evaluator._learn(event)
-        fresh = self.runtime.rebuild(history, now_ms)
+        # in a worker thread, streamed: a restart after a busy day must neither block the loop
+        # nor hold the day's events in memory (220,000 of them once took 1 GB and 10 s of CPU)
+        fresh, replayed = await asyncio.to_thread(self._replay, now_ms - self.settings.learn_days * _DAY_MS,
+                                                  now_ms - replay_ms, now_ms)  # fmt: skip
         for cand in fresh:
             await self.runtime.fire(cand, now_ms)
-        if history:
+        if replayed:
             log.info(
                 "triggers: replayed %d events, %d pending timers, %d late firings",
-                len(history),
+                replayed,
                 self.runtime.evaluator.pending,
                 len(fresh),
             )
 
-    def _read_history(self, learn_from: int, start: int) -> tuple[list[Event], list[Event]]:
+    def _replay(self, learn_from: int, start: int, now_ms: int) -> tuple[list[Candidate], int]:
+        """Learn from the purchases before the replay window, then replay the window's events
+        the library reacts to (signals, cancels, goals; purchases: the learners) through the
+        evaluator. Nothing else runs on the evaluator until this returns."""
         journal = self.ctx.journal
-        orders = [event_from_row(r) for r in journal.stored_between(learn_from, start, event="Order Completed")]
-        history = [event_from_row(r) for r in journal.stored_between(start)]
-        return orders, history
+        for row in journal.stored_between(learn_from, start, events=("Order Completed",)):
+            self.runtime.evaluator._learn(event_from_row(row))
+        evaluator = self.runtime.evaluator
+        names = {"Order Completed", *evaluator.by_event, *evaluator.cancels, *self.runtime.goal_events}
+        count = 0
+
+        def history() -> Iterator[Event]:
+            nonlocal count
+            for row in journal.stored_between(start, events=names):
+                count += 1
+                yield event_from_row(row)
+
+        return self.runtime.rebuild(history(), now_ms), count
 
     async def _serve(self, queue: asyncio.Queue[tuple[list[Event], int]]) -> None:
         loop = asyncio.get_running_loop()

@@ -139,7 +139,7 @@ class TriggerRuntime:
 
     # -- library ---------------------------------------------------------------------------
     @property
-    def _goal_events(self) -> frozenset[str]:
+    def goal_events(self) -> frozenset[str]:
         goals = self.__dict__.get("_goals")
         if goals is None or goals[0] is not self.library:
             names = frozenset({"Offer Redeemed", *(t.goal.event for t in self.library.triggers)})
@@ -427,7 +427,7 @@ class TriggerRuntime:
             self._by_decision = {d: k for d, k in self._by_decision.items() if k in self._open}
 
     def _convert(self, events: Sequence[Event]) -> None:
-        goals = self._goal_events
+        goals = self.goal_events
         for event in events:
             name = event.name
             if name not in goals:  # most events convert nothing: no work for them
