@@ -41,11 +41,40 @@ from types import TracebackType
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-__all__ = ["BufferedSocket", "Connection", "MqttError"]
+__all__ = ["BufferedSocket", "Connection", "MqttError", "share_property_tables"]
 
 _CLOSED: Any = object()
+
+
+def share_property_tables() -> None:
+    """Make paho's :class:`~paho.mqtt.properties.Properties` share its lookup tables.
+
+    paho-mqtt 2.x builds three constant tables (the 7 type names, 27 property names, 27 property
+    kinds) afresh in every ``Properties`` instance, and an MQTT 5 QoS 1 message makes two (the
+    PUBLISH decoded, the PUBACK sent): in a 50k drain that was 30 % of the gateway's CPU. The
+    tables are only ever read, so one copy serves every instance; instances keep their own
+    property values, set and validated exactly as before (``tests/edge/test_mqttio.py`` packs and
+    unpacks with both). Applied once, at import of this module."""
+    if getattr(Properties, "_tables_shared", False):
+        return
+    template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    types, names, kinds = template.types, template.names, template.properties
+
+    def __init__(self: Properties, packetType: int) -> None:
+        object.__setattr__(self, "packetType", packetType)
+        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "properties", kinds)
+
+    Properties._stock_init = Properties.__init__  # type: ignore[attr-defined]  # (the test compares the two)
+    Properties.__init__ = __init__  # type: ignore[method-assign]
+    Properties._tables_shared = True  # type: ignore[attr-defined]
+
+
+share_property_tables()
 
 
 class MqttError(Exception):

@@ -160,3 +160,41 @@ def test_a_refused_login_and_an_absent_broker_raise_mqtt_error(tmp_path: Path) -
 
     with pytest.raises(MqttError, match="cannot reach"):
         asyncio.run(absent())
+
+
+def _stock(packet_type: int) -> Properties:
+    """A Properties built by paho's own constructor (its per-instance tables)."""
+    props = object.__new__(Properties)
+    Properties._stock_init(props, packet_type)
+    return props
+
+
+@pytest.mark.parametrize("packet_type", [PacketTypes.PUBLISH, PacketTypes.PUBACK, PacketTypes.CONNECT])
+def test_shared_property_tables_pack_and_unpack_as_paho_does(packet_type):
+    """share_property_tables() changes where paho keeps its constant tables, nothing else: the
+    same properties pack to the same bytes and unpack to the same values as with paho's own
+    constructor, validation still refuses what paho refuses, and instances share no values."""
+    values = {
+        PacketTypes.PUBLISH: {"MessageExpiryInterval": 60, "ContentType": "application/json",
+                              "CorrelationData": b"\x00\x01", "ResponseTopic": "r/1",
+                              "UserProperty": [("k", "v"), ("k", "w")]},
+        PacketTypes.PUBACK: {"ReasonString": "stored", "UserProperty": [("journal", "seq-7")]},
+        PacketTypes.CONNECT: {"SessionExpiryInterval": 3600, "ReceiveMaximum": 20, "MaximumPacketSize": 65536},
+    }[packet_type]  # fmt: skip
+    ours, theirs = Properties(packet_type), _stock(packet_type)
+    assert ours.names == theirs.names and ours.properties == theirs.properties and ours.types == theirs.types
+    for props in (ours, theirs):
+        for name, value in values.items():
+            for item in value if isinstance(value, list) else [value]:
+                setattr(props, name, item)
+    packed = ours.pack()
+    assert packed == theirs.pack()
+    back, stock_back = Properties(packet_type), _stock(packet_type)
+    back.unpack(packed)
+    stock_back.unpack(packed)
+    assert back.json() == stock_back.json() and str(back) == str(stock_back)
+    assert Properties(packet_type).json() == {}  # a new instance holds none of those values
+    with pytest.raises(Exception, match="does not apply|must be one of"):
+        Properties(PacketTypes.PUBACK).ContentType = "text/plain"
+    with pytest.raises(Exception, match="must be one of"):
+        Properties(packet_type).NoSuchProperty = 1
