@@ -32,9 +32,6 @@ from devices.ble.health import BeaconHealth
 from devices.ble.presence import PresenceSettings, PresenceTracker
 from devices.ble.rotating import AppKeyStore, RotatingIdResolver
 from devices.ble.scanner import run_scanner
-from devices.camera.adapter import CameraPipeline
-from devices.camera.audience import AudienceCounter
-from devices.camera.capture import VideoSource
 from devices.camera.signin import NonceCache, TokenVerifier, load_public_key
 from devices.config import BleConfig, CameraConfig, PosConfig, PresenceConfig
 from devices.errors import DeviceUnavailable
@@ -52,6 +49,8 @@ from edge.types import DecideHandler, ErasureHooks, Listener, PostStage, PreStag
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+    from devices.camera.adapter import CameraPipeline
 
 __all__ = ["DevicesComponent", "build"]
 
@@ -144,7 +143,10 @@ class DevicesComponent:
 
     def _build_camera(self, camera: CameraConfig) -> CameraPipeline | None:
         if camera.source == "off":
-            return None
+            return None  # and OpenCV is never imported: ~16 MB a store without a camera keeps
+        from devices.camera.adapter import CameraPipeline
+        from devices.camera.audience import AudienceCounter
+
         verifier = None
         if camera.qr_public_key:
             public_key = load_public_key(camera.qr_public_key)
@@ -258,6 +260,8 @@ class DevicesComponent:
         assert self.camera is not None
         status = TransitionLog(f"camera {self.camera_config.device_id}", log)
         attempt = 0
+        from devices.camera.capture import VideoSource
+
         while True:
             try:
                 async with VideoSource(self.camera_config.uri, fps=self.camera_config.fps,

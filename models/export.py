@@ -12,7 +12,6 @@ latest basket), sorted JSON keys, deterministic initializer order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,12 @@ from onnx import TensorProto, helper, numpy_helper
 from .catalog import Catalog
 from .context import CTX_DIM, CTX_GROUPS
 from .history import HistoryKernel
+from .interface import FORMAT_VERSION, file_sha256
 from .scoring import G_CLIP, ScoringParams
 
 __all__ = ["FORMAT_VERSION", "OPSET", "build_graph", "file_sha256", "write_model_dir"]
 
 OPSET = 18
-FORMAT_VERSION = 1
-INPUTS = ("basket", "history", "history_weights", "context")
-OUTPUTS = ("top_items", "top_scores")
 SPARSE_CONTEXT_MAX = 10
 """Context columns in use (5 per request) up to which only their weight rows are read."""
 
@@ -247,14 +244,6 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
     )
     onnx.checker.check_model(model)
     return model
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def signature(p: ScoringParams, top_k: int) -> dict[str, Any]:

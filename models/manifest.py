@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
-from .export import FORMAT_VERSION, file_sha256
+from .interface import FORMAT_VERSION, file_sha256
 
 __all__ = ["check_file", "read_manifest"]
 

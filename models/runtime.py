@@ -30,8 +30,8 @@ from .batching import MicroBatcher
 from .catalog import Catalog, load_catalog
 from .context import CTX_DIM, Context
 from .errors import DataError, ModelError
-from .export import INPUTS, OUTPUTS
 from .history import HistoryKernel
+from .interface import INPUTS, OUTPUTS
 from .manifest import check_file, read_manifest
 from .validation import MAX_WEIGHT, encode_request
 

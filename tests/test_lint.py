@@ -120,3 +120,17 @@ def test_tests_mirror_the_package_layout():
         if not (ROOT / relative / "__init__.py").is_file():
             strays.append(str(relative))
     assert strays == [], f"test directories with no package of that name: {strays}"
+
+
+def test_the_gateway_loads_no_library_its_default_features_do_not_use():
+    """Memory on a 1–4 GB box: the default features' modules import neither the ONNX graph
+    builder (models.export's onnx, 17 MB: only `edge model build` needs it) nor OpenCV (only a
+    configured camera does), nor the central side's PostgreSQL driver."""
+    code = (
+        "import sys; import edge.gateway, edge.cli, models.runtime, models.manifest, devices.component,"
+        " sync.component, edge.model, edge.decisioning.component, edge.triggers.component;"
+        " print(sorted(m for m in ('onnx', 'cv2', 'pyzbar', 'psycopg') if m in sys.modules))"
+    )
+    result = _run([sys.executable, "-c", code], cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
