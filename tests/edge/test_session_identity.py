@@ -85,6 +85,8 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
         refused.loop_start()
         wait_for(lambda: answers)
         refused.loop_stop()
+        if refused.socket() is not None:  # refused at CONNACK: paho leaves its socket open
+            refused.socket().close()
         assert answers[0].is_failure and "authori" in str(answers[0]).lower()
         watching.set()
         watcher.join()
