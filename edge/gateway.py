@@ -88,6 +88,11 @@ class _Server(uvicorn.Server):
             transport = getattr(connection, "transport", None)  # uvicorn's protocols keep it there
             if isinstance(transport, asyncio.WriteTransport):
                 transport.abort()
+        # an aborted (or closed) transport closes its socket in a callback of the next loop turns
+        # (TLS: the SSL protocol's, then the socket transport's); run them now, or a loop closed
+        # after the stop leaves the accepted sockets to the garbage collector
+        for _ in range(4):
+            await asyncio.sleep(0)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from support.paho import close_client
 from support.services import free_port, mosquitto
 
 from devices.errors import DeviceUnavailable
@@ -67,8 +68,7 @@ class FakeGateway:
             assert self.got.wait_for(lambda: predicate(self.messages), timeout)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def test_device_client_round_trip(tmp_path: Path) -> None:

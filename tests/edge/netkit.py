@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from support.emulation import scaled
 from support.gateway import make_config
+from support.paho import close_client
 
 from edge.config import Config
 
@@ -124,17 +125,12 @@ class Session:
         return codes[-1]
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.abandon()
+        close_client(self.client)
 
     def abandon(self) -> None:
         """Stop the network thread and close the socket now (the broker was killed under it): a
         socket left to the garbage collector warns in whichever later test it is collected."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        close_client(self.client, disconnect=False)
 
 
 @contextmanager

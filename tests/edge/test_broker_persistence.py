@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from netkit import LAN, Session, session, tls_config, wait_for
 from support.gateway import running_gateway
+from support.paho import close_client
 from support.services import free_port, require_program, start
 
 from devices.mqtt_client import DeviceClient
@@ -137,8 +138,7 @@ def test_retained_event_publishes_are_not_kept(tmp_path):
         wait_for(probe.is_connected)
         probe.subscribe(bundle["topics"]["events"], qos=1)
         time.sleep(1.0)
-        probe.disconnect()
-        probe.loop_stop()
+        close_client(probe)
         assert [p for p in got if p] == []
         os.kill(int((broker_dir(config.store.state_dir) / "mosquitto.pid").read_text()), signal.SIGUSR1)
         db = broker_dir(config.store.state_dir) / "data" / "mosquitto.db"

@@ -18,6 +18,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from support.gateway import register, wait_until
+from support.paho import close_client
 from support.services import free_port, mosquitto
 
 from edge import schema
@@ -118,9 +119,7 @@ def test_sigkill_during_a_qos1_stream_loses_and_duplicates_nothing(tmp_path):
         finally:
             gateway.send_signal(signal.SIGTERM)
             gateway.wait(30)
-            publisher.loop_stop()
-            if publisher.socket() is not None:  # its broker went with the gateway: close what paho holds
-                publisher.socket().close()
+            close_client(publisher, disconnect=False)  # its broker went with the gateway
     print(f"{kills} SIGKILLs, {len(acked())} acknowledged, {rows} journaled")
     assert kills >= 5 and not failures
     missing = acked() - stored

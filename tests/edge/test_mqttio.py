@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from support.paho import close_client
 from support.services import free_port, mosquitto
 
 from edge.mqttio import BufferedSocket, Connection, MqttError
@@ -33,8 +34,7 @@ def _publish(port: int, payloads: list[bytes]) -> None:
     infos = [c.publish(TOPIC, p, qos=1) for p in payloads]
     for info in infos:
         info.wait_for_publish(20)
-    c.disconnect()
-    c.loop_stop()
+    close_client(c)
 
 
 def _client(client_id: str, manual_ack: bool) -> mqtt.Client:

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from netkit import LAN, Session, session, ssl_context, tls_config, wait_for
 from support.gateway import running_gateway
+from support.paho import close_client
 
 from edge import schema
 from edge.provision import provision
@@ -73,8 +74,7 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
                     == 0
                 ):
                     acked.append(message_id)
-            plain.disconnect()
-            plain.loop_stop()
+            close_client(plain)
         # the gateway's own listener does not know the kiosk at all
         gw_host, gw_port = handle.gateway.broker_address
         refused = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=gateway_id, protocol=mqtt.MQTTv5)
@@ -84,9 +84,7 @@ def test_client_id_takeover_of_the_gateway_fails(tmp_path):
         refused.connect(gw_host, gw_port)
         refused.loop_start()
         wait_for(lambda: answers)
-        refused.loop_stop()
-        if refused.socket() is not None:  # refused at CONNACK: paho leaves its socket open
-            refused.socket().close()
+        close_client(refused, disconnect=False)  # refused at CONNACK: paho leaves its socket open
         assert answers[0].is_failure and "authori" in str(answers[0]).lower()
         watching.set()
         watcher.join()

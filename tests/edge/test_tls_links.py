@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from netkit import LAN, Session, session, ssl_context, tls_config, tls_refusal, wait_for
 from support.gateway import running_gateway
+from support.paho import close_client
 from support.privacy import RAW_EMAIL, RAW_PHONE
 from support.services import require_program
 
@@ -100,9 +101,7 @@ def test_plaintext_wrong_ca_expired_and_foreign_certificates_are_refused(store, 
     plain.connect(host, port)
     plain.loop_start()
     time.sleep(1.0)
-    plain.loop_stop()
-    if plain.socket() is not None:  # dropped by the TLS listener: paho may still hold its socket
-        plain.socket().close()
+    close_client(plain, disconnect=False)  # dropped by the TLS listener: paho may still hold its socket
     assert not any(not a.is_failure for a in answers)
     for lan_port in (1883, 1884):
         with pytest.raises(OSError):

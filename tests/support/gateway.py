@@ -18,6 +18,7 @@ from edge import schema
 from edge.config import Config, parse_config
 from edge.gateway import Gateway
 from edge.registry import Credentials, DeviceRegistry
+from support.paho import close_client
 
 from .emulation import scaled
 
@@ -82,6 +83,13 @@ def running_gateway(config: Config, features: tuple[str, ...] = ()) -> Iterator[
             loop.run_until_complete(go())
         except BaseException as exc:  # surfaced to the test below
             failed.append(exc)
+        finally:  # as asyncio.run ends: what is left is cancelled and run out before the loop closes
+            leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
 
     thread = threading.Thread(target=main, name="gateway", daemon=True)
     thread.start()
@@ -134,8 +142,7 @@ def device_client(handle: GatewayHandle, creds: Credentials) -> Iterator[mqtt.Cl
     try:
         yield client
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def topic(handle: GatewayHandle, creds: Credentials, leaf: str) -> str:

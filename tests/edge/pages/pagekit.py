@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 import pytest
 from support.gateway import GatewayHandle, make_config
+from support.paho import close_client
 
 from edge.broker import gateway_password
 from edge.config import Config
@@ -131,8 +132,7 @@ def push_offer(
         client.publish(topic, json.dumps(payload), qos=1, retain=retain)
         assert done.wait(10), "the broker did not acknowledge the pushed offer"
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:

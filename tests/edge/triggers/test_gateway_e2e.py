@@ -13,6 +13,7 @@ import time
 import httpx
 import paho.mqtt.client as mqtt
 from support.gateway import dumps, make_config, register, running_gateway, topic, wait_until
+from support.paho import close_client
 
 LIBRARY = """
 version = "e2e"
@@ -95,8 +96,7 @@ def test_event_fires_trigger_and_display_gets_retained_offer(tmp_path):
         _, retained_late, payload_late = got_late.get(timeout=10)
         assert retained_late and payload_late["decisionId"] == payload["decisionId"]
         for c in (live, late, kiosk):
-            c.disconnect()
-            c.loop_stop()
+            close_client(c)
 
         headers = {"authorization": f"Bearer {creds['ops-1'].http_token}"}
 
