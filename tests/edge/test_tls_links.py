@@ -15,6 +15,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from netkit import LAN, Session, session, ssl_context, tls_config, tls_refusal, wait_for
+from support.emulation import EMULATED
 from support.gateway import running_gateway
 from support.paho import close_client
 from support.privacy import RAW_EMAIL, RAW_PHONE
@@ -166,12 +167,15 @@ def test_a_capture_of_a_device_session_holds_no_secret(store, tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        said = []  # libpcap may warn first (it does under qemu-user: an ioctl it cannot emulate)
+        said = []  # libpcap may warn before it says it listens
         while len(said) < 20 and not any("listening" in line for line in said):
             line = dump.stderr.readline().decode()
             if not line:
                 break
             said.append(line)
+        if EMULATED and any("ioctl failed: Function not implemented" in line for line in said):
+            # qemu-user translates no SIOCETHTOOL: libpcap cannot open the interface at all there
+            pytest.skip(f"tcpdump cannot capture under qemu-user emulation: {said[0].strip()}")
         assert any("listening" in line for line in said), said
         time.sleep(0.5)  # the filter is attached just after tcpdump says it listens
         with session(bundle, "mqtts") as s:
