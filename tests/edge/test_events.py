@@ -175,3 +175,33 @@ def test_fuzz_payload_decoder_only_raises_invalid_event(payload):
             parse_event(raw, SOURCE, NOW)
         except InvalidEvent:
             pass
+
+
+@FUZZ
+@given(
+    st.binary(max_size=512)
+    | json_values.flatmap(
+        lambda v: st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"]).map(
+            lambda enc: json.dumps(v, ensure_ascii=False).encode(enc)
+        )
+    )
+)
+def test_fuzz_shared_decoder_reads_what_json_loads_reads(payload):
+    """The one shared JSONDecoder gives what json.loads(payload, parse_constant=…) gives — the
+    same document, or a refusal — on arbitrary bytes and on JSON in every encoding json detects."""
+
+    def refuse(name):
+        raise ValueError(name)
+
+    try:
+        expected = json.loads(payload, parse_constant=refuse)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        with pytest.raises(InvalidEvent):
+            decode_payload(payload)
+        return
+    if isinstance(expected, dict) and "batch" in expected:
+        return  # batch unwrapping is the other fuzz test's subject
+    items = expected if isinstance(expected, list) else [expected]
+    if len(items) > MAX_BATCH_EVENTS:
+        return
+    assert decode_payload(payload) == items
