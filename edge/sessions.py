@@ -46,14 +46,27 @@ def _connect(host: str, port: int, password: str, client_id: str, *, clean_start
         raise BrokerError(f"cannot reach the broker's gateway listener at {host}:{port}: {exc}") from exc
     client.loop_start()
     if not done.wait(timeout_s) or getattr(outcome.get("reason"), "is_failure", True):
-        client.loop_stop()
+        _release(client)
         raise BrokerError(f"the broker at {host}:{port} refused the gateway: {outcome.get('reason', 'no answer')}")
     return client, bool(outcome["present"])
 
 
-def _close(client: mqtt.Client) -> None:
+def _close(client: mqtt.Client, timeout_s: float = 2.0) -> None:
+    """Disconnect and wait until paho has written the DISCONNECT and closed its socket: stopping
+    its network thread at once can leave both undone (the broker then keeps a will-less session
+    open until keepalive, and the socket goes to the garbage collector)."""
+    gone = threading.Event()
+    client.on_disconnect = lambda *_args: gone.set()
     client.disconnect()
+    gone.wait(timeout_s)
+    _release(client)
+
+
+def _release(client: mqtt.Client) -> None:
+    """Stop the network thread and close whatever socket paho still holds (a refused CONNACK
+    leaves it open), now rather than in ``Client.__del__`` in some other thread."""
     client.loop_stop()
+    client._reset_sockets()  # its MQTT socket and its wake-up socket pair
 
 
 def prime_gateway_session(host: str, port: int, password: str, client_id: str, store_id: str,
