@@ -370,7 +370,10 @@ def run_live(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         rss = _rss(gw.pid)
     finally:
         _stop(gw)
-    print(f"  gateway RSS {rss['VmRSS'] / 1024:.0f} MB, peak {rss['VmHWM'] / 1024:.0f} MB   (target <= 120 MB)")
+    print(
+        f"  gateway RSS {rss['VmRSS'] / 1024:.0f} MB, peak {rss['VmHWM'] / 1024:.0f} MB   (target <= 120 MB);"
+        f" of it anonymous {rss['RssAnon'] / 1024:.0f} MB, mapped files {rss['RssFile'] / 1024:.0f} MB"
+    )
     return {"p99_max": max(p99s)}
 
 
@@ -774,7 +777,7 @@ def _rss(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
             out[key] = int(value.split()[0])
     return out
 

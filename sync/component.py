@@ -19,7 +19,6 @@ from sync.errors import DownlinkRefused
 from sync.health import HealthReporter, StoreHealth
 from sync.http_sink import HttpSink
 from sync.metrics import SyncMetrics
-from sync.nats_sink import JetStreamSink
 from sync.outbox import Outbox
 from sync.quota import enforce_quota
 from sync.sink import Sink
@@ -110,6 +109,8 @@ class SyncComponent(ComponentBase):
         if self.http.enabled:
             out["http"] = lambda: HttpSink(self.http, transport=self._http_transport)
         if self.nats.enabled:
+            from sync.nats_sink import JetStreamSink  # the NATS client: loaded by NATS stores only
+
             out["nats"] = lambda: JetStreamSink(self.nats, self.store_id)
         return out
 

@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats.errors
-
 from edge.backoff import backoff_delay
 from edge.errors import EdgeError
 from edge.journal import Journal
@@ -54,7 +52,6 @@ from sync.messages import (
     parse_downlink,
 )
 from sync.metrics import SyncMetrics
-from sync.nats_sink import close_quietly, connect
 
 __all__ = ["DOWNLINK_SUBJECTS", "Downlink", "DownlinkHandlers", "OffersFile"]
 
@@ -204,6 +201,8 @@ class Downlink:
     # -- the consumer loop -----------------------------------------------------------------
     async def run(self, *, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         """Consume forever; the reconnect loop around the connection (house rule 5)."""
+        import nats.errors  # loaded by a store with a downlink only (see sync.health.run)
+
         attempt = 0
         while True:
             try:
@@ -215,6 +214,10 @@ class Downlink:
                 attempt += 1
 
     async def _consume(self, idle_exit: bool = False, wait_s: float = 2.0) -> int:
+        import nats.errors
+
+        from sync.nats_sink import close_quietly, connect
+
         nc = await connect(self.config.servers, self.config.credentials,
                            name=f"edge-downlink-{self.store_id}", store_id=self.store_id)  # fmt: skip
         applied = 0

@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import nats.errors
-
 from edge.backoff import backoff_delay
 from sync.errors import TransientSinkError
 
@@ -125,6 +123,10 @@ class HealthReporter:
         self._poked.set()
 
     async def run(self) -> None:
+        # the NATS client is loaded only by a store that reports to a centre (a gateway without
+        # a downlink never imports it: ~10 MB of resident memory on the box)
+        import nats.errors
+
         from sync.nats_sink import close_quietly, connect
 
         attempt = 0
