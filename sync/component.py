@@ -9,15 +9,12 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from edge.component import ComponentBase, GatewayContext
 from edge.types import ConsentChanges, ConsentPolicy, Erasure, ModelSlot
 from sync.config import DownlinkConfig, HttpSinkConfig, NatsSinkConfig, SyncConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
 from sync.errors import DownlinkRefused
 from sync.health import HealthReporter, StoreHealth
-from sync.http_sink import HttpSink
 from sync.metrics import SyncMetrics
 from sync.outbox import Outbox
 from sync.quota import enforce_quota
@@ -26,6 +23,7 @@ from sync.status import sync_status
 from sync.store_health import store_health
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import APIRouter
 
 __all__ = ["NO_CONSENT", "SyncComponent", "build", "downlink_handlers"]
@@ -107,6 +105,8 @@ class SyncComponent(ComponentBase):
         """Enabled sinks by name, each a factory of a fresh connection."""
         out: dict[str, Callable[[], AbstractAsyncContextManager[Sink]]] = {}
         if self.http.enabled:
+            from sync.http_sink import HttpSink  # httpx: loaded by a store with an HTTP sink only
+
             out["http"] = lambda: HttpSink(self.http, transport=self._http_transport)
         if self.nats.enabled:
             from sync.nats_sink import JetStreamSink  # the NATS client: loaded by NATS stores only
