@@ -28,7 +28,7 @@ from typing import Any
 from edge.bus import PublishResult, Rejection, Source
 from edge.component import Component, Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
-from edge.events import MAX_EVENT_BYTES, Event, decode_document, iso_ms, parse_event
+from edge.events import Event, decode_document, iso_ms, parse_event
 from edge.guard import IdentifierGuard, skeleton
 from edge.journal import CommitResult, DeadLetter, Journal
 from edge.metrics import IngestMetrics
@@ -122,8 +122,6 @@ class Ingestor:
         so nothing that reaches the identity stage, the journal or a dead letter is raw."""
         now_ms = int(self.clock() * 1000)
         now_iso = iso_ms(now_ms)
-        # a payload within the per-event limit bounds every event in it: no need to re-measure
-        size_bound = len(payload) if payload is not None and len(payload) <= MAX_EVENT_BYTES else None
         item = _Item(source, [], [], [], None)
         found = self.guard.budget()  # one matcher budget for the whole input
         for index, raw in enumerate(raw_events):
@@ -133,7 +131,7 @@ class Ingestor:
                 raw = self.guard.clean(raw, found)
                 for stage in self.pre_stages:
                     raw = stage(raw, source)
-                event = parse_event(raw, source, now_ms, size_bound if not self.pre_stages else None, now_iso)
+                event = parse_event(raw, source, now_ms, now_iso)
                 for post in self.post_stages:
                     post(event)
             except InvalidEvent as exc:

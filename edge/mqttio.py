@@ -44,7 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-__all__ = ["BufferedSocket", "Connection", "MqttError", "share_property_tables"]
+__all__ = ["BufferedSocket", "Connection", "MqttError", "defer_message_conditions", "share_property_tables"]
 
 _CLOSED: Any = object()
 
@@ -74,7 +74,48 @@ def share_property_tables() -> None:
     Properties._tables_shared = True  # type: ignore[attr-defined]
 
 
+def defer_message_conditions() -> None:
+    """Make paho's :class:`~paho.mqtt.client.MQTTMessageInfo` build its ``threading.Condition``
+    when first used, not in ``__init__``.
+
+    paho gives every message an info object with a Condition (an RLock and a waiter deque) so
+    that ``wait_for_publish()`` can block on an outgoing publish; a *received* message never
+    waits, yet paid for one — 5 % of a drain's CPU. The Condition is now made on first use
+    (``_set_as_published``, ``wait_for_publish``, ``is_published``), under a lock so two threads
+    cannot each make their own; an outgoing publish gets one exactly as before
+    (``tests/edge/test_mqttio.py`` waits on publishes across threads). Applied once, at import."""
+    if getattr(mqtt.MQTTMessageInfo, "_conditions_deferred", False):
+        return
+    info = mqtt.MQTTMessageInfo
+    slot = info.__dict__["_condition"]  # the slot's own descriptor: still reads and writes it
+    made = threading.Lock()
+
+    def condition(self: mqtt.MQTTMessageInfo) -> threading.Condition:
+        try:
+            return cast(threading.Condition, slot.__get__(self, info))
+        except AttributeError:
+            pass
+        with made:
+            try:
+                return cast(threading.Condition, slot.__get__(self, info))
+            except AttributeError:
+                new = threading.Condition()
+                slot.__set__(self, new)
+                return new
+
+    def __init__(self: mqtt.MQTTMessageInfo, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self.rc = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    info.__init__ = __init__  # type: ignore[method-assign]
+    setattr(info, "_condition", property(condition))  # noqa: B010 - replaces the slot (kept as `slot`); mypy refuses the plain form
+    info._conditions_deferred = True  # type: ignore[attr-defined]
+
+
 share_property_tables()
+defer_message_conditions()
 
 
 class MqttError(Exception):

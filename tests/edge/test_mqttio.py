@@ -198,3 +198,53 @@ def test_shared_property_tables_pack_and_unpack_as_paho_does(packet_type):
         Properties(PacketTypes.PUBACK).ContentType = "text/plain"
     with pytest.raises(Exception, match="must be one of"):
         Properties(packet_type).NoSuchProperty = 1
+
+
+def test_received_messages_make_no_condition_and_publishes_still_wait(tmp_path, monkeypatch):
+    """defer_message_conditions(): an info object makes its Condition on first use only. A
+    message as paho builds it for a PUBLISH it received makes none; a real QoS 1 publish to
+    Mosquitto, waited on from this thread while paho's network thread acks it, still waits,
+    completes and reports published; and threads racing for one info's Condition get one."""
+    import threading
+
+    made: list[object] = []
+    stock = threading.Condition
+
+    def counting(*args: object) -> threading.Condition:
+        made.append(args)
+        return stock(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(threading, "Condition", counting)
+    received = mqtt.MQTTMessage(7, b"stores/s1/events")
+    received.payload = b"{}"
+    assert received.info.mid == 7 and list(received.info) == [mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, 7]
+    assert made == []  # nothing to wait on, nothing made
+    monkeypatch.undo()
+
+    racing = mqtt.MQTTMessageInfo(9)
+    seen: list[object] = []
+    start = threading.Barrier(8)
+
+    def grab() -> None:
+        start.wait()
+        seen.append(racing._condition)
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in seen}) == 1
+
+    port = free_port()
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="waiter", protocol=mqtt.MQTTv5)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        try:
+            infos = [c.publish(TOPIC, b"x%d" % i, qos=1) for i in range(50)]
+            for info in infos:
+                info.wait_for_publish(10)
+            assert all(info.is_published() for info in infos)
+        finally:
+            close_client(c)
