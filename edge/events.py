@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,9 +105,6 @@ class Event:
     received_ms: int
     source: Source
     body: dict[str, Any]
-    #: ``body`` as journaled (compact JSON), when parse_event measured it already; else encoded()
-    #: makes it. Not an init field: ``dataclasses.replace(event, body=…)`` starts without it.
-    text: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def occurred_ms(self) -> int:
@@ -126,7 +123,7 @@ class Event:
         return {k: v is True for k, v in prefs.items()}
 
     def encoded(self) -> str:
-        return self.text or _encode(self.body)
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False)
 
     def row(self) -> tuple[Any, ...]:
         text = self.encoded()
@@ -141,7 +138,7 @@ class Event:
             self.timestamp,
             self.received_ms,
             1 if self.consent.get("cdp_sync") else 0,
-            _utf8_len(text),
+            len(text.encode("utf-8")),
             text,
         )
 
@@ -184,17 +181,19 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
-def parse_event(raw: Any, source: Source, received_ms: int, received_iso: str | None = None) -> Event:
+def parse_event(
+    raw: Any, source: Source, received_ms: int, raw_size: int | None = None, received_iso: str | None = None
+) -> Event:
     """Validate one raw event from ``source``; raises InvalidEvent naming what was wrong.
 
-    The size limit (:data:`MAX_EVENT_BYTES`) applies to the event as it is journaled and synced
-    — the body with the gateway's fields, in compact UTF-8 JSON — so an event accepted here is
-    one the CDP accepts (the outbox would dead-letter a larger one); that encoding is measured
-    once and kept in :attr:`Event.text`. ``received_iso`` (``received_ms`` formatted) spares the
-    hot path a date format per event.
+    ``raw_size`` (an upper bound of the event's JSON size, e.g. its payload's length) and
+    ``received_iso`` spare the hot path a re-serialisation and a date format per event.
     """
     if not isinstance(raw, dict):
         raise InvalidEvent("wrong_type", "an event must be a JSON object")
+    size = raw_size if raw_size is not None else _size(raw)
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent("too_large", f"event of {size} bytes exceeds {MAX_EVENT_BYTES}")
     for key in ("storeId", "deviceId"):
         claimed = raw.get(key)
         expected = source.store_id if key == "storeId" else source.device_id
@@ -264,24 +263,7 @@ def parse_event(raw: Any, source: Source, received_ms: int, received_iso: str | 
         properties=properties,
         context=context,
     )
-    try:
-        text = _encode(body)
-    except (TypeError, ValueError, RecursionError):
-        raise InvalidEvent("wrong_type", "event is not serialisable JSON") from None
-    size = _utf8_len(text)
-    if size > MAX_EVENT_BYTES:
-        raise InvalidEvent("too_large", f"event of {size} bytes exceeds {MAX_EVENT_BYTES}")
-    event = Event(message_id, kind, name, user_id, anonymous_id, timestamp, received_ms, source, body)
-    object.__setattr__(event, "text", text)  # frozen: set once, here
-    return event
-
-
-def _encode(body: Mapping[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", errors="replace"))
+    return Event(message_id, kind, name, user_id, anonymous_id, timestamp, received_ms, source, body)
 
 
 def _raw_traits(traits: Any) -> bool:
@@ -358,3 +340,10 @@ def iso_ms(unix_ms: int) -> str:
 @functools.lru_cache(maxsize=64)  # a busy gateway stamps many events within one millisecond
 def _iso(unix_ms: int) -> str:
     return datetime.fromtimestamp(unix_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _size(raw: Mapping[str, Any]) -> int:
+    try:
+        return len(json.dumps(raw, separators=(",", ":")).encode("utf-8", errors="replace"))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidEvent("wrong_type", "event is not serialisable JSON") from None

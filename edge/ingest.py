@@ -28,10 +28,11 @@ from typing import Any
 from edge.bus import PublishResult, Rejection, Source
 from edge.component import Component, Listener, PostStage, PreStage, Writer
 from edge.errors import EdgeError, InvalidEvent
-from edge.events import Event, decode_document, iso_ms, parse_event
+from edge.events import MAX_EVENT_BYTES, Event, decode_document, iso_ms, parse_event
 from edge.guard import IdentifierGuard, skeleton
 from edge.journal import CommitResult, DeadLetter, Journal
 from edge.metrics import IngestMetrics
+from edge.types import PRE_STAGE_GROWTH
 
 __all__ = ["Busy", "Ingestor"]
 
@@ -58,6 +59,12 @@ class _Item:
 
 
 _STOP = object()
+#: How much larger than its bytes in the payload an event's compact JSON (as parse_event
+#: measures it, ASCII-escaped) can be: an exponent such as ``1e15`` re-encodes as
+#: ``1000000000000000.0`` (4.5×), a non-ASCII character as a ``\uXXXX`` escape (at most 3×);
+#: whitespace and escapes only shrink. With :data:`~edge.types.PRE_STAGE_GROWTH` this bounds
+#: every event in a payload, so the hot path (events of a few hundred bytes) skips measuring.
+_EXPANSION = 5
 _GATEWAY = Source("", "", "gateway", "mqtt")
 
 
@@ -122,6 +129,11 @@ class Ingestor:
         so nothing that reaches the identity stage, the journal or a dead letter is raw."""
         now_ms = int(self.clock() * 1000)
         now_iso = iso_ms(now_ms)
+        # a small payload cannot hold an event over the limit, whatever the stages make of it:
+        # no need to re-serialise each event to measure it
+        size_bound = None if payload is None else _EXPANSION * len(payload) + PRE_STAGE_GROWTH
+        if size_bound is not None and size_bound > MAX_EVENT_BYTES:
+            size_bound = None  # large: measure each event
         item = _Item(source, [], [], [], None)
         found = self.guard.budget()  # one matcher budget for the whole input
         for index, raw in enumerate(raw_events):
@@ -131,7 +143,7 @@ class Ingestor:
                 raw = self.guard.clean(raw, found)
                 for stage in self.pre_stages:
                     raw = stage(raw, source)
-                event = parse_event(raw, source, now_ms, now_iso)
+                event = parse_event(raw, source, now_ms, size_bound, now_iso)
                 for post in self.post_stages:
                     post(event)
             except InvalidEvent as exc:

@@ -34,6 +34,7 @@ __all__ = [
     "Listener",
     "ModelSlot",
     "PostStage",
+    "PRE_STAGE_GROWTH",
     "PreStage",
     "PrivacyCounts",
     "Publisher",
@@ -47,8 +48,12 @@ Clock = Callable[[], float]
 Undo = Callable[[], None]
 
 #: Runs on each raw event dict before validation (e.g. raw identifiers → customer token).
-#: May return a changed dict; raises edge.errors.InvalidEvent to refuse the event.
+#: May return a changed dict, at most :data:`PRE_STAGE_GROWTH` bytes larger as compact JSON
+#: (all stages together); raises edge.errors.InvalidEvent to refuse the event.
 PreStage = Callable[[dict[str, Any], "Source"], dict[str, Any]]
+#: What the pre-stages together may add to an event (the identity stage's customer tokens: at
+#: most nine identifier values and a userId, 37 bytes each); the ingest size check relies on it.
+PRE_STAGE_GROWTH = 1024
 #: Runs on each validated event before the journal (suppression, consent snapshot).
 #: May mutate ``event.body``; raises edge.errors.InvalidEvent to refuse the event.
 PostStage = Callable[["Event"], None]
