@@ -194,6 +194,14 @@ def test_shared_property_tables_pack_and_unpack_as_paho_does(packet_type):
     stock_back.unpack(packed)
     assert back.json() == stock_back.json() and str(back) == str(stock_back)
     assert Properties(packet_type).json() == {}  # a new instance holds none of those values
+    reused, stock_reused = Properties(packet_type), _stock(packet_type)
+    for props in (reused, stock_reused):
+        props.unpack(packed)  # unpack clears first: into a used instance as into a fresh one
+        props.unpack(packed)
+    assert reused.json() == stock_reused.json() == back.json()
+    Properties._stock_clear(stock_reused)
+    reused.clear()
+    assert reused.json() == stock_reused.json() == {} and vars(reused).keys() == vars(Properties(packet_type)).keys()
     with pytest.raises(Exception, match="does not apply|must be one of"):
         Properties(PacketTypes.PUBACK).ContentType = "text/plain"
     with pytest.raises(Exception, match="must be one of"):
