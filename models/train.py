@@ -68,6 +68,7 @@ class Mixing:
     a_repeat: float = 1.0
     a_taste: float = 1.0
     a_comp: float = 1.0
+    a_lift: float = 0.0
 
 
 def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -179,7 +180,7 @@ def _objective(parts: ScoreParts, mix: Mixing, hidden: np.ndarray) -> float:
     # values (its SIMD and scalar versions differ)
     score = g - np.arange(g.shape[1]) * 1e-12
     at = g[rows, cols]
-    extra = mix.a_repeat * rep + mix.a_comp * pairs
+    extra = mix.a_repeat * rep * (1.0 + mix.a_lift * pairs) + mix.a_comp * pairs
     score[rows, cols] += np.round(np.log1p(extra * np.exp(-np.clip(at, -G_CLIP, G_CLIP))), 9)
     score[in_basket] = -np.inf
     top = np.argpartition(-score, 10, axis=1)[:, :10]
@@ -195,6 +196,7 @@ GRID = {
     "a_repeat": (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0),
     "a_taste": (0.0, 0.5, 1.0, 1.5, 2.0),
     "a_comp": (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0),
+    "a_lift": (0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0),
 }
 MAX_VALIDATION = 1000
 
@@ -245,6 +247,7 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
         taste_prior=cfg.taste_prior,
         partners=final.partners,
         partner_weights=quantize(mix.a_comp * final.excess),
+        partner_lift=quantize(mix.a_lift * final.excess) if mix.a_lift > 0 else None,
     )
     info = {
         "mixing": {k: float(v) for k, v in vars(mix).items()},
