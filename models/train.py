@@ -27,7 +27,7 @@ import numpy as np
 from .cooccur import Sparse, cooccurrence, item_counts, rows_sum
 from .data import Dataset
 from .factors import complements, embeddings, quantize
-from .history import DECAYS, HistoryKernel, fit_history_kernel
+from .history import BASES, DECAYS, HistoryKernel, fit_history_kernel
 from .holdout import Requests, holdout_requests, pad_hidden, ranking_metrics, validation_mask
 from .scoring import G_CLIP, ScoringParams
 
@@ -44,6 +44,7 @@ class TrainConfig:
     complement_width: int = 16
     complement_shrink: float = 10.0
     share_decays: tuple[float, ...] = DECAYS
+    repeat_bases: tuple[float, ...] = BASES
     validation_seed: int = 1
 
 
@@ -81,7 +82,7 @@ def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.nd
     return slot_counts, joint, cat_joint
 
 
-def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Components:
+def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0, base: float = 0.0) -> Components:
     """Fit every count-based component on ``ds`` (no parameters are tuned here)."""
     counts = item_counts(ds)
     n_b, n = ds.n_baskets, ds.n_items
@@ -100,7 +101,7 @@ def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Compone
     alpha = cfg.ctx_prior
     target = p_item * cat_lift[:, category]
     w_ctx = np.log((joint + alpha * target) / ((slot_counts + alpha) * p_item))
-    kernel, repeat = fit_history_kernel(ds, decay=decay)
+    kernel, repeat = fit_history_kernel(ds, decay=decay, base=base)
     return Components(prior, emb_t, w_ctx, repeat, kernel, category, share, partners, excess)
 
 
@@ -222,17 +223,18 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
     fit = train.subset(~val_mask)
     val_mask &= np.cumsum(val_mask) <= MAX_VALIDATION
     comp = fit_components(fit, cfg, cfg.share_decays[0])
-    mix, value, decay = Mixing(), float("nan"), float(cfg.share_decays[0])
-    for candidate in cfg.share_decays:
-        kernel, repeat = fit_history_kernel(fit, decay=float(candidate))
+    mix, value, decay, base = Mixing(), float("nan"), float(cfg.share_decays[0]), 0.0
+    candidates = [(float(d), float(b)) for d in cfg.share_decays for b in (cfg.repeat_bases or (0.0,))]
+    for cand_decay, cand_base in candidates:
+        kernel, repeat = fit_history_kernel(fit, decay=cand_decay, base=cand_base)
         comp = replace(comp, kernel=kernel, repeat=repeat)
         req = holdout_requests(train, val_mask, kernel, seed=cfg.validation_seed)
         if len(req) < 20:
             break
         trial, trial_value = tune_mixing(_parts(comp, req, cfg), req.hidden)
         if not trial_value <= value + 1e-9:  # the first candidate, or a better one
-            mix, value, decay = trial, trial_value, float(candidate)
-    final = fit_components(train, cfg, decay)
+            mix, value, decay, base = trial, trial_value, cand_decay, cand_base
+    final = fit_components(train, cfg, decay, base)
 
     params = ScoringParams(
         emb_t=quantize(final.emb_t),
@@ -252,6 +254,7 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
     info = {
         "mixing": {k: float(v) for k, v in vars(mix).items()},
         "share_decay": decay,
+        "repeat_base": base,
         "validation_requests": len(req),
         "validation_recall_plus_ndcg@10": round(float(value), 6),
     }
