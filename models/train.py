@@ -8,9 +8,11 @@ Components, each a log-lift (or, for the mixture terms, a probability):
   co-occurrence matrix, so ``mean(E[basket]) @ Eᵀ`` approximates the basket's mean lift;
 * ``w_ctx``  — per context slot, the shrunk log-lift of each item (naive-Bayes style);
 * ``partners`` / ``excess`` — each item's strongest specific complements (:mod:`models.factors`);
-* history kernel and per-item ``repeat`` propensity (see :mod:`models.history`).
+* history kernel and per-item ``repeat`` propensity (see :mod:`models.history`), raw
+  repurchase rates or their excess over the item's basket frequency.
 
-Mixing weights (basket, user taste, context, repeat, taste, complements) are chosen by
+Mixing weights (basket, user taste, context, repeat, taste, complements, repeat lift) and the
+kernel's share decay and base are chosen by
 coordinate search on a validation split (each customer's last *training* basket), the
 components are then refitted on all training baskets. Deterministic across machines: exact
 counting, fixed start vectors and iteration counts, stable sorts, validation scores rounded
