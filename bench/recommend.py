@@ -4,7 +4,7 @@ Prints figures, asserts nothing. Run pinned to one core, as PERFORMANCE.md asks:
 
     taskset -c 0 .venv/bin/python bench/recommend.py
 
-For 2,000 and 50,000 SKUs (dim 64, 16 complement partners per SKU) a synthetic model is exported through the real export path
+For 2,000 and 50,000 SKUs (dim 64, 16 complement partners per SKU, with the repeat lift) a synthetic model is exported through the real export path
 (``models.export.write_model_dir``), loaded with ``Recommender.load`` (1 intra-op thread), then:
 single-request p50/p99 of ``Recommender.recommend`` (5-item basket, 20-item history, context)
 vs ``session.run`` on the same graph and session options with prepared arrays (interleaved,
@@ -60,6 +60,8 @@ def synthetic_model(out: Path, n: int, rng: np.random.Generator) -> None:
         taste_prior=5.0,
         partners=rng.integers(0, n, (n, WIDTH)).astype(np.int32),
         partner_weights=rng.uniform(0, 0.3, (n, WIDTH)).astype(np.float32),
+        # the repeat lift a model trained on real orders has (a_lift > 0): its table and nodes
+        partner_lift=rng.uniform(0, 0.5, (n, WIDTH)).astype(np.float32),
     )
     catalog = Catalog([CatalogItem(f"S{i:06d}", f"item {i}", f"c{i % n_cat}", 1.0, 0.3) for i in range(n)])
     kernel = HistoryKernel(np.full(SHAPE, 0.1), np.full(n, 10.0))

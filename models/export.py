@@ -64,12 +64,17 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
     table[d, n] = -np.inf
     w_ctx = np.zeros((c, n + 1), dtype=np.float32)
     w_ctx[:, :n] = p.w_ctx
-    partners, partner_w = p.partner_table()
+    partners, partner_w, partner_l = p.partner_table()
     width = max(partners.shape[1], 1)
     part_table = np.full((n + 1, width), n, dtype=np.int32)
     part_w = np.zeros((n + 1, width), dtype=np.float32)
+    part_l = np.zeros((n + 1, width), dtype=np.float32)
     part_table[:n, : partners.shape[1]] = np.where(partners >= 0, partners, n)
     part_w[:n, : partners.shape[1]] = np.where(partners >= 0, partner_w, 0.0)
+    part_l[:n, : partners.shape[1]] = np.where(partners >= 0, partner_l, 0.0)
+    # the repeat lift only where training chose one (a_lift > 0): else the graph (and its
+    # bytes) are those of a model without it
+    lifted = bool(part_l.any())
     inits = [
         _const("table", table),
         _const("w_ctx", w_ctx),
@@ -101,6 +106,8 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         _const("one_shape", [1], np.int64),
         _const("sparse_max", SPARSE_CONTEXT_MAX, np.int64),
     ]
+    if lifted:
+        inits.append(_const("partner_l", part_l))
     node = helper.make_node
 
     def fill(name: str, shape: str, value: float) -> onnx.NodeProto:
@@ -191,14 +198,30 @@ def build_graph(p: ScoringParams, top_k: int) -> onnx.ModelProto:
         node("Transpose", ["taste_items_t"], ["taste_items"], perm=[1, 0]),
         node("Add", ["g_0", "taste_items"], ["g"]),
         # mixture terms on the history positions and the basket items' partners:
-        # x = W·repeat (history) + Σ C[b, ·] (partners), then g + log(1 + x·exp(−g)) there
+        # x = W·repeat·(1 + Σ L[b, ·]) (history) + Σ C[b, ·] (partners), then
+        # g + log(1 + x·exp(−g)) there
         node("Gather", ["repeat", "h_idx"], ["h_rep"]),
-        node("Mul", ["h_w", "h_rep"], ["h_x"]),
+        node("Mul", ["h_w", "h_rep"], ["h_x0" if lifted else "h_x"]),
         node("Gather", ["partners", "b_idx"], ["p_idx_3"], axis=0),
         node("Gather", ["partner_w", "b_idx"], ["p_x_3"], axis=0),
         node("Reshape", ["p_idx_3", "flat_shape"], ["p_idx_32"]),
         node("Cast", ["p_idx_32"], ["p_idx"], to=TensorProto.INT64),
         node("Reshape", ["p_x_3", "flat_shape"], ["p_x"]),
+        *(
+            [
+                # W·repeat × (1 + Σ L[b, ·]) at the history positions
+                node("Gather", ["partner_l", "b_idx"], ["p_l_3"], axis=0),
+                node("Reshape", ["p_l_3", "flat_shape"], ["p_l"]),
+                node("Shape", ["g"], ["l_shape"]),
+                fill("l_zero", "l_shape", 0.0),
+                node("ScatterElements", ["l_zero", "p_idx", "p_l"], ["l_all"], axis=1, reduction="add"),
+                node("GatherElements", ["l_all", "h_idx"], ["h_l"], axis=1),
+                node("Add", ["h_l", "one_f"], ["h_l1"]),
+                node("Mul", ["h_x0", "h_l1"], ["h_x"]),
+            ]
+            if lifted
+            else []
+        ),
         node("Concat", ["h_idx", "p_idx"], ["mix_idx"], axis=1),
         node("Concat", ["h_x", "p_x"], ["mix_x"], axis=1),
         node("Shape", ["g"], ["g_shape"]),

@@ -20,12 +20,18 @@ import numpy as np
 
 from .data import Dataset
 
-__all__ = ["DECAYS", "SHAPE", "History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
+__all__ = ["BASES", "DECAYS", "SHAPE", "History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
 
 RATIO_EDGES = (0.25, 0.5, 0.75, 1.0, 1.4, 2.0, 3.0, 5.0)
 SHARE_EDGES = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8)
 COUNT_EDGES = (2, 4)
 BASKETS_EDGES = (2, 3, 5, 9)
+MIN_RATE = 1e-4
+MIN_PROPENSITY = 0.05
+"""Floors of the excess rates and propensities (``base`` > 0 can drive them to or below zero)."""
+BASES = (0.0, 1.0)
+"""Candidate shares of the item's basket frequency taken off the repurchase rates (0: raw
+rates; 1: the excess over it); training keeps the better on validation."""
 DECAYS = (1.0, 0.8)
 """Candidate per-basket decays of the visit share; training keeps the better on validation
 (1.0: a plain share, which suits steady staples; below 1: recent baskets count more, which
@@ -217,11 +223,14 @@ def _gap_days(ds: Dataset, shrink: float = 3.0) -> np.ndarray:
 
 
 def fit_history_kernel(
-    ds: Dataset, prior_strength: float = 20.0, decay: float = 1.0
+    ds: Dataset, prior_strength: float = 20.0, decay: float = 1.0, base: float = 0.0
 ) -> tuple[HistoryKernel, np.ndarray]:
     """Learn the repurchase-rate table and each item's repeat propensity (ratio to the table).
 
-    Rates are shrunk toward the overall repurchase rate, propensities toward 1.
+    Rates are shrunk toward the overall repurchase rate, propensities toward 1. With ``base``
+    > 0 they are the *excess* over ``base`` × the item's basket frequency: the model adds the
+    repeat term to its own "bought anyway" part (popularity, taste), so a popular item bought
+    at its usual rate is not counted twice, and what is left is the person's staples.
     """
     gaps = _gap_days(ds)
     shape = SHAPE
@@ -249,14 +258,16 @@ def fit_history_kernel(
     if not cells_all:
         return HistoryKernel(np.full(shape, 0.05), gaps, decay), np.ones(ds.n_items)
     cells = np.concatenate(cells_all)
-    bought = np.concatenate(bought_all).astype(np.float64)
     items = np.concatenate(items_all)
+    bought = np.concatenate(bought_all).astype(np.float64)
+    if base > 0:
+        bought -= base * (np.bincount(ds.items, minlength=ds.n_items) / ds.n_baskets)[items]
     size = int(np.prod(shape))
     hits = np.bincount(cells, bought, size).reshape(shape)
     trials = np.bincount(cells, minlength=size).reshape(shape).astype(np.float64)
     overall = hits.sum() / max(trials.sum(), 1.0)
-    rates = np.round((hits + prior_strength * overall) / (trials + prior_strength), 6)
+    rates = np.round(np.maximum((hits + prior_strength * overall) / (trials + prior_strength), MIN_RATE), 6)
     expected = np.bincount(items, rates.ravel()[cells], ds.n_items)
     observed = np.bincount(items, bought, ds.n_items)
-    propensity = (observed + 2.0) / (expected + 2.0)
+    propensity = np.maximum((observed + 2.0) / (expected + 2.0), MIN_PROPENSITY)
     return HistoryKernel(rates, np.round(gaps, 4), decay), propensity

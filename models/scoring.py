@@ -6,14 +6,17 @@ For a request with basket items b, history items h with weights w, and context v
     t_k   = log((n_k + α·share_k) / ((Σ n + α)·share_k))               (category taste: n_k =
                                                                         history items in k)
     g     = q @ Eᵀ + c @ W_ctx + prior + a_taste · t_cat(i)             (log-scale, all items)
-    x_i   = W_i · repeat[i] + Σ_{b ∈ basket} C[b, i]                   (W_i = Σ of i's weights;
-                                                                        C: complement table)
+    x_i   = W_i · repeat[i] · (1 + Σ_b L[b, i]) + Σ_{b ∈ basket} C[b, i]
+                                                                       (W_i = Σ of i's weights;
+                                                                        C: complement table,
+                                                                        L: its lift on repeats)
     score = g + log(1 + x_i · exp(−clip(g, ±60)))                     (history items and the
                                                                         basket's partners only)
     score = −inf for items already in the basket; return the top K
 
-i.e. log(exp(g) + W·repeat + Σ C): a mixture of "bought anyway", "bought again" and "bought
-because a complement is in the basket". The repeat, complement and exclusion terms touch only
+i.e. log(exp(g) + W·repeat·(1 + Σ L) + Σ C): a mixture of "bought anyway", "bought again"
+(more likely again when a complement is in the basket: ``L`` is the same sparse table as ``C``
+with its own weight) and "bought because a complement is in the basket". The repeat, complement and exclusion terms touch only
 the ≤ max_history + max_basket · width positions of a request, so the graph does one MatMul
 over the catalog, one category gather, a few scatters and TopK. ``W_ctx`` already carries the
 context weight, ``repeat`` the history weight and ``C`` the complement weight.
@@ -46,6 +49,7 @@ class ScoringParams:
     taste_prior: float
     partners: np.ndarray | None = None  # [n, width] int32 complement partners, -1 = none
     partner_weights: np.ndarray | None = None  # [n, width] float32 ≥ 0 (already × a_comp)
+    partner_lift: np.ndarray | None = None  # [n, width] float32 ≥ 0 (already × a_lift)
 
     @property
     def n_items(self) -> int:
@@ -59,11 +63,14 @@ class ScoringParams:
     def ctx_dim(self) -> int:
         return int(self.w_ctx.shape[0])
 
-    def partner_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """(partners [n, width] int64 with −1 for none, weights [n, width] float32)."""
+    def partner_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(partners [n, width] int64 with −1 for none, weights and repeat lifts [n, width]
+        float32; no lift table reads as zeros)."""
         if self.partners is None or self.partner_weights is None:
-            return np.full((self.n_items, 0), -1, np.int64), np.zeros((self.n_items, 0), np.float32)
-        return self.partners.astype(np.int64), self.partner_weights.astype(np.float32)
+            empty = np.zeros((self.n_items, 0), np.float32)
+            return np.full((self.n_items, 0), -1, np.int64), empty, empty
+        lift = np.zeros(self.partner_weights.shape, np.float32) if self.partner_lift is None else self.partner_lift
+        return self.partners.astype(np.int64), self.partner_weights.astype(np.float32), lift.astype(np.float32)
 
 
 def _masked_mean(emb_t: np.ndarray, idx: np.ndarray, weight: np.ndarray, floor: float) -> np.ndarray:
@@ -99,17 +106,20 @@ def reference_scores(
     g = q.astype(f32) @ p.emb_t + context.astype(f32) @ p.w_ctx + p.prior
     scores: np.ndarray = (g + f32(p.a_taste) * taste[:, p.category]).astype(f32)
     extra = np.zeros_like(scores)
-    np.add.at(extra, (rows[valid.ravel()], history[valid]), hw[valid] * p.repeat[history[valid]])
+    lift = np.zeros_like(scores)
     brows = np.repeat(np.arange(len(g)), basket.shape[1])
     bvalid = basket.ravel() >= 0
-    partners, weights = p.partner_table()
+    partners, weights, lifts = p.partner_table()
     width = partners.shape[1]
     if width:
         b_items = basket.ravel()[bvalid]
         prow = np.repeat(brows[bvalid], width)
-        pcol, pw = partners[b_items].ravel(), weights[b_items].ravel()
+        pcol, pw, pl = partners[b_items].ravel(), weights[b_items].ravel(), lifts[b_items].ravel()
         keep = pcol >= 0
         np.add.at(extra, (prow[keep], pcol[keep]), pw[keep])
+        np.add.at(lift, (prow[keep], pcol[keep]), pl[keep])
+    hrow, hcol = rows[valid.ravel()], history[valid]
+    np.add.at(extra, (hrow, hcol), hw[valid] * p.repeat[hcol] * (lift[hrow, hcol] + f32(1)))
     r, i = np.nonzero(extra)
     s = scores[r, i]
     scores[r, i] = s + np.log1p(extra[r, i] * np.exp(-np.clip(s, -G_CLIP, G_CLIP)))

@@ -8,9 +8,11 @@ Components, each a log-lift (or, for the mixture terms, a probability):
   co-occurrence matrix, so ``mean(E[basket]) @ Eᵀ`` approximates the basket's mean lift;
 * ``w_ctx``  — per context slot, the shrunk log-lift of each item (naive-Bayes style);
 * ``partners`` / ``excess`` — each item's strongest specific complements (:mod:`models.factors`);
-* history kernel and per-item ``repeat`` propensity (see :mod:`models.history`).
+* history kernel and per-item ``repeat`` propensity (see :mod:`models.history`), raw
+  repurchase rates or their excess over the item's basket frequency.
 
-Mixing weights (basket, user taste, context, repeat, taste, complements) are chosen by
+Mixing weights (basket, user taste, context, repeat, taste, complements, repeat lift) and the
+kernel's share decay and base are chosen by
 coordinate search on a validation split (each customer's last *training* basket), the
 components are then refitted on all training baskets. Deterministic across machines: exact
 counting, fixed start vectors and iteration counts, stable sorts, validation scores rounded
@@ -27,7 +29,7 @@ import numpy as np
 from .cooccur import Sparse, cooccurrence, item_counts, rows_sum
 from .data import Dataset
 from .factors import complements, embeddings, quantize
-from .history import DECAYS, HistoryKernel, fit_history_kernel
+from .history import BASES, DECAYS, HistoryKernel, fit_history_kernel
 from .holdout import Requests, holdout_requests, pad_hidden, ranking_metrics, validation_mask
 from .scoring import G_CLIP, ScoringParams
 
@@ -44,6 +46,7 @@ class TrainConfig:
     complement_width: int = 16
     complement_shrink: float = 10.0
     share_decays: tuple[float, ...] = DECAYS
+    repeat_bases: tuple[float, ...] = BASES
     validation_seed: int = 1
 
 
@@ -68,6 +71,7 @@ class Mixing:
     a_repeat: float = 1.0
     a_taste: float = 1.0
     a_comp: float = 1.0
+    a_lift: float = 0.0
 
 
 def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -80,7 +84,7 @@ def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.nd
     return slot_counts, joint, cat_joint
 
 
-def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Components:
+def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0, base: float = 0.0) -> Components:
     """Fit every count-based component on ``ds`` (no parameters are tuned here)."""
     counts = item_counts(ds)
     n_b, n = ds.n_baskets, ds.n_items
@@ -99,7 +103,7 @@ def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0) -> Compone
     alpha = cfg.ctx_prior
     target = p_item * cat_lift[:, category]
     w_ctx = np.log((joint + alpha * target) / ((slot_counts + alpha) * p_item))
-    kernel, repeat = fit_history_kernel(ds, decay=decay)
+    kernel, repeat = fit_history_kernel(ds, decay=decay, base=base)
     return Components(prior, emb_t, w_ctx, repeat, kernel, category, share, partners, excess)
 
 
@@ -179,7 +183,7 @@ def _objective(parts: ScoreParts, mix: Mixing, hidden: np.ndarray) -> float:
     # values (its SIMD and scalar versions differ)
     score = g - np.arange(g.shape[1]) * 1e-12
     at = g[rows, cols]
-    extra = mix.a_repeat * rep + mix.a_comp * pairs
+    extra = mix.a_repeat * rep * (1.0 + mix.a_lift * pairs) + mix.a_comp * pairs
     score[rows, cols] += np.round(np.log1p(extra * np.exp(-np.clip(at, -G_CLIP, G_CLIP))), 9)
     score[in_basket] = -np.inf
     top = np.argpartition(-score, 10, axis=1)[:, :10]
@@ -195,6 +199,7 @@ GRID = {
     "a_repeat": (0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0),
     "a_taste": (0.0, 0.5, 1.0, 1.5, 2.0),
     "a_comp": (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0),
+    "a_lift": (0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0),
 }
 MAX_VALIDATION = 1000
 
@@ -220,17 +225,18 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
     fit = train.subset(~val_mask)
     val_mask &= np.cumsum(val_mask) <= MAX_VALIDATION
     comp = fit_components(fit, cfg, cfg.share_decays[0])
-    mix, value, decay = Mixing(), float("nan"), float(cfg.share_decays[0])
-    for candidate in cfg.share_decays:
-        kernel, repeat = fit_history_kernel(fit, decay=float(candidate))
+    mix, value, decay, base = Mixing(), float("nan"), float(cfg.share_decays[0]), 0.0
+    candidates = [(float(d), float(b)) for d in cfg.share_decays for b in (cfg.repeat_bases or (0.0,))]
+    for cand_decay, cand_base in candidates:
+        kernel, repeat = fit_history_kernel(fit, decay=cand_decay, base=cand_base)
         comp = replace(comp, kernel=kernel, repeat=repeat)
         req = holdout_requests(train, val_mask, kernel, seed=cfg.validation_seed)
         if len(req) < 20:
             break
         trial, trial_value = tune_mixing(_parts(comp, req, cfg), req.hidden)
         if not trial_value <= value + 1e-9:  # the first candidate, or a better one
-            mix, value, decay = trial, trial_value, float(candidate)
-    final = fit_components(train, cfg, decay)
+            mix, value, decay, base = trial, trial_value, cand_decay, cand_base
+    final = fit_components(train, cfg, decay, base)
 
     params = ScoringParams(
         emb_t=quantize(final.emb_t),
@@ -245,10 +251,12 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
         taste_prior=cfg.taste_prior,
         partners=final.partners,
         partner_weights=quantize(mix.a_comp * final.excess),
+        partner_lift=quantize(mix.a_lift * final.excess) if mix.a_lift > 0 else None,
     )
     info = {
         "mixing": {k: float(v) for k, v in vars(mix).items()},
         "share_decay": decay,
+        "repeat_base": base,
         "validation_requests": len(req),
         "validation_recall_plus_ndcg@10": round(float(value), 6),
     }

@@ -19,7 +19,7 @@ from models.scoring import ScoringParams, reference_scores, reference_topk
 ATOL, RTOL = 1e-4, 1e-5
 
 
-def random_params(rng: np.random.Generator, n: int, d: int = 32, n_cat: int = 6) -> ScoringParams:
+def random_params(rng: np.random.Generator, n: int, d: int = 32, n_cat: int = 6, lift: bool = True) -> ScoringParams:
     return ScoringParams(
         emb_t=rng.normal(0, 0.5, (d, n)).astype(np.float32),
         w_ctx=rng.normal(0, 0.5, (CTX_DIM, n)).astype(np.float32),
@@ -33,6 +33,7 @@ def random_params(rng: np.random.Generator, n: int, d: int = 32, n_cat: int = 6)
         taste_prior=5.0,
         partners=np.where(rng.random((n, 6)) < 0.3, -1, rng.integers(0, n, (n, 6))).astype(np.int32),
         partner_weights=rng.uniform(0, 0.5, (n, 6)).astype(np.float32),
+        partner_lift=rng.uniform(0, 3, (n, 6)).astype(np.float32) if lift else None,
     )
 
 
@@ -70,11 +71,18 @@ def assert_matches_reference(
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 6), wb=st.integers(1, 12), wh=st.integers(1, 20))
-def test_onnx_equals_numpy_reference_on_random_inputs(seed: int, batch: int, wb: int, wh: int) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    batch=st.integers(1, 6),
+    wb=st.integers(1, 12),
+    wh=st.integers(1, 20),
+    lift=st.booleans(),
+)
+def test_onnx_equals_numpy_reference_on_random_inputs(seed: int, batch: int, wb: int, wh: int, lift: bool) -> None:
+    """With and without the repeat lift table (the graph leaves its nodes out when a_lift = 0)."""
     rng = np.random.default_rng(seed)
     n, k = 257, 30
-    p = random_params(rng, n)
+    p = random_params(rng, n, lift=lift)
     sess = session(p, k)
     b = np.where(rng.random((batch, wb)) < 0.3, -1, rng.integers(0, n, (batch, wb)))
     h = np.where(rng.random((batch, wh)) < 0.3, -1, rng.integers(0, n, (batch, wh)))

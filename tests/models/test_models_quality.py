@@ -6,8 +6,8 @@ by ``.ci/bootstrap`` with ``--no-deps``; its data is never copied into this repo
 model must beat popularity, personal top frequency and item-kNN on recall@10 and NDCG@10, and
 TIFU-KNN and the TIFU + item-kNN hybrid (Hu et al., SIGIR 2020; both tuned on the same
 validation split as the model) with the paired bootstrap 95 % interval of the margin above
-zero on both metrics — on Instacart against TIFU-KNN only, the hybrid on the means. On
-simulated stores it is also held against both oracles.
+zero on both metrics — on Instacart against TIFU-KNN, and against the hybrid on NDCG (its
+recall margin on the means only). On simulated stores it is also held against both oracles.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def test_model_beats_references_on_real_instacart_orders(tmp_path: Path) -> None
     report = evaluate_model(tmp_path / "model", tmp_path / "data")
     print(format_table(report))
     assert report["requests"] > 500 and "oracle" not in report["results"]
-    # against the hybrid the margin is positive but its interval still reaches zero (see the
-    # table in models/README.md): asserted on the means only
+    # against the hybrid the recall margin is positive but its interval still reaches zero (see
+    # the table in models/README.md): asserted on the means only; the NDCG interval is clear
     assert_beats_references(report, clear_of=("tifu_knn",))
+    assert report["intervals"]["tifu_item_knn"]["ndcg@10"]["low"] > 0, report["intervals"]["tifu_item_knn"]
