@@ -61,7 +61,7 @@ class _Item:
 _STOP = object()
 #: How much larger than its bytes in the payload an event's compact JSON (as parse_event
 #: measures it, ASCII-escaped) can be: an exponent such as ``1e15`` re-encodes as
-#: ``1000000000000000.0`` (4.5×), a non-ASCII character as a ``\uXXXX`` escape (at most 3×);
+#: ``1000000000000000.0`` (4.5×), a non-ASCII character as a six-byte ``\u`` escape (at most 3×);
 #: whitespace and escapes only shrink. With :data:`~edge.types.PRE_STAGE_GROWTH` this bounds
 #: every event in a payload, so the hot path (events of a few hundred bytes) skips measuring.
 _EXPANSION = 5

@@ -35,7 +35,7 @@ numbers = st.sampled_from(["0", "1", "-1", "1e5", "1e15", "-1e15", "9e15", "1E9"
 strings = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12).map(
     lambda s: json.dumps(s, ensure_ascii=False)
 )  # raw UTF-8, as most devices send it
-escaped = st.text(max_size=8).map(json.dumps)  # \uXXXX escapes only shrink
+escaped = st.text(max_size=8).map(json.dumps)  # ASCII-escaped text: decoding only shrinks it
 scalars = numbers | strings | escaped | st.sampled_from(["true", "false", "null"])
 
 
