@@ -25,7 +25,10 @@ def test_receipts_confirm_commits_and_refusals(tmp_path):
             async with DeviceClient.from_bundle(bundle, receipt_timeout_s=30) as kiosk:
                 good = await kiosk.publish_events([{"event": "Cart Viewed"}, {"event": "Cart Viewed"}])
                 bad = await kiosk.publish_events([{"event": "Teleported"}])
-                assert kiosk.pending == 3
+                # each publish is tracked until its receipt; how many are still open here is a
+                # race (on a loaded machine the two good ones were receipted before the third
+                # publish returned), so only the bound is asserted, the settling below exactly
+                assert 0 <= kiosk.pending <= 3
                 await kiosk.wait_committed(10)
                 assert kiosk.pending == 0 and kiosk.resent == 0
                 assert kiosk.rejected == {bad[0]: "unknown_event"}
