@@ -98,11 +98,20 @@ class Ingestor:
         self.clock = clock
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
         self._thread: threading.Thread | None = None
-        self.healthy = True
+        self._commits_ok = True
+        self._stopping = False
+        self._inflight: list[_Item] = []
         metrics.track_queue(self._queue.qsize)
+
+    @property
+    def healthy(self) -> bool:
+        """The writer thread runs and its last commit (or batch) went through: ``/readyz``'s
+        ``journal`` check, and what the systemd watchdog is fed on."""
+        return self._commits_ok and (self._thread is None or self._thread.is_alive())
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        self._stopping = False
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self._thread.start()
 
@@ -243,12 +252,32 @@ class Ingestor:
 
     # -- the writer ------------------------------------------------------------------------
     def _writer(self) -> None:
-        stopping = False
-        while not stopping:
+        """The journal's one writer. A fault outside the commit's own error handling (a sleep
+        the OS refuses, a settling callback that raises) fails the batch in hand — nothing of it
+        is acknowledged, so MQTT redelivers and HTTP answers with the error — and the writer
+        goes on with the next; until a batch commits again the journal reads not ready."""
+        while True:
+            try:
+                self._drain()
+                return
+            except Exception as exc:
+                self.metrics.writer_crashes.inc()
+                if self._commits_ok:
+                    log.exception("journal writer failed outside a commit; its batch is failed, the writer goes on")
+                self._commits_ok = False
+                batch, self._inflight = self._inflight, []
+                _fail(batch, exc)
+                if self._stopping:
+                    return
+
+    def _drain(self) -> None:
+        while not self._stopping:
             first = self._queue.get()
             if first is _STOP:
+                self._stopping = True
                 break
             batch: list[_Item] = list(first) if type(first) is list else [first]
+            self._inflight = batch
             count = sum(len(item.events) for item in batch)
             lingered = False
             while count < self.max_batch:
@@ -267,7 +296,7 @@ class Ingestor:
                     time.sleep(self.linger_s)
                     continue
                 if nxt is _STOP:
-                    stopping = True
+                    self._stopping = True
                     break
                 if type(nxt) is list:
                     batch.extend(nxt)
@@ -276,6 +305,7 @@ class Ingestor:
                     batch.append(nxt)
                     count += len(nxt.events)
             self._commit(batch)
+            self._inflight = []
 
     def _commit(self, batch: list[_Item]) -> None:
         events = [e for item in batch for e in item.events]
@@ -291,16 +321,14 @@ class Ingestor:
                 events = [e for item in batch for e in item.events]
         except Exception as exc:  # disk full, I/O error: acknowledge nothing
             self.metrics.commit_failures.inc()
-            if self.healthy:
+            if self._commits_ok:
                 log.error("journal commit failed; nothing acknowledged: %s", exc)
-            self.healthy = False
-            for item in batch:
-                if item.on_done:
-                    item.on_done(exc)
+            self._commits_ok = False
+            _fail(batch, exc)
             return
-        if not self.healthy:
+        if not self._commits_ok:
             log.warning("journal commits recovered")
-            self.healthy = True
+            self._commits_ok = True
         if result.writer_failures:
             self.metrics.writer_failures.inc(result.writer_failures)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -340,8 +368,12 @@ class Ingestor:
         for (transport, reason), n in rejected_by.items():
             self.metrics.rejected.labels(transport, reason).inc(n)
         for item, outcome in zip(batch, results, strict=True):
-            if item.on_done:
-                item.on_done(outcome)
+            done, item.on_done = item.on_done, None  # settled once: a later fault cannot fail it again
+            if done:
+                try:
+                    done(outcome)
+                except Exception:  # one caller's callback: the rest of the batch is still told
+                    log.exception("settling a committed input raised")
         if new:
             for listener in self.listeners:
                 try:
@@ -429,6 +461,17 @@ def _is_data_error(exc: BaseException) -> bool:
     """An error caused by an event's content (not the disk, not a closed journal)."""
     return isinstance(exc, (UnicodeError, ValueError, TypeError, OverflowError, RecursionError,
                             sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.DataError))  # fmt: skip
+
+
+def _fail(batch: Sequence[_Item], exc: BaseException) -> None:
+    """Tell every input of ``batch`` not yet settled that it was not stored."""
+    for item in batch:
+        done, item.on_done = item.on_done, None
+        if done:
+            try:
+                done(exc)
+            except Exception:
+                log.exception("settling a failed input raised")
 
 
 def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseException) -> None:

@@ -47,6 +47,11 @@ class IngestMetrics:
             "Group commits that failed (nothing was acknowledged)",
             registry=self.registry,
         )
+        self.writer_crashes = Counter(
+            "edge_journal_writer_crashes",
+            "Batches the journal writer failed on a fault outside the commit (nothing of them acknowledged; the writer went on)",
+            registry=self.registry,
+        )
         self.writer_failures = Counter(
             "edge_journal_writer_failures",
             "Derived-row writers that raised inside a commit (their rows rolled back, events kept)",

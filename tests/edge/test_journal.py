@@ -206,6 +206,58 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path):
     asyncio.run(run())
 
 
+def test_a_fault_outside_the_commit_fails_its_batch_and_the_writer_goes_on(tmp_path, monkeypatch):
+    """Under Debian 12 arm64's libfaketime, CPython's time.sleep raises OSError(EINVAL)
+    (tests/edge/test_renewal.py): the writer's linger sleep raised it and the writer thread died,
+    leaving a gateway that answered /healthz and stored nothing. Now the batch in hand is failed
+    (nothing of it acknowledged), the journal reads not ready, and the next batch commits."""
+    import edge.ingest
+
+    real_sleep = time.sleep
+    faults = [OSError(22, "Invalid argument")]
+
+    def sleep(seconds):
+        if faults:
+            raise faults.pop()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(edge.ingest.time, "sleep", sleep)
+    with Journal(tmp_path / "w.db") as journal:
+        ingestor = Ingestor(journal, IngestMetrics(), linger_ms=5)
+        told: list = []
+        settled = threading.Event()
+
+        def on_done(result):
+            told.append(result)
+            if len(told) == 2:
+                settled.set()
+
+        for name in ("a", "b"):  # two inputs waiting: the writer lingers, and the sleep raises
+            ingestor.enqueue(ingestor.prepare(SOURCE, [{"messageId": name, "event": "Cart Viewed"}]), on_done)
+        ingestor.start()
+        assert settled.wait(10)
+        assert [type(r) for r in told] == [OSError, OSError]  # failed, so MQTT sends no PUBACK
+        assert journal.stats()["events"] == 0 and not ingestor.healthy
+        assert ingestor.metrics.writer_crashes._value.get() == 1
+
+        def shout(_result):
+            raise RuntimeError("a caller's callback")
+
+        async def redelivered():  # the broker redelivers both; a raising callback spoils nobody else's
+            ingestor.enqueue(ingestor.prepare(SOURCE, [{"messageId": "z", "event": "Cart Viewed"}]), shout)
+            return await asyncio.gather(*[ingestor.publish(SOURCE, [{"messageId": n, "event": "Cart Viewed"}])
+                                          for n in ("a", "b")])  # fmt: skip
+
+        results = asyncio.run(redelivered())
+        assert [r.accepted for r in results] == [1, 1]
+        wait = time.monotonic() + 10
+        while journal.stats()["events"] < 3 and time.monotonic() < wait:
+            real_sleep(0.01)
+        assert journal.stats()["events"] == 3 and ingestor.healthy
+        assert ingestor.metrics.writer_crashes._value.get() == 1
+        ingestor.stop()
+
+
 def test_dead_letter_excerpts_never_keep_identifiers(journal):
     import json
 
