@@ -208,7 +208,7 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path):
 
 def test_a_fault_outside_the_commit_fails_its_batch_and_the_writer_goes_on(tmp_path, monkeypatch):
     """Under Debian 12 arm64's libfaketime, CPython's time.sleep raises OSError(EINVAL)
-    (tests/edge/test_renewal.py): the writer's linger sleep raised it and the writer thread died,
+    (tests/support/faketime.py): the writer's linger sleep raised it and the writer thread died,
     leaving a gateway that answered /healthz and stored nothing. Now the batch in hand is failed
     (nothing of it acknowledged), the journal reads not ready, and the next batch commits."""
     import edge.ingest

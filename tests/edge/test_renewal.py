@@ -14,7 +14,6 @@ Mosquitto, real clock) as the systemd layout has it, devices with the real clock
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ import httpx
 import pytest
 from cryptography import x509
 from netkit import LAN, Session, ssl_context, tls_config, wait_for
+from support.faketime import skip_unless_sleep_works
 from support.services import free_port, require_program
 from test_broker_persistence import Broker, _broker_conf
 
@@ -79,33 +79,9 @@ def _ready(url: str, bundle, proc) -> None:
     raise AssertionError("gateway not ready")
 
 
-def _sleep_breaks_under(lib: str) -> str | None:
-    """What Python's ``time.sleep`` says under this libfaketime, or None when it sleeps.
-
-    Debian 12's libfaketime 0.9.10 on arm64 (seen under qemu-user, Cortex-A72) wraps the
-    ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`` that CPython 3.11 sleeps with so that it
-    fails with EINVAL, at any offset (+0d too), while coreutils' relative ``sleep`` works: every
-    thread of a Python program that sleeps dies there. libfaketime's own tracker has the
-    family of aarch64 timed-wait faults (wolfcw/libfaketime#197, #420). Without a working
-    sleep the clock-jump test cannot say anything about the gateway.
-    """
-    probe = subprocess.run(
-        [sys.executable, "-c", "import time; time.sleep(0.01)"],
-        env={**os.environ, "LD_PRELOAD": lib, "FAKETIME": "+0d"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return None if probe.returncode == 0 else (probe.stderr.strip().splitlines() or ["no output"])[-1]
-
-
 def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
     faketime = require_program("faketime")
-    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
-    assert libs, "libfaketime (Debian package faketime) is missing"
-    broken = _sleep_breaks_under(libs[0])
-    if broken:
-        pytest.skip(f"{libs[0]} breaks Python's time.sleep on {os.uname().machine}: {broken}")
+    lib = skip_unless_sleep_works()
     port, http_port = free_port(), free_port(LAN)
     config = tls_config(
         tmp_path / "state",
@@ -140,7 +116,7 @@ def test_renewal_across_clock_jumps_keeps_devices_connected(tmp_path, capsys):
             sent.append(message_id)
 
     gateway = _gateway(
-        toml, log, {"LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1"}, []
+        toml, log, {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1"}, []
     )
     try:
         _ready(https, kiosk, gateway)
