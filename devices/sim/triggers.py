@@ -119,6 +119,7 @@ async def run_month(
                         kind="pos",
                         anonymous_id=visit,
                         properties={"orderId": f"o-{visit}", "products": [{"sku": sku, "quantity": 1}]},
+                        message_id=f"sim-order-{visit}",
                     )
                 ],
                 at,
@@ -135,7 +136,17 @@ async def run_month(
             await until(now)
             inbox.take()
             await feed(
-                [make_event("Product Viewed", now, device=kiosk, anonymous_id=visit, properties={"sku": sku})], now
+                [
+                    make_event(
+                        "Product Viewed",
+                        now,
+                        device=kiosk,
+                        anonymous_id=visit,
+                        properties={"sku": sku},
+                        message_id=f"sim-view-{visit}",
+                    )
+                ],
+                now,
             )
             shown = [p for t, p, _ in inbox.take() if t.endswith(f"/{kiosk}/offers")]
             arm = shown[-1]["arm"] if shown else None
