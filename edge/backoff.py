@@ -1,16 +1,18 @@
-"""The one retry delay of every reconnect/retry loop in the gateway (house rule 5), and Retry-After parsing.
+"""The one retry delay of every reconnect/retry loop in the gateway (house rule 5), Retry-After
+parsing, and the check each loop makes before it backs off (:func:`raise_if_cancelled`).
 
-Both are pure: the random source and the clock are parameters, so schedules are reproducible.
+The first two are pure: the random source and the clock are parameters, so schedules are reproducible.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
-__all__ = ["backoff_delay", "parse_retry_after"]
+__all__ = ["backoff_delay", "parse_retry_after", "raise_if_cancelled"]
 
 #: A longer Retry-After is cut to this: a broken server must not park a sink for days.
 MAX_RETRY_AFTER_S = 3600.0
@@ -62,3 +64,18 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
     except (OverflowError, OSError, ValueError):
         return None
     return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of the running task that a library call swallowed.
+
+    nats-py waits for its own tasks inside ``except (CancelledError, TimeoutError): pass`` as it
+    closes a failed connection (``nats.aio.client.Client._close``), and Python 3.11's
+    ``asyncio.wait_for`` can lose a cancellation that arrives as the awaited call fails
+    (python/cpython#86296). The request then stays counted (``Task.cancelling()``) while the
+    caller sees only the connection error, and a reconnect loop around it retries forever: a
+    gateway stop waited on one in the emulated arm64 run. Every reconnect loop calls this in its
+    ``except`` before it backs off."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -41,7 +41,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from psycopg.types.json import Jsonb
 
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from sync.backbone import EVENTS_STREAM, delete_person_messages
 from sync.central_metrics import CentralMetrics
 from sync.central_schema import SCHEMA, PartitionSet, drop_expired, month_of, oldest_kept
@@ -396,6 +396,7 @@ class CentralJob:
                     return
                 attempt = 0
             except (TimeoutError, TransientSinkError, nats.errors.Error, OSError, psycopg.OperationalError) as exc:  # fmt: skip
+                raise_if_cancelled()
                 log.warning("central job disconnected, retrying: %s", exc)
                 await asyncio.sleep(backoff_delay(attempt, cap_s=10))
                 attempt += 1

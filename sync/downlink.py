@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from edge.errors import EdgeError
 from edge.journal import Journal
 from sync import tables
@@ -209,6 +209,7 @@ class Downlink:
                 await self._consume()
                 attempt = 0
             except (TimeoutError, TransientSinkError, nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("downlink disconnected: %s", exc)
                 await sleep(backoff_delay(attempt))
                 attempt += 1

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from sync.errors import TransientSinkError
 
 __all__ = ["HealthReporter", "StoreHealth", "encode_health", "parse_health", "status_subject"]
@@ -148,6 +148,7 @@ class HealthReporter:
                 finally:
                     await close_quietly(nc)
             except (TimeoutError, TransientSinkError, nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
                 log.warning("health report not sent: %s", exc)
                 await asyncio.sleep(backoff_delay(attempt, cap_s=60))
                 attempt += 1

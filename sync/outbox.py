@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from edge.events import MAX_BATCH_EVENTS, MAX_EVENT_BYTES
 from edge.journal import DeadLetter, Journal, JournalRecord
 from sync import tables
@@ -234,6 +234,7 @@ class Outbox:
                                     return
                                 await self._sleep(self.config.idle_poll_s)
                 except TransientSinkError as exc:
+                    raise_if_cancelled()  # a sink's vendor client may have swallowed our cancellation
                     delay = backoff_delay(
                         attempt,
                         base_s=self.config.backoff_base_s,

@@ -20,7 +20,7 @@ from edge.journal import Journal
 from sync import MIGRATIONS
 from sync.config import DownlinkConfig
 from sync.downlink import Downlink, DownlinkHandlers, OffersFile
-from sync.errors import DownlinkRefused
+from sync.errors import DownlinkRefused, TransientSinkError
 from sync.manifest import sign_manifest, sign_offers
 from sync.messages import (
     ConsentChange,
@@ -229,3 +229,43 @@ def test_offers_must_be_signed_by_the_centre_when_the_store_verifies(setup):
     details = [r["detail"].split(":")[0] for r in downlink_log(journal)]
     assert details == ["bad_signature", "bad_signature", "bad_signature", "unsigned"]
     assert parse_downlink(encode_downlink(OfferCatalog("o", catalog, sign_offers(KEY, catalog)))).signature
+
+
+def test_a_cancellation_a_library_swallowed_still_ends_the_reconnect_loop(setup, monkeypatch):
+    """nats-py closes a failed connection inside ``except (CancelledError, TimeoutError): pass``
+    (``nats.aio.client.Client._close``), and Python 3.11's ``wait_for`` can lose a cancellation
+    (python/cpython#86296): the gateway's stop then reached the downlink only as a connection
+    error, and its reconnect loop went on — the emulated arm64 run waited 450 s on a stop. The
+    connect below does what that code does; the loop must still end when cancelled."""
+    import sync.nats_sink
+
+    down, _, _ = setup
+    attempts = []
+    give_up = False  # without the fix the loop outlives its cancel: end it another way, then fail
+
+    async def connect_as_nats_py_closes(*_args, **_kwargs):
+        attempts.append(1)
+        if give_up:
+            raise RuntimeError("the loop was still retrying after it was cancelled")
+        try:  # the shape of Client._close waiting for its reconnection task
+            await asyncio.wait_for(asyncio.Event().wait(), 0.2)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+        raise TransientSinkError("cannot connect to NATS ['nats://127.0.0.1:9']: NoServersError")
+
+    monkeypatch.setattr(sync.nats_sink, "connect", connect_as_nats_py_closes)
+
+    async def run() -> asyncio.Task:
+        loop = asyncio.create_task(down.run(sleep=lambda _s: asyncio.sleep(0)))
+        while not attempts:
+            await asyncio.sleep(0.01)
+        loop.cancel()
+        await asyncio.wait({loop}, timeout=5)
+        if not loop.done():
+            nonlocal give_up
+            give_up = True
+            await asyncio.wait({loop}, timeout=5)
+        return loop
+
+    loop = asyncio.run(run())
+    assert loop.cancelled(), "the downlink's reconnect loop swallowed the cancellation and kept retrying"
