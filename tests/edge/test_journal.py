@@ -238,7 +238,7 @@ def test_a_fault_outside_the_commit_fails_its_batch_and_the_writer_goes_on(tmp_p
         assert settled.wait(10)
         assert [type(r) for r in told] == [OSError, OSError]  # failed, so MQTT sends no PUBACK
         assert journal.stats()["events"] == 0 and not ingestor.healthy
-        assert ingestor.metrics.writer_crashes._value.get() == 1
+        assert ingestor.metrics.registry.get_sample_value("edge_journal_writer_crashes_total") == 1
 
         def shout(_result):
             raise RuntimeError("a caller's callback")
@@ -254,7 +254,7 @@ def test_a_fault_outside_the_commit_fails_its_batch_and_the_writer_goes_on(tmp_p
         while journal.stats()["events"] < 3 and time.monotonic() < wait:
             real_sleep(0.01)
         assert journal.stats()["events"] == 3 and ingestor.healthy
-        assert ingestor.metrics.writer_crashes._value.get() == 1
+        assert ingestor.metrics.registry.get_sample_value("edge_journal_writer_crashes_total") == 1
         ingestor.stop()
 
 
