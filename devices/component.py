@@ -41,7 +41,7 @@ from devices.pos.adapter import PosTerminal
 from devices.pos.display import DisplaySettings, PoleDisplay
 from devices.pos.link import SerialLink, reconnecting
 from devices.status import TransitionLog
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from edge.bus import Source
 from edge.component import GatewayContext
 from edge.events import Event
@@ -272,6 +272,7 @@ class DevicesComponent:
                         await self.camera.on_frame(frame)
             except DeviceUnavailable as exc:
                 status.failed(str(exc))
+            raise_if_cancelled()
             await asyncio.sleep(backoff_delay(attempt, base_s=1.0, cap_s=60.0))
             attempt += 1
 

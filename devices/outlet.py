@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 from edge.bus import EventBus, Source
 
 __all__ = ["EventOutlet"]
@@ -48,6 +48,7 @@ class EventOutlet:
                 result = await self._bus.publish(source, events)
             except Exception:  # the bus is another team's code: never lose the batch to it
                 log.exception("publishing %d device events failed; retrying", len(events))
+                raise_if_cancelled()
                 await asyncio.sleep(backoff_delay(attempt, cap_s=10.0))
                 attempt += 1
                 continue

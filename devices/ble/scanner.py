@@ -23,7 +23,7 @@ from typing import Any, Literal
 from devices.ble.protocol import APPLE_COMPANY_ID
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 
 __all__ = ["Advertisement", "Scanner", "run_scanner"]
 
@@ -139,5 +139,6 @@ async def run_scanner(
                         attempt = 0
         except DeviceUnavailable as exc:
             status.failed(str(exc))
+        raise_if_cancelled()
         await asyncio.sleep(backoff_delay(attempt, base_s=retry_base_s, cap_s=60.0))
         attempt += 1

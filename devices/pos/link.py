@@ -18,7 +18,7 @@ import serial
 
 from devices.errors import DeviceUnavailable
 from devices.status import TransitionLog
-from edge.backoff import backoff_delay
+from edge.backoff import backoff_delay, raise_if_cancelled
 
 __all__ = ["SerialLink", "reconnecting"]
 
@@ -124,5 +124,6 @@ async def reconnecting(
                 await use(link)
         except DeviceUnavailable as exc:
             status.failed(str(exc))
+        raise_if_cancelled()
         await sleep(backoff_delay(attempt, base_s=0.2, cap_s=max_backoff_s))
         attempt += 1
