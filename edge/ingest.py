@@ -368,12 +368,7 @@ class Ingestor:
         for (transport, reason), n in rejected_by.items():
             self.metrics.rejected.labels(transport, reason).inc(n)
         for item, outcome in zip(batch, results, strict=True):
-            done, item.on_done = item.on_done, None  # settled once: a later fault cannot fail it again
-            if done:
-                try:
-                    done(outcome)
-                except Exception:  # one caller's callback: the rest of the batch is still told
-                    log.exception("settling a committed input raised")
+            _tell(item, outcome)
         if new:
             for listener in self.listeners:
                 try:
@@ -463,15 +458,21 @@ def _is_data_error(exc: BaseException) -> bool:
                             sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.DataError))  # fmt: skip
 
 
+def _tell(item: _Item, outcome: PublishResult | BaseException) -> None:
+    """Settle ``item`` once (a later fault cannot fail what was committed); a caller's callback
+    that raises is logged, and the rest of the batch is still told."""
+    done, item.on_done = item.on_done, None
+    if done:
+        try:
+            done(outcome)
+        except Exception:
+            log.exception("settling an input raised")
+
+
 def _fail(batch: Sequence[_Item], exc: BaseException) -> None:
     """Tell every input of ``batch`` not yet settled that it was not stored."""
     for item in batch:
-        done, item.on_done = item.on_done, None
-        if done:
-            try:
-                done(exc)
-            except Exception:
-                log.exception("settling a failed input raised")
+        _tell(item, exc)
 
 
 def _settle(future: asyncio.Future[PublishResult], result: PublishResult | BaseException) -> None:
