@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.certstate import PkiFiles
 from edge.errors import BrokerError
 from edge.listeners import BrokerConfig, Listener
-from edge.pki import StorePki
 from edge.registry import DeviceRegistry, write_mosquitto_files
 
 __all__ = [
@@ -72,7 +72,7 @@ def mosquitto_conf(
     *,
     listeners: Sequence[Listener] | None = None,
     broker: BrokerConfig | None = None,
-    pki: StorePki | None = None,
+    pki: PkiFiles | None = None,
 ) -> str:
     """Mosquitto configuration for the registry's files.
 
@@ -117,7 +117,7 @@ def mosquitto_conf(
     return "\n".join(lines) + "\n"
 
 
-def _listener_lines(listener: Listener, directory: Path, pki: StorePki | None) -> list[str]:
+def _listener_lines(listener: Listener, directory: Path, pki: PkiFiles | None) -> list[str]:
     # TLS listeners: devices only; the loopback plaintext one (tests, on-box tools) also takes the gateway's user
     passwd = {"gateway": "passwd-gateway", "shared": "passwd", "plaintext": "passwd"}.get(
         listener.role, "passwd-devices"
@@ -205,7 +205,7 @@ class ManagedBroker:
         *,
         listeners: Sequence[Listener] | None = None,
         broker: BrokerConfig | None = None,
-        pki: StorePki | None = None,
+        pki: PkiFiles | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.host = "127.0.0.1"

@@ -34,24 +34,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge.atomic import write_private
+from edge.certstate import BACKDATE, PkiFiles, ServerCertState, renewal_due
 from edge.errors import ConfigError
 
-__all__ = ["BACKDATE", "ClientCert", "ServerCertState", "StorePki", "write_private"]
+__all__ = ["BACKDATE", "ClientCert", "ServerCertState", "StorePki"]
 
-BACKDATE = dt.timedelta(days=31)  # a device clock up to a month behind the box still accepts the certificate
 CA_DAYS = 3650
 Clock = Callable[[], float]
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically with mode 0600 (keys, credentials)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -71,16 +61,6 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 @dataclass(frozen=True)
-class ServerCertState:
-    """What /metrics and /readyz show about the server certificate."""
-
-    not_before: float
-    not_after: float
-    serial: int
-    renewed: bool  # True when :meth:`StorePki.ensure_server` issued a new one just now
-
-
-@dataclass(frozen=True)
 class ClientCert:
     device_id: str
     serial: int
@@ -88,7 +68,7 @@ class ClientCert:
     key_pem: str
 
 
-class StorePki:
+class StorePki(PkiFiles):
     def __init__(
         self,
         directory: Path,
@@ -105,35 +85,14 @@ class StorePki:
         server_key: Path | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.directory = directory
+        super().__init__(directory, ca_cert=ca_cert, ca_key=ca_key, server_cert=server_cert, server_key=server_key)
         self.store_id = store_id
         self.names = sorted({*names, "localhost", socket.gethostname()})
         self.addresses = sorted({*(a for a in addresses if a not in ("0.0.0.0", "::")), "127.0.0.1"})
         self.server_days = server_days
         self.client_days = client_days
         self.renew_fraction = renew_fraction
-        self._external_ca = (ca_cert, ca_key) if ca_cert and ca_key else None
-        self._external_server = (server_cert, server_key) if server_cert and server_key else None
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC).timestamp())
-
-    # -- paths -----------------------------------------------------------------------------
-    @property
-    def ca_path(self) -> Path:
-        if self._external_ca:
-            return self._external_ca[0]
-        return self.directory / "ca.pem"
-
-    @property
-    def server_cert_path(self) -> Path:
-        return self._external_server[0] if self._external_server else self.directory / "server.pem"
-
-    @property
-    def server_key_path(self) -> Path:
-        return self._external_server[1] if self._external_server else self.directory / "server.key"
-
-    @property
-    def crl_path(self) -> Path:
-        return self.directory / "crl.pem"
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
@@ -201,10 +160,7 @@ class StorePki:
             state = self.server_state()
         except (FileNotFoundError, ValueError):
             return True
-        now = self._clock()
-        issued = state.not_before + BACKDATE.total_seconds()
-        lifetime = state.not_after - issued
-        return now < issued or now >= issued + self.renew_fraction * lifetime or now >= state.not_after
+        return renewal_due(state, self._clock(), self.renew_fraction)
 
     def ensure_server(self) -> ServerCertState:
         """Issue a new server certificate when :meth:`renewal_due`; returns the current one."""

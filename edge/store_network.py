@@ -14,20 +14,25 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from edge.atomic import write_private
 from edge.broker import plan_listeners, signal_broker
+from edge.certstate import PkiFiles, ServerCertState, read_server_state, renewal_due
 from edge.config import Config
 from edge.errors import ConfigError
 from edge.listeners import Listener, check
-from edge.pki import StorePki, write_private
+
+if TYPE_CHECKING:  # the PKI (and ``cryptography``) loads only when a TLS link is configured
+    from edge.pki import StorePki
 
 __all__ = ["StoreNetwork", "make_pki", "network_file", "provisioning_urls", "read_network"]
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def make_pki(config: Config, clock: Callable[[], float] | None = None) -> StorePki:
+    from edge.pki import StorePki  # here, not at the top: see the TYPE_CHECKING import
+
     tls, broker = config.tls, config.broker
     return StorePki(
         Path(config.store.state_dir) / "pki", store_id=config.store.id, names=tls.names,
@@ -47,6 +54,12 @@ def make_pki(config: Config, clock: Callable[[], float] | None = None) -> StoreP
 
 def _optional(value: str) -> Path | None:
     return Path(value) if value else None
+
+
+def _pki_files(config: Config) -> PkiFiles:
+    tls = config.tls
+    return PkiFiles(Path(config.store.state_dir) / "pki", ca_cert=_optional(tls.ca_cert), ca_key=_optional(tls.ca_key),
+                    server_cert=_optional(tls.server_cert), server_key=_optional(tls.server_key))  # fmt: skip
 
 
 def _is_ip(host: str) -> bool:
@@ -104,7 +117,9 @@ class StoreNetwork:
         self.state_dir = Path(config.store.state_dir)
         self.clock = clock
         self.tls_needed = bool(config.broker.interfaces) or config.tls.http
-        self.pki: StorePki | None = make_pki(config, clock) if self.tls_needed else None
+        # the files alone: StorePki (and cryptography) loads only when something is to be issued
+        self.pki: PkiFiles | None = _pki_files(config) if self.tls_needed else None
+        self._issuer: StorePki | None = None
         self.listeners: list[Listener] = []
         self.http_ssl: ssl.SSLContext | None = None
         self._http_serial = 0
@@ -120,13 +135,29 @@ class StoreNetwork:
     def prepare(self, gateway_port: int, *, broker_running: bool = False) -> list[Listener]:
         """PKI on first start (or renewal if due: a running broker re-reads it), then the broker's listeners."""
         if self.pki is not None:
-            state = self.pki.ensure()
+            state = self._current() or self._store_pki().ensure()
             self._set_expiry(state.not_after)
             if state.renewed and broker_running:
                 self._renewals.inc()
                 signal_broker(self.state_dir, signal.SIGHUP)
         self.listeners = plan_listeners(self.config.broker, gateway_port)
         return self.listeners
+
+    def _store_pki(self) -> StorePki:
+        if self._issuer is None:
+            self._issuer = make_pki(self.config, self.clock)
+        return self._issuer
+
+    def _current(self) -> ServerCertState | None:
+        """The server certificate when the store's own PKI is complete and nothing is due, read
+        without ``cryptography``; None sends the caller to :class:`~edge.pki.StorePki`."""
+        if self.pki is None or not self.pki.complete():
+            return None
+        state = read_server_state(self.pki.server_cert_path)
+        if state is None or renewal_due(state, self.clock(), self.config.tls.renew_fraction):
+            return None
+        os.chmod(self.pki.directory, 0o700)  # as StorePki.ensure
+        return state
 
     def _set_expiry(self, not_after: float) -> None:
         self.not_after = not_after
@@ -147,7 +178,7 @@ class StoreNetwork:
     def uvicorn_ssl(self) -> dict[str, Any]:
         if not self.config.tls.http or self.pki is None:
             return {}
-        self._http_serial = self.pki.server_state().serial
+        self._http_serial = (read_server_state(self.pki.server_cert_path) or self._store_pki().server_state()).serial
         return {"ssl_certfile": str(self.pki.server_cert_path), "ssl_keyfile": str(self.pki.server_key_path)}
 
     def bridge_context(self) -> ssl.SSLContext:
@@ -166,7 +197,7 @@ class StoreNetwork:
         """Renew if due; then Mosquitto re-reads its files (SIGHUP) and HTTPS loads the new chain."""
         if self.pki is None:
             return False
-        state = self.pki.ensure_server()
+        state = self._current() or self._store_pki().ensure_server()
         self._set_expiry(state.not_after)
         if state.renewed:
             self._renewals.inc()
