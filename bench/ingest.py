@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 from edge import schema  # noqa: E402
 from edge.broker import free_port, mosquitto_conf, sync_broker_files, wait_for_port  # noqa: E402
 from edge.registry import DeviceRegistry  # noqa: E402
+from edge.store_network import make_pki  # noqa: E402
 
 TOPIC = "retail/v1/bench/pos/pub1/events"
 PEER_TOPIC = "peer/bench/pub1/events"  # not under the gateway's subscription: its session queues none of it
@@ -171,6 +172,9 @@ class Rig:
             self.pub = registry.add("pos", "pub1")
             self.sub = registry.add("pos", "sub1")
             sync_broker_files(registry, "bench", self.config.store.state_dir)
+        # the store PKI as every start but a box's very first finds it (made at install or first
+        # boot): the gateway then reads its certificate with ssl and never loads cryptography
+        make_pki(self.config).ensure()
         self.widen_acl()
         conf = self.tmp / "mosquitto.conf"
         conf.write_text(mosquitto_conf(self.config.store.state_dir, "127.0.0.1", self.port, 5_000_000))
@@ -372,7 +376,8 @@ def run_live(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
         _stop(gw)
     print(
         f"  gateway RSS {rss['VmRSS'] / 1024:.0f} MB, peak {rss['VmHWM'] / 1024:.0f} MB   (target <= 120 MB);"
-        f" of it anonymous {rss['RssAnon'] / 1024:.0f} MB, mapped files {rss['RssFile'] / 1024:.0f} MB"
+        f" of it anonymous {rss['RssAnon'] / 1024:.0f} MB, mapped files {rss['RssFile'] / 1024:.0f} MB;"
+        f" cryptography loaded: {'yes' if rss['cryptography'] else 'no'}"
     )
     return {"p99_max": max(p99s)}
 
@@ -779,6 +784,7 @@ def _rss(pid: int) -> dict[str, int]:
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
             out[key] = int(value.split()[0])
+    out["cryptography"] = int("/cryptography/" in Path(f"/proc/{pid}/maps").read_text())
     return out
 
 

@@ -25,14 +25,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from devices.ble.adapter import BleIngest
 from devices.ble.health import BeaconHealth
 from devices.ble.presence import PresenceSettings, PresenceTracker
 from devices.ble.rotating import AppKeyStore, RotatingIdResolver
 from devices.ble.scanner import run_scanner
-from devices.camera.signin import NonceCache, TokenVerifier, load_public_key
 from devices.config import BleConfig, CameraConfig, PosConfig, PresenceConfig
 from devices.errors import DeviceUnavailable
 from devices.metrics import DevicesCollector
@@ -48,6 +45,7 @@ from edge.events import Event
 from edge.types import DecideHandler, ErasureHooks, Listener, PostStage, PreStage, Writer
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from fastapi import APIRouter
 
     from devices.camera.adapter import CameraPipeline
@@ -144,8 +142,12 @@ class DevicesComponent:
     def _build_camera(self, camera: CameraConfig) -> CameraPipeline | None:
         if camera.source == "off":
             return None  # and OpenCV is never imported: ~16 MB a store without a camera keeps
+        # the camera's modules, and cryptography for its sign-in tokens, load with a camera only
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         from devices.camera.adapter import CameraPipeline
         from devices.camera.audience import AudienceCounter
+        from devices.camera.signin import NonceCache, TokenVerifier, load_public_key
 
         verifier = None
         if camera.qr_public_key:

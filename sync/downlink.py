@@ -41,7 +41,6 @@ from edge.journal import Journal
 from sync import tables
 from sync.config import DownlinkConfig
 from sync.errors import DownlinkRefused, TransientSinkError
-from sync.manifest import load_public_key, verify_manifest, verify_offers
 from sync.messages import (
     ConsentChange,
     DownlinkMessage,
@@ -125,6 +124,9 @@ class Downlink:
         self.metrics = metrics
         #: called on the event loop after each message was applied or refused (health reports)
         self.after_message: Callable[[], None] | None = None
+        # sync.manifest (and cryptography, ≈ 9 MB) loads with a downlink only, not with the module
+        from sync.manifest import load_public_key
+
         key = config.model_public_key
         self._public_key = load_public_key(key) if key else None
 
@@ -165,6 +167,8 @@ class Downlink:
             self.handlers.erase(message.user_id, message.request_id)
         elif isinstance(message, OfferCatalog):
             if self._public_key is not None:  # a store that verifies models verifies offers too
+                from sync.manifest import verify_offers
+
                 verify_offers(self._public_key, message.catalog, message.signature)
             self.handlers.install_offers(message.catalog)
         else:
@@ -178,6 +182,8 @@ class Downlink:
     def _unpack_model(self, message: ModelUpdate) -> Path:
         if self._public_key is None:
             raise DownlinkRefused("no_public_key", "set downlink.model_public_key to accept models")
+        from sync.manifest import verify_manifest
+
         manifest = verify_manifest(
             self._public_key, message.manifest, message.signature, message.files,
             self.handlers.catalog_version(),

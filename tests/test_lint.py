@@ -127,11 +127,14 @@ def test_the_gateway_loads_no_library_its_default_features_do_not_use():
     builder (models.export's onnx, 17 MB: only `edge model build` needs it) nor OpenCV (only a
     configured camera does), nor the central side's PostgreSQL driver, nor the NATS client and
     its nkeys (only a store with a NATS sink or a downlink connects to a centre), nor httpx
-    (only an HTTP sink sends with it)."""
+    (only an HTTP sink sends with it), nor cryptography (≈ 9 MB: only issuing a certificate, a
+    signed downlink or a camera's sign-in tokens need it; tests/edge/test_certstate.py shows a
+    start with the store PKI in place does not load it either)."""
     code = (
         "import sys; import edge.gateway, edge.cli, models.runtime, models.manifest, devices.component,"
         " sync.component, edge.model, edge.decisioning.component, edge.triggers.component;"
-        " print(sorted(m for m in ('onnx', 'cv2', 'pyzbar', 'psycopg', 'nats', 'nkeys', 'httpx') if m in sys.modules))"
+        " print(sorted(m for m in ('onnx', 'cv2', 'pyzbar', 'psycopg', 'nats', 'nkeys', 'httpx',"
+        " 'cryptography') if m in sys.modules))"
     )
     result = _run([sys.executable, "-c", code], cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
