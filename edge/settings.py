@@ -76,7 +76,10 @@ class MqttConfig:
         _positive,
     )
     receive_maximum: int = doc(
-        1000, "Unacknowledged QoS 1 messages the broker may have in flight to the gateway.", _positive
+        500,
+        "Unacknowledged QoS 1 messages the broker may have in flight to the gateway; each is held in"
+        " memory until its group commit.",
+        _positive,
     )
     keepalive_s: int = doc(30, "MQTT keepalive in seconds.", _positive)
     max_queued_messages: int = doc(
