@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge.bus import Source
 from edge.errors import InvalidEvent
-from edge.events import MAX_BACKDATE_DAYS, MAX_BATCH_EVENTS, decode_payload, iso_ms, parse_event
+from edge.events import MAX_BACKDATE_DAYS, MAX_BATCH_EVENTS, _encode, decode_payload, iso_ms, parse_event
 
 SOURCE = Source("s1", "k1", "kiosk", "mqtt")
 NOW = 1_790_000_000_000
@@ -205,3 +205,23 @@ def test_fuzz_shared_decoder_reads_what_json_loads_reads(payload):
     if len(items) > MAX_BATCH_EVENTS:
         return
     assert decode_payload(payload) == items
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.dictionaries(st.text(max_size=12), _JSON_VALUES, max_size=8))
+def test_the_journal_encoding_is_the_stdlib_json_dumps_byte_for_byte(body):
+    expected = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    assert _encode(body) == expected
+    assert json.loads(_encode(body)) == json.loads(expected)
+
+
+def test_the_journal_encoding_refuses_what_json_cannot_hold():
+    with pytest.raises(TypeError, match="bytes is not JSON serializable"):
+        _encode({"raw": b"\x00"})
