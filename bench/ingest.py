@@ -375,7 +375,7 @@ def run_live(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
     finally:
         _stop(gw)
     print(
-        f"  gateway RSS {rss['VmRSS'] / 1024:.0f} MB, peak {rss['VmHWM'] / 1024:.0f} MB   (target <= 120 MB);"
+        f"  gateway RSS {rss['VmRSS'] / 1024:.1f} MB, peak {rss['VmHWM'] / 1024:.1f} MB   (target <= 120 MB);"
         f" of it anonymous {rss['RssAnon'] / 1024:.0f} MB, mapped files {rss['RssFile'] / 1024:.0f} MB;"
         f" cryptography loaded: {'yes' if rss['cryptography'] else 'no'}"
     )
@@ -415,7 +415,7 @@ def run_flood(rig: Rig, args: argparse.Namespace) -> dict[str, float]:
     )
     print(
         f"  gateway, committed before PUBACK      {result['rate']:10,.0f} events/s   "
-        f"{result['cpu_per_1000']:.3f} CPU-s/1,000 (target <= 0.12)   RSS peak {result['rss_peak_mb']:.0f} MB"
+        f"{result['cpu_per_1000']:.3f} CPU-s/1,000 (target <= 0.12)   RSS peak {result['rss_peak_mb']:.1f} MB"
         f" (target <= 120)   {done}/{n} committed"
     )
     return result
