@@ -22,7 +22,8 @@ customer tokens next, and the envelope parser refuses any it did not.
 
 Cost: C-speed checks decide whether a string can hold an identifier at all (an ``@``, a ``%``,
 at least seven digits, or a configured pattern); only those strings go to the matchers. The
-phone matcher (≈30 µs a short string, far more a long one) has a budget per input — 256 calls —
+phone matcher (≈20–30 µs a short string, far more a long one) is skipped for a token it provably
+refuses (:func:`_no_phone`: every digit run glued to a letter), and has a budget per input — 256 calls —
 and skips texts over 1,024 characters: past either, every run of seven or more digits is masked
 as a phone number. Over-masking, never a stall of the ingest thread. :meth:`excerpt` makes the text a dead letter keeps.
 """
