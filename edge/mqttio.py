@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,10 @@ from paho.mqtt.properties import Properties
 __all__ = ["BufferedSocket", "Connection", "MqttError", "defer_message_conditions", "share_property_tables"]
 
 _CLOSED: Any = object()
+
+
+_PUBACK = PacketTypes.PUBACK << 4  # paho.mqtt.client.PUBACK: 0x40
+_pack_ack = struct.Struct("!BBH").pack
 
 
 def share_property_tables() -> None:
@@ -500,10 +505,18 @@ class Connection:
     def _flush_acks(self) -> None:
         with self._acks_lock:
             acks, self._acks = self._acks, []
-        if self.connected:
-            ack = self.client.ack
-            for mid, qos in acks:
-                ack(mid, qos)
+        if not self.connected:
+            return
+        client = self.client
+        queue = getattr(client, "_packet_queue", None)
+        if queue is None or any(qos != 1 for _, qos in acks) or not getattr(client, "_manual_ack", False):
+            for mid, qos in acks:  # paho's own path, one packet at a time
+                client.ack(mid, qos)
+            return
+        # the PUBACKs of a group commit as one write in paho's queue: each exactly the packet
+        # paho's ack() → _send_puback builds (0x40, remaining length 2, packet id: success),
+        # in arrival order, without its per-packet bookkeeping (≈ 3 µs an event in a drain)
+        queue(_PUBACK, b"".join([_pack_ack(_PUBACK, 2, mid) for mid, _ in acks]), 0, 1)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the loop's thread (now if already there): for paho calls made

@@ -139,6 +139,61 @@ def test_acks_after_the_connection_ended_are_dropped_and_the_broker_redelivers(t
     assert again == [b"b", b"c"]  # redelivered; "a" was acknowledged and is not
 
 
+def test_a_group_commit_s_acks_go_as_one_write_and_mosquitto_takes_every_one(tmp_path: Path) -> None:
+    """The PUBACKs handed over together (a group commit's) leave in one write of paho's queue;
+    Mosquitto must count each: acked messages are never redelivered, the rest all are."""
+    port = free_port()
+    payloads = [f"m{i}".encode() for i in range(300)]
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+
+        async def main() -> tuple[int, bool, list[bytes]]:
+            client = _client("gw", manual_ack=True)
+            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
+                client.subscribe(TOPIC, qos=1)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(_publish, port, payloads)
+                first = []
+                async for message in conn.messages():
+                    first.append(message)
+                    if len(first) == len(payloads):
+                        break
+                writes = []
+                queue = client._packet_queue
+                client._packet_queue = lambda *a: (writes.append((a[0], a[1])), queue(*a))[1]  # type: ignore[method-assign]
+
+                def ack_200() -> None:  # as the journal writer does, from its own thread
+                    for message in first[:200]:
+                        conn.ack_threadsafe(message.mid, 1)
+
+                await asyncio.to_thread(ack_200)
+                await asyncio.sleep(0.5)
+                client._packet_queue = queue  # type: ignore[method-assign]
+                still_up = conn.connected
+                conn.abort()
+                with pytest.raises(MqttError):
+                    async for _ in conn.messages():
+                        pass
+            again = []
+            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
+                async for message in conn.messages():
+                    again.append(message.payload)
+                    conn.ack(message.mid, 1)
+                    if len(again) == 100:
+                        break
+                await asyncio.sleep(0.3)
+                assert not conn._queue  # nothing more: the 200 acked are not redelivered
+            pubacks = [data for command, data in writes if command == 0x40]
+            assert len(pubacks) < 20  # gathered: one write per flush, not one per message
+            sent = [int.from_bytes(w[i + 2 : i + 4], "big") for w in pubacks for i in range(0, len(w), 4)]
+            assert all(w[i : i + 2] == b"\x40\x02" for w in pubacks for i in range(0, len(w), 4))
+            assert sent == [m.mid for m in first[:200]]  # every one, in arrival order
+            return len(sent), still_up, again
+
+        acked, still_up, again = asyncio.run(main())
+    assert acked == 200 and still_up  # the broker kept the connection: no malformed packet
+    assert again == payloads[200:]
+
+
 def test_a_refused_login_and_an_absent_broker_raise_mqtt_error(tmp_path: Path) -> None:
     port = free_port()
     user = pwd.getpwuid(os.getuid()).pw_name
