@@ -1,7 +1,7 @@
 """Atomic writes of private files (keys, credentials, the store network record), mode 0600.
 
 Apart from :mod:`edge.pki` so that what writes such a file does not load ``cryptography``: the
-gateway imports that library only when a TLS link is configured (≈ 9 MB of its RSS).
+gateway imports that library only when it issues a certificate (≈ 9 MB of its RSS).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from edge.config import Config
 from edge.errors import ConfigError
 from edge.listeners import Listener, check
 
-if TYPE_CHECKING:  # the PKI (and ``cryptography``) loads only when a TLS link is configured
+if TYPE_CHECKING:  # the PKI (and ``cryptography``) loads only to issue: see StoreNetwork._current
     from edge.pki import StorePki
 
 __all__ = ["StoreNetwork", "make_pki", "network_file", "provisioning_urls", "read_network"]
