@@ -51,10 +51,16 @@ __all__ = [
     "Migration",
     "CORE_MIGRATIONS",
     "INSERT_EVENT",
+    "READER_CACHE_KIB",
     "add_dead_letter_subjects",
     "index_events",
     "never_reuse_seqs",
 ]
+
+# the page cache of each read connection and of the checkpointer, in KiB as SQLite's negative
+# cache_size means (its default is 2,000): a box's readers are one per thread that queries, and
+# their lookups (an index probe, a cursor's next page) need little; the writer keeps the default
+READER_CACHE_KIB = -512
 
 
 @dataclass(frozen=True)
@@ -293,6 +299,7 @@ class Journal:
 
         def loop() -> None:
             conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+            conn.execute(f"PRAGMA cache_size={READER_CACHE_KIB}")
             try:
                 while not stop.wait(interval_s):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -312,6 +319,7 @@ class Journal:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA query_only=ON")
+            conn.execute(f"PRAGMA cache_size={READER_CACHE_KIB}")
             self._local.conn = conn
             with self._lock:
                 self._readers.append(conn)

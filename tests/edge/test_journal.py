@@ -12,7 +12,7 @@ import pytest
 from edge.bus import Source
 from edge.events import parse_event
 from edge.ingest import Ingestor
-from edge.journal import DeadLetter, Journal, Migration
+from edge.journal import READER_CACHE_KIB, DeadLetter, Journal, Migration
 from edge.metrics import IngestMetrics
 
 SOURCE = Source("s1", "k1", "kiosk", "local")
@@ -280,3 +280,12 @@ def test_dead_letter_excerpts_never_keep_identifiers(journal):
     for raw in ("app-zz-1", "4711", "555 1234", "carol@example.org", "9" * 32):
         assert raw not in excerpts
     assert "Nope" in excerpts  # what was wrong stays visible
+
+
+def test_read_connections_keep_a_small_page_cache_and_the_writer_sqlite_s_default(tmp_path):
+    """Memory on the box (bench/ingest.py's RSS peak): one read connection per querying thread,
+    each with READER_CACHE_KIB of pages; the writer, which the group commit leans on, keeps 2,000."""
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.reader().execute("PRAGMA cache_size").fetchone()[0] == READER_CACHE_KIB
+        with journal.connection() as conn:
+            assert conn.execute("PRAGMA cache_size").fetchone()[0] == -2000
