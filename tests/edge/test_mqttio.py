@@ -102,6 +102,29 @@ def test_messages_arrive_in_order_through_a_bounded_queue(tmp_path: Path) -> Non
     assert 50 <= backlog <= 50 + 1  # paused at the bound; TCP and the broker held the rest
 
 
+async def _ended(conn: Connection) -> None:
+    """Wait until the aborted connection's message stream ends with its MqttError."""
+    with pytest.raises(MqttError):
+        async for _ in conn.messages():
+            pass
+
+
+async def _redelivered(client: mqtt.Client, port: int, count: int, settle: float = 0.0) -> list[bytes]:
+    """Reconnect the persistent session and take (and ack) ``count`` redelivered messages; with
+    ``settle``, wait that long and check nothing more arrives."""
+    again = []
+    async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
+        async for message in conn.messages():
+            again.append(message.payload)
+            conn.ack(message.mid, 1)
+            if len(again) == count:
+                break
+        if settle:
+            await asyncio.sleep(settle)
+            assert not conn._queue, "redelivered more than expected"
+    return again
+
+
 def test_acks_after_the_connection_ended_are_dropped_and_the_broker_redelivers(tmp_path: Path) -> None:
     port = free_port()
     with mosquitto(_conf(tmp_path, port), tmp_path, port):
@@ -122,16 +145,8 @@ def test_acks_after_the_connection_ended_are_dropped_and_the_broker_redelivers(t
                 conn.abort()  # lost before "b" and "c" were acknowledged
                 conn.ack_threadsafe(first[1].mid, 1)  # a late ack: must not reach a later connection
                 conn.ack(first[2].mid, 1)
-                with pytest.raises(MqttError):
-                    async for _ in conn.messages():
-                        pass
-            again = []
-            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
-                async for message in conn.messages():
-                    again.append(message.payload)
-                    conn.ack(message.mid, 1)
-                    if len(again) == 2:
-                        break
+                await _ended(conn)
+            again = await _redelivered(client, port, 2)
             return [m.payload for m in first], again
 
         first, again = asyncio.run(main())
@@ -170,18 +185,8 @@ def test_a_group_commit_s_acks_go_as_one_write_and_mosquitto_takes_every_one(tmp
                 client._packet_queue = queue  # type: ignore[method-assign]
                 still_up = conn.connected
                 conn.abort()
-                with pytest.raises(MqttError):
-                    async for _ in conn.messages():
-                        pass
-            again = []
-            async with Connection(client, "127.0.0.1", port, clean_start=False, properties=_session()) as conn:
-                async for message in conn.messages():
-                    again.append(message.payload)
-                    conn.ack(message.mid, 1)
-                    if len(again) == 100:
-                        break
-                await asyncio.sleep(0.3)
-                assert not conn._queue  # nothing more: the 200 acked are not redelivered
+                await _ended(conn)
+            again = await _redelivered(client, port, 100, settle=0.3)  # the 200 acked never come back
             pubacks = [data for command, data in writes if command == 0x40]
             assert len(pubacks) < 20  # gathered: one write per flush, not one per message
             sent = [int.from_bytes(w[i + 2 : i + 4], "big") for w in pubacks for i in range(0, len(w), 4)]
