@@ -515,7 +515,7 @@ class Connection:
             return
         # the PUBACKs of a group commit as one write in paho's queue: each exactly the packet
         # paho's ack() → _send_puback builds (0x40, remaining length 2, packet id: success),
-        # in arrival order, without its per-packet bookkeeping (≈ 3 µs an event in a drain)
+        # in arrival order, without its per-packet bookkeeping (1.1 → 0.06 µs an ack)
         queue(_PUBACK, b"".join([_pack_ack(_PUBACK, 2, mid) for mid, _ in acks]), 0, 1)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -135,7 +135,10 @@ class StoreNetwork:
     def prepare(self, gateway_port: int, *, broker_running: bool = False) -> list[Listener]:
         """PKI on first start (or renewal if due: a running broker re-reads it), then the broker's listeners."""
         if self.pki is not None:
-            state = self._current() or self._store_pki().ensure()
+            current = self._current()
+            if current is not None:
+                os.chmod(self.pki.directory, 0o700)  # as StorePki.ensure does at a start
+            state = current or self._store_pki().ensure()
             self._set_expiry(state.not_after)
             if state.renewed and broker_running:
                 self._renewals.inc()
@@ -156,7 +159,6 @@ class StoreNetwork:
         state = read_server_state(self.pki.server_cert_path)
         if state is None or renewal_due(state, self.clock(), self.config.tls.renew_fraction):
             return None
-        os.chmod(self.pki.directory, 0o700)  # as StorePki.ensure
         return state
 
     def _set_expiry(self, not_after: float) -> None:
