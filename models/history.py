@@ -4,14 +4,14 @@ Shoppers rebuy staples on a cycle: an item bought yesterday is unlikely today, o
 most visits and about one cycle ago is likely. The kernel is a table of empirical repurchase
 rates indexed by (days since last purchase ÷ the item's typical repurchase gap, share of the
 person's visits that included the item, number of purchases, baskets since the last purchase)
-— recency counted in days and in baskets, which is what TIFU-KNN's decay counts — learned from
+— recency counted in days and in baskets, which is what TIFU-KNN's decay counts; the share
+either of all visits or of the visits at which the item was due (:func:`at_risk_share`) — learned from
 the training baskets, so the weight the model receives is already probability-like. ``HistoryKernel.weights``
 is how a caller turns raw purchase events into the ``(sku, weight)`` pairs the runtime takes.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ class HistoryKernel:
     rates: np.ndarray  # SHAPE: ratio, share, count and baskets-ago buckets
     gap_days: np.ndarray  # [n_items] typical days between repurchases of each item
     decay: float = 1.0  # per basket back, the weight of a past basket in the visit share
+    at_risk: bool = False  # share of the visits at which the item was due, not of all visits
 
     def weight(
         self,
@@ -72,34 +73,42 @@ class HistoryKernel:
         ``index`` maps sku → item index. A visit is a distinct ``days_ago`` value. Events with an
         unknown sku or a non-finite or negative ``days_ago`` are ignored.
         """
-        last: dict[K, float] = {}
-        count: dict[K, int] = {}
-        at: dict[K, set[float]] = {}
-        visits: set[float] = set()
+        columns: dict[K, int] = {}
+        event_cols: list[int] = []
+        event_days: list[float] = []
         for key, days in purchases:
             if not isinstance(days, (int, float)) or not np.isfinite(days) or days < 0:
                 continue
             if index.get(key) is None:
                 continue
-            visit = round(float(days), 4)
-            visits.add(visit)
-            at.setdefault(key, set()).add(visit)
-            last[key] = min(float(days), last.get(key, float("inf")))
-            count[key] = count.get(key, 0) + 1
-        keys = list(last)
-        if not keys:
+            event_cols.append(columns.setdefault(key, len(columns)))
+            event_days.append(float(days))
+        if not columns:
             return []
-        recent = sorted(visits)  # most recent visit first: its rank + 1 is "baskets ago"
-        total = sum(self.decay**r for r in range(len(recent)))
-        share = [sum(self.decay ** bisect_left(recent, v) for v in at[k]) / (total + 1.0) for k in keys]
+        keys = list(columns)
+        cols = np.array(event_cols)
+        ago = np.array(event_days)
+        # visits, most recent first: a visit's rank + 1 is "baskets ago"
+        recent, rank = np.unique(np.round(ago, 4), return_inverse=True)
+        presence = np.zeros((len(recent), len(keys)), dtype=bool)
+        presence[rank, cols] = True
+        last = np.full(len(keys), np.inf)
+        np.minimum.at(last, cols, ago)
+        items = np.array([index[k] for k in keys])
+        age = self.decay ** np.arange(len(recent), dtype=np.float64)  # weight of the visit r back
+        if self.at_risk:
+            due = _due(presence[::-1], -recent[::-1], self.gap_days[items])[::-1]
+            share = (presence * age[:, None]).sum(axis=0) / ((due * age[:, None]).sum(axis=0) + 1.0)
+        else:
+            share = (presence * age[:, None]).sum(axis=0) / (age.sum() + 1.0)
         w = self.weight(
-            np.array([index[k] for k in keys]),
-            np.array([last[k] for k in keys]),
-            np.array([count[k] for k in keys]),
-            np.array(share),
-            np.array([bisect_left(recent, round(last[k], 4)) + 1 for k in keys]),
+            items,
+            last,
+            presence.sum(axis=0),
+            share,
+            np.searchsorted(recent, np.round(last, 4)) + 1,
         )
-        return [(k, float(x)) for k, x in zip(keys, w, strict=True)]
+        return list(zip(keys, w.tolist(), strict=True))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +119,7 @@ class HistoryKernel:
             "rates": np.round(self.rates, 6).tolist(),
             "gap_days": np.round(self.gap_days, 4).tolist(),
             "decay": self.decay,
+            "at_risk": self.at_risk,
         }
 
     @classmethod
@@ -121,7 +131,10 @@ class HistoryKernel:
         decay = float(data.get("decay", 1.0))
         if not 0.0 < decay <= 1.0:
             raise ValueError("history kernel decay must be in (0, 1]")
-        return cls(rates, gaps, decay)
+        at_risk = data.get("at_risk", False)
+        if not isinstance(at_risk, bool):
+            raise ValueError("history kernel at_risk must be true or false")
+        return cls(rates, gaps, decay, at_risk)
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ Block = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, n
 SHAPE = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1, len(BASKETS_EDGES) + 1)
 
 
-def _customer_blocks(ds: Dataset, decay: float = 1.0) -> Iterator[Block]:
+def _customer_blocks(ds: Dataset, decay: float = 1.0, gaps: np.ndarray | None = None) -> Iterator[Block]:
     """Per customer with ≥ 2 baskets: first basket, its items, presence, counts-before, last-seen.
 
     ``presence[j, x]``: basket j holds local item x; ``before[j, x]``: purchases of x in baskets
@@ -166,7 +179,11 @@ def _customer_blocks(ds: Dataset, decay: float = 1.0) -> Iterator[Block]:
         position = np.where(presence, np.arange(hi - lo)[:, None], -1)
         last_j = np.full(presence.shape, -1, dtype=np.int64)
         last_j[1:] = np.maximum.accumulate(position, axis=0)[:-1]
-        yield int(lo), local, presence, before, last, last_j, decayed_share(presence, decay)
+        if gaps is None:
+            share = decayed_share(presence, decay)
+        else:
+            share = at_risk_share(presence, ds.time[lo:hi] / 86400.0, gaps[local], decay)
+        yield int(lo), local, presence, before, last, last_j, share
 
 
 def decayed_share(presence: np.ndarray, decay: float) -> np.ndarray:
@@ -184,12 +201,46 @@ def decayed_share(presence: np.ndarray, decay: float) -> np.ndarray:
     return out
 
 
-def customer_histories(ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0) -> Iterator[History]:
+def at_risk_share(presence: np.ndarray, days: np.ndarray, gaps: np.ndarray, decay: float) -> np.ndarray:
+    """Row j: the item's purchases in baskets < j ÷ (the visits < j at which it was *due* + 1).
+
+    A visit counts as much as the item was due then, ``1 − exp(−(d / gap)²)`` for ``d`` days
+    since its previous purchase (1 before the first): a staple bought on every other visit
+    because it lasts two visits is a sure habit, not a 50 % one. ``days`` are the baskets'
+    times in days, ``gaps`` the items' repurchase gaps. Each term rounded to 1e-6 and summed
+    basket by basket in order, so identical on every machine."""
+    due = _due(presence, days, gaps)
+    out = np.zeros(presence.shape)
+    bought = np.zeros(presence.shape[1])
+    total = np.zeros(presence.shape[1])
+    for j in range(1, len(presence)):
+        bought = decay * bought + presence[j - 1]
+        total = decay * total + due[j - 1]
+        out[j] = bought / (total + 1.0)
+    return out
+
+
+def _due(presence: np.ndarray, days: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """How due each item was at each basket (rows in time order): ``1 − exp(−(d / gap)²)`` for
+    ``d`` days since its latest purchase in an earlier basket, 1 if there is none; rounded to
+    1e-6 (``expm1`` may differ in the last bit between machines)."""
+    stamped = np.where(presence, days[:, None], -np.inf)
+    before = np.full(presence.shape, -np.inf)
+    before[1:] = np.maximum.accumulate(stamped, axis=0)[:-1]
+    with np.errstate(invalid="ignore"):
+        since = days[:, None] - before  # inf where never bought before
+    due: np.ndarray = np.round(-np.expm1(-np.square(since / gaps)), 6)
+    return due
+
+
+def customer_histories(
+    ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0, gaps: np.ndarray | None = None
+) -> Iterator[History]:
     """For every basket (or those flagged in ``targets``) the state of its customer's history.
 
     Baskets with no earlier basket of the same customer are skipped.
     """
-    for lo, local, _, before, last, last_j, share in _customer_blocks(ds, decay):
+    for lo, local, _, before, last, last_j, share in _customer_blocks(ds, decay, gaps):
         for j in range(1, len(before)):
             if targets is not None and not targets[lo + j]:
                 continue
@@ -223,7 +274,7 @@ def _gap_days(ds: Dataset, shrink: float = 3.0) -> np.ndarray:
 
 
 def fit_history_kernel(
-    ds: Dataset, prior_strength: float = 20.0, decay: float = 1.0, base: float = 0.0
+    ds: Dataset, prior_strength: float = 20.0, decay: float = 1.0, base: float = 0.0, at_risk: bool = False
 ) -> tuple[HistoryKernel, np.ndarray]:
     """Learn the repurchase-rate table and each item's repeat propensity (ratio to the table).
 
@@ -232,10 +283,11 @@ def fit_history_kernel(
     repeat term to its own "bought anyway" part (popularity, taste), so a popular item bought
     at its usual rate is not counted twice, and what is left is the person's staples.
     """
-    gaps = _gap_days(ds)
+    gaps = np.round(_gap_days(ds), 4)  # as stored in history.json, which serving reads
     shape = SHAPE
     cells_all, bought_all, items_all = [], [], []
-    for lo, local, presence, before, last, last_j, shares in _customer_blocks(ds, decay):
+    blocks = _customer_blocks(ds, decay, gaps if at_risk else None)
+    for lo, local, presence, before, last, last_j, shares in blocks:
         seen = before > 0
         jj, xx = np.nonzero(seen)
         count = before[jj, xx]
@@ -256,7 +308,7 @@ def fit_history_kernel(
         bought_all.append(presence[jj, xx])
         items_all.append(local[xx])
     if not cells_all:
-        return HistoryKernel(np.full(shape, 0.05), gaps, decay), np.ones(ds.n_items)
+        return HistoryKernel(np.full(shape, 0.05), gaps, decay, at_risk), np.ones(ds.n_items)
     cells = np.concatenate(cells_all)
     items = np.concatenate(items_all)
     bought = np.concatenate(bought_all).astype(np.float64)
@@ -270,4 +322,4 @@ def fit_history_kernel(
     expected = np.bincount(items, rates.ravel()[cells], ds.n_items)
     observed = np.bincount(items, bought, ds.n_items)
     propensity = np.maximum((observed + 2.0) / (expected + 2.0), MIN_PROPENSITY)
-    return HistoryKernel(rates, np.round(gaps, 4), decay), propensity
+    return HistoryKernel(rates, gaps, decay, at_risk), propensity

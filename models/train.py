@@ -12,7 +12,7 @@ Components, each a log-lift (or, for the mixture terms, a probability):
   repurchase rates or their excess over the item's basket frequency.
 
 Mixing weights (basket, user taste, context, repeat, taste, complements, repeat lift) and the
-kernel's share decay and base are chosen by
+kernel's share (of all visits or at-risk), its decay and base are chosen by
 coordinate search on a validation split (each customer's last *training* basket), the
 components are then refitted on all training baskets. Deterministic across machines: exact
 counting, fixed start vectors and iteration counts, stable sorts, validation scores rounded
@@ -47,6 +47,7 @@ class TrainConfig:
     complement_shrink: float = 10.0
     share_decays: tuple[float, ...] = DECAYS
     repeat_bases: tuple[float, ...] = BASES
+    at_risk_shares: tuple[bool, ...] = (False, True)
     validation_seed: int = 1
 
 
@@ -84,7 +85,9 @@ def _context_joint(ds: Dataset, n_cat: int, category: np.ndarray) -> tuple[np.nd
     return slot_counts, joint, cat_joint
 
 
-def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0, base: float = 0.0) -> Components:
+def fit_components(
+    ds: Dataset, cfg: TrainConfig, decay: float = 1.0, base: float = 0.0, at_risk: bool = False
+) -> Components:
     """Fit every count-based component on ``ds`` (no parameters are tuned here)."""
     counts = item_counts(ds)
     n_b, n = ds.n_baskets, ds.n_items
@@ -103,7 +106,7 @@ def fit_components(ds: Dataset, cfg: TrainConfig, decay: float = 1.0, base: floa
     alpha = cfg.ctx_prior
     target = p_item * cat_lift[:, category]
     w_ctx = np.log((joint + alpha * target) / ((slot_counts + alpha) * p_item))
-    kernel, repeat = fit_history_kernel(ds, decay=decay, base=base)
+    kernel, repeat = fit_history_kernel(ds, decay=decay, base=base, at_risk=at_risk)
     return Components(prior, emb_t, w_ctx, repeat, kernel, category, share, partners, excess)
 
 
@@ -225,18 +228,23 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
     fit = train.subset(~val_mask)
     val_mask &= np.cumsum(val_mask) <= MAX_VALIDATION
     comp = fit_components(fit, cfg, cfg.share_decays[0])
-    mix, value, decay, base = Mixing(), float("nan"), float(cfg.share_decays[0]), 0.0
-    candidates = [(float(d), float(b)) for d in cfg.share_decays for b in (cfg.repeat_bases or (0.0,))]
-    for cand_decay, cand_base in candidates:
-        kernel, repeat = fit_history_kernel(fit, decay=cand_decay, base=cand_base)
+    mix, value, decay, base, at_risk = Mixing(), float("nan"), float(cfg.share_decays[0]), 0.0, False
+    candidates = [
+        (float(d), float(b), bool(r))
+        for r in (cfg.at_risk_shares or (False,))
+        for d in cfg.share_decays
+        for b in (cfg.repeat_bases or (0.0,))
+    ]
+    for cand_decay, cand_base, cand_risk in candidates:
+        kernel, repeat = fit_history_kernel(fit, decay=cand_decay, base=cand_base, at_risk=cand_risk)
         comp = replace(comp, kernel=kernel, repeat=repeat)
         req = holdout_requests(train, val_mask, kernel, seed=cfg.validation_seed)
         if len(req) < 20:
             break
         trial, trial_value = tune_mixing(_parts(comp, req, cfg), req.hidden)
         if not trial_value <= value + 1e-9:  # the first candidate, or a better one
-            mix, value, decay, base = trial, trial_value, cand_decay, cand_base
-    final = fit_components(train, cfg, decay, base)
+            mix, value, decay, base, at_risk = trial, trial_value, cand_decay, cand_base, cand_risk
+    final = fit_components(train, cfg, decay, base, at_risk)
 
     params = ScoringParams(
         emb_t=quantize(final.emb_t),
@@ -257,6 +265,7 @@ def train_params(train: Dataset, cfg: TrainConfig) -> tuple[ScoringParams, Histo
         "mixing": {k: float(v) for k, v in vars(mix).items()},
         "share_decay": decay,
         "repeat_base": base,
+        "at_risk_share": at_risk,
         "validation_requests": len(req),
         "validation_recall_plus_ndcg@10": round(float(value), 6),
     }

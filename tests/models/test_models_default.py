@@ -1,6 +1,6 @@
 """The shipped default model loads, and rebuilds bit for bit from its recorded recipe.
 
-The full-size rebuild (seed 7, 3,000 customers, 90 days, 3,000 SKUs) takes ≈ 1 min of CPU, 4–5 min
+The full-size rebuild (seed 7, 3,000 customers, 90 days, 3,000 SKUs) takes ≈ 2–3 min of CPU, more
 on a busy shared 2-vCPU VM, so it is marked ``slow`` to keep the default suite under
 90 s; ``test_training_is_bit_identical`` runs the same simulate → train path at a small size in
 every run.
