@@ -20,7 +20,17 @@ import numpy as np
 
 from .data import Dataset
 
-__all__ = ["BASES", "DECAYS", "SHAPE", "History", "HistoryKernel", "customer_histories", "fit_history_kernel"]
+__all__ = [
+    "BASES",
+    "DECAYS",
+    "PLAIN",
+    "SHAPE",
+    "History",
+    "HistoryKernel",
+    "ShareRule",
+    "customer_histories",
+    "fit_history_kernel",
+]
 
 RATIO_EDGES = (0.25, 0.5, 0.75, 1.0, 1.4, 2.0, 3.0, 5.0)
 SHARE_EDGES = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8)
@@ -41,6 +51,25 @@ K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
+class ShareRule:
+    """How a visit share is counted: each basket back weighs ``decay`` times the next, and
+    with ``gaps`` (per-item repurchase gaps, days) a visit counts only as much as the item
+    was due then (the at-risk share), else fully (the plain share)."""
+
+    decay: float = 1.0
+    gaps: np.ndarray | None = None
+
+
+PLAIN = ShareRule()
+
+
+def share_rule(decay: float, at_risk: bool, gaps: np.ndarray) -> ShareRule:
+    """The rule of a kernel with this ``decay``, ``at_risk`` flag and ``gaps`` — the one place
+    that says the at-risk share reads the gaps and the plain share does not."""
+    return ShareRule(decay, gaps if at_risk else None)
+
+
+@dataclass(frozen=True)
 class HistoryKernel:
     """Repurchase rates by (recency ratio, visit share, count) bucket and per-item gap in days."""
 
@@ -48,6 +77,11 @@ class HistoryKernel:
     gap_days: np.ndarray  # [n_items] typical days between repurchases of each item
     decay: float = 1.0  # per basket back, the weight of a past basket in the visit share
     at_risk: bool = False  # share of the visits at which the item was due, not of all visits
+
+    @property
+    def share_rule(self) -> ShareRule:
+        """How this kernel's visit share is counted, for :func:`customer_histories`."""
+        return share_rule(self.decay, self.at_risk, self.gap_days)
 
     def weight(
         self,
@@ -58,7 +92,7 @@ class HistoryKernel:
         baskets_ago: np.ndarray,
     ) -> np.ndarray:
         """Weights of ``items`` last bought ``days_ago`` ago and ``baskets_ago`` baskets ago,
-        ``count`` times, in a decayed ``share`` of the person's visits (:func:`decayed_share`)."""
+        ``count`` times, in a ``share`` of the person's visits (:func:`visit_share`)."""
         ratio = np.maximum(days_ago, 0.0) / self.gap_days[items]
         rb = np.searchsorted(RATIO_EDGES, ratio, side="right")
         sb = np.searchsorted(SHARE_EDGES, share, side="right")
@@ -154,7 +188,7 @@ Block = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, n
 SHAPE = (len(RATIO_EDGES) + 1, len(SHARE_EDGES) + 1, len(COUNT_EDGES) + 1, len(BASKETS_EDGES) + 1)
 
 
-def _customer_blocks(ds: Dataset, decay: float = 1.0, gaps: np.ndarray | None = None) -> Iterator[Block]:
+def _customer_blocks(ds: Dataset, rule: ShareRule) -> Iterator[Block]:
     """Per customer with ≥ 2 baskets: first basket, its items, presence, counts-before, last-seen.
 
     ``presence[j, x]``: basket j holds local item x; ``before[j, x]``: purchases of x in baskets
@@ -179,25 +213,27 @@ def _customer_blocks(ds: Dataset, decay: float = 1.0, gaps: np.ndarray | None = 
         position = np.where(presence, np.arange(hi - lo)[:, None], -1)
         last_j = np.full(presence.shape, -1, dtype=np.int64)
         last_j[1:] = np.maximum.accumulate(position, axis=0)[:-1]
-        if gaps is None:
-            share = decayed_share(presence, decay)
+        if rule.gaps is None:
+            share = visit_share(presence, rule.decay)
         else:
-            share = at_risk_share(presence, ds.time[lo:hi] / 86400.0, gaps[local], decay)
+            share = at_risk_share(presence, ds.time[lo:hi] / 86400.0, rule.gaps[local], rule.decay)
         yield int(lo), local, presence, before, last, last_j, share
 
 
-def decayed_share(presence: np.ndarray, decay: float) -> np.ndarray:
-    """Row j: Σ_{i<j} decay^(j−1−i)·presence[i] ÷ (Σ_{i<j} decay^(j−1−i) + 1), per item.
+def visit_share(presence: np.ndarray, decay: float, due: np.ndarray | None = None) -> np.ndarray:
+    """Row j: Σ_{i<j} decay^(j−1−i)·presence[i] ÷ (Σ_{i<j} decay^(j−1−i)·due[i] + 1), per item.
 
-    The "+ 1" keeps a single past basket from reading as a certain habit (as count ÷
-    (visits + 1) did). Summed basket by basket in order, so identical on every machine."""
+    ``due`` (rows as ``presence``) says how much each past visit counts; None counts every
+    visit fully (the plain share). The "+ 1" keeps a single past basket from reading as a
+    certain habit (as count ÷ (visits + 1) did). Summed basket by basket in order, so
+    identical on every machine."""
     out = np.zeros(presence.shape)
-    acc = np.zeros(presence.shape[1])
-    total = 0.0
+    bought = np.zeros(presence.shape[1])
+    total = np.zeros(presence.shape[1])
     for j in range(1, len(presence)):
-        acc = decay * acc + presence[j - 1]
-        total = decay * total + 1.0
-        out[j] = acc / (total + 1.0)
+        bought = decay * bought + presence[j - 1]
+        total = decay * total + (1.0 if due is None else due[j - 1])
+        out[j] = bought / (total + 1.0)
     return out
 
 
@@ -207,17 +243,9 @@ def at_risk_share(presence: np.ndarray, days: np.ndarray, gaps: np.ndarray, deca
     A visit counts as much as the item was due then, ``1 − exp(−(d / gap)²)`` for ``d`` days
     since its previous purchase (1 before the first): a staple bought on every other visit
     because it lasts two visits is a sure habit, not a 50 % one. ``days`` are the baskets'
-    times in days, ``gaps`` the items' repurchase gaps. Each term rounded to 1e-6 and summed
-    basket by basket in order, so identical on every machine."""
-    due = _due(presence, days, gaps)
-    out = np.zeros(presence.shape)
-    bought = np.zeros(presence.shape[1])
-    total = np.zeros(presence.shape[1])
-    for j in range(1, len(presence)):
-        bought = decay * bought + presence[j - 1]
-        total = decay * total + due[j - 1]
-        out[j] = bought / (total + 1.0)
-    return out
+    times in days, ``gaps`` the items' repurchase gaps (:func:`visit_share` with that ``due``;
+    each term rounded to 1e-6, so identical on every machine)."""
+    return visit_share(presence, decay, _due(presence, days, gaps))
 
 
 def _due(presence: np.ndarray, days: np.ndarray, gaps: np.ndarray) -> np.ndarray:
@@ -233,14 +261,13 @@ def _due(presence: np.ndarray, days: np.ndarray, gaps: np.ndarray) -> np.ndarray
     return due
 
 
-def customer_histories(
-    ds: Dataset, targets: np.ndarray | None = None, decay: float = 1.0, gaps: np.ndarray | None = None
-) -> Iterator[History]:
-    """For every basket (or those flagged in ``targets``) the state of its customer's history.
+def customer_histories(ds: Dataset, targets: np.ndarray | None = None, rule: ShareRule = PLAIN) -> Iterator[History]:
+    """For every basket (or those flagged in ``targets``) the state of its customer's history,
+    its visit share counted by ``rule`` (a kernel's :attr:`HistoryKernel.share_rule`).
 
     Baskets with no earlier basket of the same customer are skipped.
     """
-    for lo, local, _, before, last, last_j, share in _customer_blocks(ds, decay, gaps):
+    for lo, local, _, before, last, last_j, share in _customer_blocks(ds, rule):
         for j in range(1, len(before)):
             if targets is not None and not targets[lo + j]:
                 continue
@@ -286,7 +313,7 @@ def fit_history_kernel(
     gaps = np.round(_gap_days(ds), 4)  # as stored in history.json, which serving reads
     shape = SHAPE
     cells_all, bought_all, items_all = [], [], []
-    blocks = _customer_blocks(ds, decay, gaps if at_risk else None)
+    blocks = _customer_blocks(ds, share_rule(decay, at_risk, gaps))
     for lo, local, presence, before, last, last_j, shares in blocks:
         seen = before > 0
         jj, xx = np.nonzero(seen)

@@ -64,9 +64,7 @@ def holdout_requests(
     max_history: int = 128,
 ) -> Requests:
     """Requests for the baskets flagged in ``targets`` (bool), history from earlier ones."""
-    histories = {
-        h.basket: h for h in customer_histories(ds, targets, kernel.decay, kernel.gap_days if kernel.at_risk else None)
-    }
+    histories = {h.basket: h for h in customer_histories(ds, targets, kernel.share_rule)}
     rng = np.random.default_rng(seed)
     inputs, hidden, hist, weights, counts, index, seen = [], [], [], [], [], [], []
     ctx = ds.context_matrix()

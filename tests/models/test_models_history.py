@@ -29,9 +29,8 @@ def test_serving_weights_are_the_training_weights(store: Dataset, decay: float, 
     kernel, _ = fit_history_kernel(store, decay=decay, base=1.0, at_risk=at_risk)
     assert kernel.at_risk is at_risk
     targets = store.last_basket_mask()
-    gaps = kernel.gap_days if at_risk else None
     checked = 0
-    for h in customer_histories(store, targets, decay, gaps):
+    for h in customer_histories(store, targets, kernel.share_rule):
         expected = kernel.weight(h.items, h.days_ago, h.counts, h.share, h.baskets_ago)
         cust = store.customer[h.basket]
         now = store.time[h.basket]
