@@ -75,7 +75,10 @@ def raise_if_cancelled() -> None:
     (python/cpython#86296). The request then stays counted (``Task.cancelling()``) while the
     caller sees only the connection error, and a reconnect loop around it retries forever: a
     gateway stop waited on one in the emulated arm64 run. Every reconnect loop calls this in its
-    ``except`` before it backs off."""
+    ``except`` before it backs off, and every steady-state loop at the top of each round: a
+    nats-py ``fetch`` can also *return* with the cancellation lost (its ``next_msg`` awaits a
+    task whose ``wait_for`` hands back the message that arrived with the cancel), and a stop of
+    the fleet-rollout test then waited forever on a downlink that went on fetching."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

@@ -422,6 +422,7 @@ class CentralJob:
                     ahead = asyncio.create_task(self._fetch(sub))
                     try:
                         while True:
+                            raise_if_cancelled()  # a fetch that lost our cancellation
                             now = time.monotonic()
                             if now - last_retention >= 3600:
                                 await drop_expired(pg, self.config.retention_months)

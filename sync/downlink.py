@@ -233,6 +233,7 @@ class Downlink:
             # may pull from it and ack, nothing else
             sub = await nc.jetstream().pull_subscribe_bind(f"store-{self.store_id}", stream=self.config.stream)
             while not nc.is_closed:
+                raise_if_cancelled()  # a fetch that lost our cancellation must not loop on
                 try:
                     messages = await sub.fetch(16, timeout=wait_s)
                 except (TimeoutError, nats.errors.TimeoutError):

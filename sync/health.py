@@ -137,6 +137,7 @@ class HealthReporter:
                 try:
                     js = nc.jetstream(timeout=10)
                     while True:
+                        raise_if_cancelled()  # a publish or wait_for that lost our cancellation
                         health = await asyncio.to_thread(self.snapshot)
                         await js.publish(status_subject(self.store_id), encode_health(health))
                         attempt = 0

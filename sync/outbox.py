@@ -222,6 +222,7 @@ class Outbox:
                 try:
                     async with factory() as sink:
                         while True:
+                            raise_if_cancelled()  # a sink's client may have lost our cancellation
                             outcome = await self.sync_once(sink)
                             if failing:
                                 log.warning("sync to %s recovered", name)

@@ -272,6 +272,68 @@ def test_a_cancellation_a_library_swallowed_still_ends_the_reconnect_loop(setup,
     assert loop.cancelled(), "the downlink's reconnect loop swallowed the cancellation and kept retrying"
 
 
+def test_a_cancellation_a_fetch_lost_still_ends_the_consume_loop(setup, monkeypatch):
+    """Connected, the downlink loops on ``fetch``. nats-py's fetch awaits ``next_msg``, which
+    awaits a task around ``wait_for(queue.get(), timeout)``: when a message (or the timeout)
+    arrives with our cancel, that task returns and the cancel is lost. The fleet-rollout test's
+    stop then waited forever on a downlink that went on fetching. The fetch below loses it the
+    same way; the loop must still end."""
+    import nats.errors
+
+    import sync.nats_sink
+
+    down, _, _ = setup
+    fetches = []
+    give_up = False
+
+    class Sub:
+        async def fetch(self, batch: int, timeout: float) -> list:
+            fetches.append(1)
+            if give_up:
+                raise RuntimeError("the consume loop was still fetching after it was cancelled")
+
+            async def timed_get() -> None:  # next_msg's inner task, its wait_for losing the cancel
+                try:
+                    await asyncio.sleep(0.05)
+                except asyncio.CancelledError:
+                    pass
+
+            await asyncio.create_task(timed_get())
+            raise nats.errors.TimeoutError
+
+    class Client:
+        is_closed = False
+
+        def jetstream(self) -> Client:
+            return self
+
+        async def pull_subscribe_bind(self, *_args: object, **_kwargs: object) -> Sub:
+            return Sub()
+
+        async def close(self) -> None:
+            pass
+
+    async def connect(*_args: object, **_kwargs: object) -> Client:
+        return Client()
+
+    monkeypatch.setattr(sync.nats_sink, "connect", connect)
+
+    async def run() -> asyncio.Task:
+        loop = asyncio.create_task(down.run(sleep=lambda _s: asyncio.sleep(0)))
+        while len(fetches) < 3:
+            await asyncio.sleep(0.01)
+        loop.cancel()
+        await asyncio.wait({loop}, timeout=5)
+        if not loop.done():
+            nonlocal give_up
+            give_up = True
+            await asyncio.wait({loop}, timeout=5)
+        return loop
+
+    loop = asyncio.run(run())
+    assert loop.cancelled(), "the downlink's consume loop lost the cancellation and kept fetching"
+
+
 def test_the_reconnect_loop_over_real_nats_py_ends_when_cancelled(setup):
     """The same loop through the real nats-py client, against a port where nothing listens:
     cancelled at 20 moments across connect attempts and backoffs, it ends every time."""
