@@ -232,6 +232,21 @@ def test_offers_must_be_signed_by_the_centre_when_the_store_verifies(setup):
     assert parse_downlink(encode_downlink(OfferCatalog("o", catalog, sign_offers(KEY, catalog)))).signature
 
 
+async def run_then_cancel(down: Downlink, calls: list[int], after: int, give_up: list[bool]) -> asyncio.Task:
+    """Run the downlink's loop, cancel it once ``calls`` has ``after`` entries, and return the
+    task. If the cancel has not ended it within 5 s, ``give_up`` is set, on which the fakes
+    raise: the loop then ends another way, not cancelled, and the test fails instead of hanging."""
+    loop = asyncio.create_task(down.run(sleep=lambda _s: asyncio.sleep(0)))
+    while len(calls) < after:
+        await asyncio.sleep(0.01)
+    loop.cancel()
+    await asyncio.wait({loop}, timeout=5)
+    if not loop.done():
+        give_up.append(True)
+        await asyncio.wait({loop}, timeout=5)
+    return loop
+
+
 def test_a_cancellation_a_library_swallowed_still_ends_the_reconnect_loop(setup, monkeypatch):
     """nats-py closes a failed connection inside ``except (CancelledError, TimeoutError): pass``
     (``nats.aio.client.Client._close``), and Python 3.11's ``wait_for`` can lose a cancellation
@@ -241,8 +256,8 @@ def test_a_cancellation_a_library_swallowed_still_ends_the_reconnect_loop(setup,
     import sync.nats_sink
 
     down, _, _ = setup
-    attempts = []
-    give_up = False  # without the fix the loop outlives its cancel: end it another way, then fail
+    attempts: list[int] = []
+    give_up: list[bool] = []  # without the fix the loop outlives its cancel: end it another way, then fail
 
     async def connect_as_nats_py_closes(*_args, **_kwargs):
         attempts.append(1)
@@ -256,19 +271,7 @@ def test_a_cancellation_a_library_swallowed_still_ends_the_reconnect_loop(setup,
 
     monkeypatch.setattr(sync.nats_sink, "connect", connect_as_nats_py_closes)
 
-    async def run() -> asyncio.Task:
-        loop = asyncio.create_task(down.run(sleep=lambda _s: asyncio.sleep(0)))
-        while not attempts:
-            await asyncio.sleep(0.01)
-        loop.cancel()
-        await asyncio.wait({loop}, timeout=5)
-        if not loop.done():
-            nonlocal give_up
-            give_up = True
-            await asyncio.wait({loop}, timeout=5)
-        return loop
-
-    loop = asyncio.run(run())
+    loop = asyncio.run(run_then_cancel(down, attempts, 1, give_up))
     assert loop.cancelled(), "the downlink's reconnect loop swallowed the cancellation and kept retrying"
 
 
@@ -283,8 +286,8 @@ def test_a_cancellation_a_fetch_lost_still_ends_the_consume_loop(setup, monkeypa
     import sync.nats_sink
 
     down, _, _ = setup
-    fetches = []
-    give_up = False
+    fetches: list[int] = []
+    give_up: list[bool] = []
 
     class Sub:
         async def fetch(self, batch: int, timeout: float) -> list:
@@ -318,19 +321,7 @@ def test_a_cancellation_a_fetch_lost_still_ends_the_consume_loop(setup, monkeypa
 
     monkeypatch.setattr(sync.nats_sink, "connect", connect)
 
-    async def run() -> asyncio.Task:
-        loop = asyncio.create_task(down.run(sleep=lambda _s: asyncio.sleep(0)))
-        while len(fetches) < 3:
-            await asyncio.sleep(0.01)
-        loop.cancel()
-        await asyncio.wait({loop}, timeout=5)
-        if not loop.done():
-            nonlocal give_up
-            give_up = True
-            await asyncio.wait({loop}, timeout=5)
-        return loop
-
-    loop = asyncio.run(run())
+    loop = asyncio.run(run_then_cancel(down, fetches, 3, give_up))
     assert loop.cancelled(), "the downlink's consume loop lost the cancellation and kept fetching"
 
 
