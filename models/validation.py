@@ -7,7 +7,6 @@ exact answer and the error message when a quick test fails, and encode the conte
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
@@ -51,11 +50,10 @@ NUMBER_TYPES = {
 }
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_context(context: Context) -> np.ndarray:
-    vec = encode_context(context)
-    vec.flags.writeable = False
-    return vec
+_CONTEXT_CACHE_SIZE = 4096
+# encoded context vectors by context: a plain dict, whose lookup is one C call where an
+# lru_cache wrapper adds its own bookkeeping; only validated contexts are stored
+_CONTEXT_VECTORS: dict[Context, np.ndarray] = {}
 
 
 def check_pairs(history: Sequence[object]) -> None:
@@ -85,9 +83,16 @@ def context_vector(context: Context | None) -> np.ndarray:
     if not (type(context.weekday) is int and 0 <= context.weekday < 7):
         raise ModelError(f"context weekday {context.weekday!r} is not 0 (Mon)–6 (Sun)")
     try:
-        return _cached_context(context)
+        vec = _CONTEXT_VECTORS.get(context)
     except TypeError:  # an unhashable field (e.g. a list as zone): encode without the cache
         return encode_context(context)
+    if vec is None:
+        vec = encode_context(context)
+        vec.flags.writeable = False
+        if len(_CONTEXT_VECTORS) >= _CONTEXT_CACHE_SIZE:
+            _CONTEXT_VECTORS.clear()  # 8 day parts × 7 days × weather × zones × channels fit
+        _CONTEXT_VECTORS[context] = vec
+    return vec
 
 
 def encode_request(

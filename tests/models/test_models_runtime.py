@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +43,41 @@ def test_empty_request_and_caps(rec: Recommender) -> None:
     assert rec.stats["basket_truncated"] == before["basket_truncated"] + 1
     assert rec.stats["history_truncated"] == before["history_truncated"] + 1
     assert not set(many[-8:]) & {r.sku for r in result}  # the last max_basket items are kept
+
+
+def test_requests_are_counted_exactly_from_many_threads(rec: Recommender) -> None:
+    """The served-request counter is lock-free (one C-level ``next`` per request); from four
+    threads at once, and through the batch path, every request still counts exactly once."""
+    skus = rec.catalog.skus
+    before = rec.stats["requests"]
+
+    def serve(offset: int) -> None:
+        for i in range(50):
+            rec.recommend([skus[(offset + i) % len(skus)]], k=3)
+
+    threads = [threading.Thread(target=serve, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rec.recommend_batch([([skus[1]], [], None)] * 3)
+    with pytest.raises(ModelError):
+        rec.recommend([], [], "morning")  # type: ignore[arg-type]  # rejected: not served
+    assert rec.stats["requests"] == before + 4 * 50 + 3
+    assert rec.stats["requests"] == rec.stats["requests"]  # reading does not advance it
+
+
+def test_equal_contexts_share_one_read_only_vector(rec: Recommender) -> None:
+    from models.validation import context_vector
+
+    first = context_vector(Context(hour=7, weekday=1, weather="rain", zone="bakery"))
+    again = context_vector(Context(7, 1, "rain", "bakery"))
+    assert again is first and not first.flags.writeable
+    assert np.array_equal(first, encode_context(Context(7, 1, "rain", "bakery")))
+    # an unhashable field cannot be a cache key: encoded directly, scored all the same
+    odd = Context(hour=7, weekday=1, zone=["bakery"])  # type: ignore[arg-type]
+    assert np.array_equal(context_vector(odd), encode_context(odd))
+    assert rec.recommend([], [], odd, k=3)
 
 
 def test_history_weights_from_purchase_events(rec: Recommender) -> None:
