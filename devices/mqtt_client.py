@@ -289,7 +289,8 @@ class DeviceClient:
             return
         self._settled = asyncio.Event()
         try:
-            await asyncio.wait_for(self._settled.wait(), timeout_s or self._timeout_s)
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                await self._settled.wait()
         except TimeoutError:
             raise DeviceUnavailable(f"{self.pending} events not confirmed by the gateway in time") from None
 
@@ -399,7 +400,8 @@ class DeviceClient:
         future = self._loop.create_future()
         self._published[info.mid] = future
         try:
-            await asyncio.wait_for(future, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                await future
             if pending is not None:
                 pending.acked = True
         except TimeoutError:
@@ -443,7 +445,8 @@ class DeviceClient:
         props.CorrelationData = correlation
         try:
             await self._publish(f"{self.identity.base}/decide", json.dumps(dict(request)), properties=props)
-            return await asyncio.wait_for(future, timeout_s or self._timeout_s)
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                return await future
         except TimeoutError:
             raise DeviceUnavailable("no decision reply in time") from None
         finally:

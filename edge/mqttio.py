@@ -265,7 +265,8 @@ class Connection:
             raise MqttError(f"cannot reach the broker at {self._host}:{self._port}: {exc}") from exc
         self._misc = loop.create_task(self._misc_loop())
         try:
-            await asyncio.wait_for(asyncio.shield(self._connack), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                await asyncio.shield(self._connack)
         except TimeoutError:
             await self._close()
             raise MqttError(f"no CONNACK from {self._host}:{self._port} within {self._timeout_s} s") from None
@@ -289,7 +290,8 @@ class Connection:
         if self._sock is not None and not self.closed.done():
             self.client.disconnect()
             try:
-                await asyncio.wait_for(asyncio.shield(self.closed), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(self.closed)
             except TimeoutError:
                 pass
         self.abort()

@@ -88,7 +88,8 @@ async def _close_upstream(writer: asyncio.StreamWriter) -> None:
     open; past a short wait, or when cancelled, the transport is aborted."""
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), 2.0)
+        async with asyncio.timeout(2.0):
+            await writer.wait_closed()
     except (OSError, TimeoutError, ssl.SSLError):
         writer.transport.abort()
     except asyncio.CancelledError:

@@ -526,7 +526,8 @@ class _Puller:
                 return False
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._wake.wait()
             except TimeoutError:
                 return done()
         return True

@@ -143,7 +143,8 @@ class HealthReporter:
                         attempt = 0
                         self._poked.clear()
                         try:
-                            await asyncio.wait_for(self._poked.wait(), self.interval_s)
+                            async with asyncio.timeout(self.interval_s):
+                                await self._poked.wait()
                         except TimeoutError:
                             pass
                 finally:

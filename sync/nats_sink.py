@@ -21,6 +21,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from edge.backoff import raise_if_cancelled
 from sync.config import NatsSinkConfig
 from sync.errors import TransientSinkError
 from sync.identities import inbox_prefix
@@ -70,13 +71,17 @@ async def close_quietly(nc: Client) -> None:
     (a transport waiter cancelled as a dead connection is torn down) escape from close(); only a
     cancellation of *our* task may propagate, or one lost node would end the caller's loop."""
     try:
-        await asyncio.wait_for(nc.close(), 5)
+        async with asyncio.timeout(5):
+            await nc.close()
     except (TimeoutError, nats.errors.Error, OSError):
         pass
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+    # close() awaits its own tasks inside ``except (CancelledError, TimeoutError): pass``: a
+    # cancellation of ours that arrives there returns here as a normal close
+    raise_if_cancelled()
 
 
 def _credential_option(path: str) -> dict[str, str]:
@@ -176,7 +181,8 @@ class JetStreamSink:
             for i, event in enumerate(events):
                 await nc.publish(subject, event.body.encode(), reply=f"{reply}{i}",
                                  headers={"Nats-Msg-Id": event.message_id})  # fmt: skip
-            await asyncio.wait_for(asyncio.shield(done), self.config.ack_timeout_s)
+            async with asyncio.timeout(self.config.ack_timeout_s):
+                await asyncio.shield(done)
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             what = f"JetStream publish not acknowledged: {type(exc).__name__}"
             raise TransientSinkError(what) from None

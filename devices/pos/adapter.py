@@ -179,7 +179,8 @@ class PosTerminal:
         shown_at = loop.time()
         while True:
             try:
-                await asyncio.wait_for(self._display_wanted.wait(), self._display_probe_s)
+                async with asyncio.timeout(self._display_probe_s):
+                    await self._display_wanted.wait()
             except TimeoutError:
                 await link.read()  # raises DeviceUnavailable once the display is gone
                 if self._showing is None or loop.time() - shown_at < self._display_idle_s:
@@ -224,7 +225,8 @@ class PosTerminal:
         if basket.loyalty_number is not None:  # decisioning tokenises it in-process, like the identity stage
             request["identifiers"] = {"loyaltyId": basket.loyalty_number}
         try:
-            response = await asyncio.wait_for(self._decide(self.source, request), self._decide_timeout_s)
+            async with asyncio.timeout(self._decide_timeout_s):
+                response = await self._decide(self.source, request)
         except TimeoutError:
             log.warning("pole display: no decision within %.1f s", self._decide_timeout_s)
             return None

@@ -80,7 +80,8 @@ class Housekeeping:
                 await self.forgetting.confirm(self.bus, self.store_id)
                 wake.clear()
                 try:
-                    await asyncio.wait_for(wake.wait(), self.reload_seconds)
+                    async with asyncio.timeout(self.reload_seconds):
+                        await wake.wait()
                 except TimeoutError:
                     pass
         finally:

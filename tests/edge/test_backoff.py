@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import math
+import sys
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -72,3 +76,47 @@ def test_retry_after_forms():
 def test_fuzz_retry_after_never_raises(text, now):
     value = parse_retry_after(text, now)
     assert value is None or 0.0 <= value <= MAX_RETRY_AFTER_S
+
+
+def _cancelled_as_its_event_is_set(wait: str) -> bool:
+    """Set the awaited event and cancel the waiting task in the same loop round; True when the
+    task ends cancelled, False when it returns as if nothing had been asked of it."""
+
+    async def main() -> bool:
+        event = asyncio.Event()
+
+        async def body() -> None:
+            if wait == "wait_for":
+                await asyncio.wait_for(event.wait(), 5)
+            else:
+                async with asyncio.timeout(5):
+                    await event.wait()
+
+        task = asyncio.create_task(body())
+        await asyncio.sleep(0.01)
+        event.set()
+        task.cancel()
+        await asyncio.wait({task})
+        return task.cancelled()
+
+    return asyncio.run(main())
+
+
+def test_a_timeout_block_never_loses_a_cancellation_where_wait_for_can() -> None:
+    """Why the gateway's packages hold no ``asyncio.wait_for``: on Python 3.11 it returns the
+    awaited result when the cancellation arrives in the same round as that result
+    (python/cpython#86296, fixed by 3.12's rewrite), and a loop around it then never stops."""
+    assert _cancelled_as_its_event_is_set("timeout")
+    assert _cancelled_as_its_event_is_set("wait_for") is (sys.version_info >= (3, 12))
+
+
+def test_no_package_awaits_through_wait_for() -> None:
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for package in ("edge", "devices", "sync", "models"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr == "wait_for" and isinstance(node.value, ast.Name):
+                    if node.value.id == "asyncio":
+                        found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, f"use `async with asyncio.timeout(…)` instead of asyncio.wait_for: {found}"

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.pos.display import DisplaySettings, PoleDisplay
-from devices.pos.link import reconnecting
+from devices.pos.link import SerialLink, reconnecting
 from devices.pos.protocol import ItemAdded, OrderCompleted, encode_frame
 
 _EPSON_TABLES = {0: "cp437", 2: "cp850", 16: "cp1252", 19: "cp858"}
@@ -222,3 +222,27 @@ def test_any_title_renders_within_two_rows_of_twenty(title: str, command_set: st
     assert emulator.initialised == 1 and all(len(row) == 20 for row in emulator.screen)
     if title.strip():
         assert emulator.screen != BLANK or not display.fit(title).strip()
+
+
+def test_a_stop_that_arrives_with_a_basket_change_still_stops_the_display(tmp_path: Path, bus: RecordingBus) -> None:
+    """The display loop waits for the next basket change with a timeout (its unplug probe).
+    Python 3.11's ``asyncio.wait_for`` returns the awaited result when a cancellation arrives
+    in the same loop round as the event it waits for (python/cpython#86296): the loop, its
+    cancellation lost, then ran on for ever and a gateway stop waited on it. The wait is now an
+    ``asyncio.timeout`` block, which delivers the cancellation whatever else is ready."""
+
+    async def main() -> bool:
+        display = Pty(tmp_path / "edge-display0")
+        terminal, _ = pos_terminal(bus, None, display=PoleDisplay(DisplaySettings()), display_idle_s=60.0)
+        async with SerialLink(str(display.link), baudrate=9600) as link:
+            task = asyncio.create_task(terminal.drive_display(link))
+            await until(lambda: bool(display.read_available(0.01)))  # initialised: now waiting
+            await asyncio.sleep(0.05)
+            terminal._want_offer()  # a basket change and the stop in the same loop round
+            task.cancel()
+            await asyncio.wait({task}, timeout=3.0)
+            stopped = task.cancelled()  # read here: asyncio.run cancels whatever is left
+        display.unplug()
+        return stopped
+
+    assert asyncio.run(main()), "the display loop went on after it was cancelled"
