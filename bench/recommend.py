@@ -8,7 +8,9 @@ For 2,000 and 50,000 SKUs (dim 64, 16 complement partners per SKU, with the repe
 (``models.export.write_model_dir``), loaded with ``Recommender.load`` (1 intra-op thread), then:
 single-request p50/p99 of ``Recommender.recommend`` (5-item basket, 20-item history, context)
 vs ``session.run`` on the same graph and session options with prepared arrays (interleaved,
-alternating which of the two goes first); batch-32
+alternating which of the two goes first), twice: with the history as plain ``(sku, weight)``
+pairs, and as the gateway passes it (``Recommender.history_weights``, built before timing);
+batch-32
 throughput of ``recommend_batch`` vs ``session.run``; load time; process RSS.
 """
 
@@ -101,32 +103,48 @@ def bench(n: int, root: Path) -> None:
         c = np.stack([encode_context(r[2]) for r in reqs])
         return {"basket": b, "history": h, "history_weights": w, "context": c}
 
-    single_feeds = [feeds([r]) for r in requests]
-    for i in range(200):
-        rec.recommend(*requests[i % 64], k=10)
-        bare.run(None, single_feeds[i % 64])
-    wrap_ns, bare_ns = [], []
-    # interleaved so drift hits both equally, and in alternating order: on the shared VM the
-    # call that comes second in a pair ran up to 20 % faster than the first whichever it was
-    # (the same request's rows still in cache), which a fixed order charges to one side
-    for i in range(SINGLE):
-        request, feed = requests[i % 64], single_feeds[i % 64]
-        if i % 2:
-            t0 = time.perf_counter_ns()
-            rec.recommend(*request, k=10)
-            t1 = time.perf_counter_ns()
-            bare.run(None, feed)
-            t2 = time.perf_counter_ns()
-            wrap_ns.append(t1 - t0)
-            bare_ns.append(t2 - t1)
-        else:
-            t0 = time.perf_counter_ns()
-            bare.run(None, feed)
-            t1 = time.perf_counter_ns()
-            rec.recommend(*request, k=10)
-            t2 = time.perf_counter_ns()
-            bare_ns.append(t1 - t0)
-            wrap_ns.append(t2 - t1)
+    def single(reqs: list) -> tuple[float, float, float, float]:
+        single_feeds = [feeds([r]) for r in reqs]
+        for i in range(200):
+            rec.recommend(*reqs[i % 64], k=10)
+            bare.run(None, single_feeds[i % 64])
+        wrap_ns, bare_ns = [], []
+        # interleaved so drift hits both equally, and in alternating order: on the shared VM
+        # the call that comes second in a pair ran up to 20 % faster than the first whichever
+        # it was (the same request's rows still in cache), which a fixed order charges to one side
+        for i in range(SINGLE):
+            request, feed = reqs[i % 64], single_feeds[i % 64]
+            if i % 2:
+                t0 = time.perf_counter_ns()
+                rec.recommend(*request, k=10)
+                t1 = time.perf_counter_ns()
+                bare.run(None, feed)
+                t2 = time.perf_counter_ns()
+                wrap_ns.append(t1 - t0)
+                bare_ns.append(t2 - t1)
+            else:
+                t0 = time.perf_counter_ns()
+                bare.run(None, feed)
+                t1 = time.perf_counter_ns()
+                rec.recommend(*request, k=10)
+                t2 = time.perf_counter_ns()
+                bare_ns.append(t1 - t0)
+                wrap_ns.append(t2 - t1)
+        return (*percentiles(wrap_ns), *percentiles(bare_ns))
+
+    # the same baskets and contexts with the history as the gateway passes it: the model's
+    # history_weights of 20 purchased skus over 6 visits (a WeightedHistory, whose checked
+    # arrays the wrapper reads instead of the pairs); built before timing, as the gateway
+    # builds it before it asks for a recommendation
+    kernel_requests = []
+    for basket, _, context in requests:
+        bought = rng.integers(0, n, 20)
+        purchases = [(skus[i], float(2 + 5 * (j % 6))) for j, i in enumerate(bought)]
+        kernel_requests.append((basket, rec.history_weights(purchases), context))
+    figures = {
+        "history as (sku, weight) pairs": single(requests),
+        "history from history_weights": single(kernel_requests),
+    }
     batch_reqs = requests[:BATCH]
     batch_feeds = feeds(batch_reqs)
     t0 = time.perf_counter()
@@ -137,8 +155,6 @@ def bench(n: int, root: Path) -> None:
     for _ in range(BATCH_ROUNDS):
         bare.run(None, batch_feeds)
     bare_tp = BATCH * BATCH_ROUNDS / (time.perf_counter() - t0)
-    w50, w99 = percentiles(wrap_ns)
-    b50, b99 = percentiles(bare_ns)
     size = (out / "model.onnx").stat().st_size / 2**20
     print(f"\n== {n:,} SKUs, dim {DIM}, model.onnx {size:.1f} MiB, 1 intra-op thread ==")
     print(
@@ -146,10 +162,11 @@ def bench(n: int, root: Path) -> None:
         f"RSS {rss0:.0f} → {rss1:.0f} MiB (+{rss1 - rss0:.0f}), after bare session "
         f"{rss_mib():.0f} MiB"
     )
-    print(f"{'single request':<22}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'  Recommender':<22}{w50:>10.3f}{w99:>10.3f}")
-    print(f"{'  bare session.run':<22}{b50:>10.3f}{b99:>10.3f}")
-    print(f"{'  ratio':<22}{w50 / b50:>10.2f}{w99 / b99:>10.2f}")
+    for what, (w50, w99, b50, b99) in figures.items():
+        print(f"{'single request, ' + what:<48}{'p50 ms':>10}{'p99 ms':>10}")
+        print(f"{'  Recommender':<48}{w50:>10.3f}{w99:>10.3f}")
+        print(f"{'  bare session.run':<48}{b50:>10.3f}{b99:>10.3f}")
+        print(f"{'  ratio':<48}{w50 / b50:>10.2f}{w99 / b99:>10.2f}")
     print(
         f"batch {BATCH} throughput: Recommender {wrap_tp:,.0f} req/s, bare {bare_tp:,.0f} req/s,"
         f" ratio {bare_tp / wrap_tp:.2f}"

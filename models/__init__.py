@@ -13,6 +13,7 @@ from .data import Dataset, load_dataset
 from .errors import DataError, ModelError, ModelsError
 from .runtime import ModelHolder, Recommender, Scored
 from .simulate import offer_purchase_probability
+from .validation import WeightedHistory
 
 __all__ = [
     "CTX_DIM",
@@ -27,6 +28,7 @@ __all__ = [
     "ModelsError",
     "Recommender",
     "Scored",
+    "WeightedHistory",
     "encode_context",
     "load_catalog",
     "load_dataset",

@@ -34,11 +34,11 @@ from .errors import DataError, ModelError
 from .history import HistoryKernel
 from .interface import INPUTS, OUTPUTS
 from .manifest import check_file, read_manifest
-from .validation import MAX_WEIGHT, encode_request
+from .validation import MAX_WEIGHT, WeightedHistory, encode_request
 
 _T = TypeVar("_T")
 
-__all__ = ["Context", "ModelHolder", "Recommender", "Request", "Scored"]
+__all__ = ["Context", "ModelHolder", "Recommender", "Request", "Scored", "WeightedHistory"]
 
 MAX_CONTEXT = 1e3
 MAX_BATCH = 1024
@@ -191,12 +191,29 @@ class Recommender:
                 raise ModelError(f"{self.model_dir}: smoke inference returned a basket item")
         self._served = itertools.count()
 
-    def history_weights(self, purchases: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-        """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass."""
+    def history_weights(
+        self, purchases: Sequence[tuple[str, float]], limit: int | None = None
+    ) -> Sequence[tuple[str, float]]:
+        """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass: one
+        pair per known sku, at most ``limit`` (and ``max_history``) of them, the heaviest.
+
+        The result is a :class:`~models.validation.WeightedHistory`, which this recommender
+        takes without checking each pair again."""
         index = {
             sku: i for sku, _ in purchases if isinstance(sku, str) for i in [self.catalog.index(sku)] if i is not None
         }
-        return self.kernel.weights(index, purchases)
+        pairs = self.kernel.weights(index, purchases)
+        cap = self.max_history if limit is None else max(0, min(limit, self.max_history))
+        if len(pairs) > cap:
+            # the kernel lists items in first-purchase order: keep the heaviest, not the oldest
+            pairs = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:cap]
+        if not pairs:
+            return pairs
+        weights = np.array([w for _, w in pairs], dtype=np.float32)
+        if not (np.isfinite(weights).all() and weights.min() >= 0 and weights.max() <= MAX_WEIGHT):
+            return pairs  # never from a sound kernel; the checked path then says what is wrong
+        ids = np.array([index[sku] for sku, _ in pairs], dtype=np.int64)
+        return WeightedHistory(pairs, ids, weights, self._positions)
 
     def _count(self, key: str, amount: int = 1) -> None:
         if amount:
@@ -205,7 +222,7 @@ class Recommender:
 
     def _encode(
         self, basket: Sequence[str], history: Sequence[tuple[str, float]], context: Context | None
-    ) -> tuple[list[int], list[int], list[float], np.ndarray]:
+    ) -> tuple[list[int], list[int] | np.ndarray, list[float] | np.ndarray, np.ndarray]:
         return encode_request(self._positions, basket, history, context, self.max_basket, self.max_history, self._count)
 
     def infer(
@@ -347,8 +364,11 @@ class Recommender:
                 self._output_names,
                 {
                     "basket": np.array(b or _PAD_ID, dtype=np.int64)[None],
-                    "history": np.array(h or _PAD_ID, dtype=np.int64)[None],
-                    "history_weights": np.array(w or _PAD_WEIGHT, dtype=np.float32)[None],
+                    # a WeightedHistory's arrays as they are; lists converted
+                    "history": h[None] if type(h) is np.ndarray else np.array(h or _PAD_ID, dtype=np.int64)[None],
+                    "history_weights": (
+                        w[None] if type(w) is np.ndarray else np.array(w or _PAD_WEIGHT, dtype=np.float32)[None]
+                    ),
                     "context": ctx_vec[None],
                 },
                 None,
@@ -372,7 +392,10 @@ class Recommender:
         ``session.run``, so a busy store gets batch throughput and a quiet one keeps
         single-request latency.
         """
-        scored: list[Scored] = await self._batcher.submit((tuple(basket), tuple(history), context), k)
+        # snapshots of the caller's sequences (inference runs later, on another thread); a
+        # WeightedHistory is immutable, and a copy would lose its arrays
+        kept = history if type(history) is WeightedHistory else tuple(history)
+        scored: list[Scored] = await self._batcher.submit((tuple(basket), kept, context), k)
         return scored
 
     def close(self) -> None:

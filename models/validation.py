@@ -22,6 +22,7 @@ __all__ = [
     "PAIR_TYPES",
     "STR_TYPES",
     "TWO",
+    "WeightedHistory",
     "check_pairs",
     "context_vector",
     "encode_request",
@@ -54,6 +55,29 @@ _CONTEXT_CACHE_SIZE = 4096
 # encoded context vectors by context: a plain dict, whose lookup is one C call where an
 # lru_cache wrapper adds its own bookkeeping; only validated contexts are stored
 _CONTEXT_VECTORS: dict[Context, np.ndarray] = {}
+
+
+class WeightedHistory(tuple[tuple[str, float], ...]):
+    """``(sku, weight)`` pairs as :meth:`models.runtime.Recommender.history_weights` returns
+    them: a tuple like any history, which also carries its graph inputs — the catalog ids
+    (int64) and weights (float32), checked once when it was made — so the recommender that made
+    it skips the per-pair validation and lookups (the largest part of a 2,000-SKU request's
+    Python time). Any other recommender, or any other history, takes the checked path."""
+
+    ids: np.ndarray
+    weights: np.ndarray
+    positions: Mapping[str, int]
+
+    def __new__(
+        cls, pairs: Sequence[tuple[str, float]], ids: np.ndarray, weights: np.ndarray, positions: Mapping[str, int]
+    ) -> WeightedHistory:
+        self = super().__new__(cls, pairs)
+        ids.flags.writeable = weights.flags.writeable = False
+        self.ids, self.weights, self.positions = ids, weights, positions
+        return self
+
+    def __reduce__(self) -> tuple[type[tuple[tuple[str, float], ...]], tuple[tuple[tuple[str, float], ...]]]:
+        return tuple, (tuple(self),)  # a copy or a pickle is a plain history
 
 
 def check_pairs(history: Sequence[object]) -> None:
@@ -103,7 +127,7 @@ def encode_request(
     max_basket: int,
     max_history: int,
     count: Callable[[str, int], None],
-) -> tuple[list[int], list[int], list[float], np.ndarray]:
+) -> tuple[list[int], list[int] | np.ndarray, list[float] | np.ndarray, np.ndarray]:
     """One request as basket ids, history ids and weights, and the context vector. Unknown
     skus and truncations are reported to ``count(stat, amount)``; anything malformed raises
     ModelError (or TypeError/ValueError, which the caller reports as a malformed request)."""
@@ -133,6 +157,8 @@ def encode_request(
         items = items[-max_basket:]
     if not history:
         return items, [], [], context_vector(context)
+    if type(history) is WeightedHistory and history.positions is positions and len(history) <= max_history:
+        return items, history.ids, history.weights, context_vector(context)
     # transposing first checks the shape too: entries that are not all 2-long (or not
     # iterable) fail here, and check_pairs then names what is wrong; every sku and weight
     # is type-checked below, so whatever unpacks is a (str, number) pair

@@ -71,7 +71,11 @@ class DecisioningConfig:
     history_half_life_days: float = doc(
         14.0, "Half-life of a profile item's weight in the recommender's history input.", _positive
     )
-    history_items: int = doc(50, "Most recent profile items passed as history.", _positive)
+    history_items: int = doc(
+        50,
+        "Profile items passed as history: those the model's kernel weighs most (no kernel: the most recent).",
+        _positive,
+    )
     profile_items: int = doc(200, "Items a profile keeps (least recent dropped first).", _positive)
     profile_cache: int = doc(
         5000,

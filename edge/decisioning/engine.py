@@ -184,10 +184,15 @@ class DecisionEngine:
             )
         return {"decisionId": decision_id, "arm": overall, "personalized": personalized, "offers": shown}
 
-    def _history(self, recommender: Any, user_id: str, now_ms: int) -> list[tuple[str, float]]:
+    def _history(self, recommender: Any, user_id: str, now_ms: int) -> Sequence[tuple[str, float]]:
         kernel = getattr(recommender, "history_weights", None)
         if kernel is not None:
-            return list(kernel(self.profiles.purchases(user_id, now_ms)))[: self.settings.history_items]
+            # the heaviest history_items of them (not the first bought), as the model's own
+            # type, which its recommend takes without checking each pair again
+            weighted: Sequence[tuple[str, float]] = kernel(
+                self.profiles.purchases(user_id, now_ms), self.settings.history_items
+            )
+            return weighted
         return self.profiles.history(user_id, now_ms, self.settings.history_items)
 
     def _candidates(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 import shutil
 import threading
 from pathlib import Path
@@ -17,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from models import Context, ModelError, ModelHolder, Recommender, Scored
 from models.context import CTX_DIM, encode_context
+from models.validation import WeightedHistory
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,36 @@ def test_history_weights_from_purchase_events(rec: Recommender) -> None:
     assert len(pairs) == 1 and pairs[0][0] == sku and 0 < pairs[0][1] < 1
     with_history = rec.recommend([], pairs, k=rec.top_k)
     assert sku in {r.sku for r in with_history}
+
+
+def test_a_kernel_history_scores_as_its_plain_pairs_do(rec: Recommender, small_model: Path) -> None:
+    """history_weights returns a WeightedHistory: the recommender that made it reads its
+    checked arrays instead of the pairs; whichever path a request takes, the scores are the
+    ones its plain pairs get, and a cap keeps the heaviest pairs."""
+    skus = rec.catalog.skus
+    purchases = [(skus[i], float(d)) for d in (1, 5, 9) for i in range(3, 6 + d)]  # 12 skus, bought 1–3 times
+    weighted = rec.history_weights(purchases)
+    assert isinstance(weighted, WeightedHistory) and len(weighted) == len({s for s, _ in purchases})
+    assert weighted.ids.tolist() == [rec.catalog.index(s) for s, _ in weighted]
+    assert weighted.weights.tolist() == pytest.approx([w for _, w in weighted], rel=1e-6)
+    plain = list(weighted)
+    ctx = Context(hour=10, weekday=3)
+    assert rec.recommend([skus[0]], weighted, ctx) == rec.recommend([skus[0]], plain, ctx)
+    assert rec.recommend_batch([([skus[0]], weighted, ctx), ([], plain, None)]) == rec.recommend_batch(
+        [([skus[0]], plain, ctx), ([], weighted, None)]
+    )
+    assert asyncio.run(rec.arecommend([skus[0]], weighted, ctx)) == rec.recommend([skus[0]], plain, ctx)
+    # another recommender (a hot swap, say) checks the pairs as any history's
+    other = Recommender.load(small_model, max_basket=8, max_history=16)
+    assert other.recommend([skus[0]], weighted, ctx) == other.recommend([skus[0]], plain, ctx)
+    other.close()
+    # the cap keeps the heaviest pairs, whatever order the kernel lists them in
+    top = rec.history_weights(purchases, limit=4)
+    assert list(top) == sorted(plain, key=lambda kv: (-kv[1], kv[0]))[:4]
+    assert len(rec.history_weights(purchases)) <= rec.max_history
+    # a copy or a pickle is a plain history: it cannot carry stale arrays along
+    assert type(copy.copy(weighted)) is tuple and type(pickle.loads(pickle.dumps(weighted))) is tuple
+    assert rec.history_weights([("NOPE", 1.0)]) == []
 
 
 def test_request_path_matches_the_array_path(rec: Recommender) -> None:

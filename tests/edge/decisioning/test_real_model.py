@@ -82,3 +82,42 @@ async def test_real_model_decisions_and_history(real: tuple[Gateway, Spy]) -> No
     history = dict(spy.histories[-1])
     assert set(history) == {line["sku"] for line in bought}  # the model's own history kernel
     assert all(w >= 0 for w in history.values())
+
+
+@pytest.mark.anyio
+async def test_a_long_profile_passes_its_heaviest_items_not_its_oldest(real: tuple[Gateway, Spy]) -> None:
+    """A person with more distinct purchases than ``decisioning.history_items`` (50): the
+    history is cut to the items the model's kernel weighs most, as the recommender's own
+    ``max_history`` cap cuts it (the weights it drops count least in the score). Before, the cut
+    kept the first 50 in purchase order, whatever their weight: the oldest items, and none of
+    the last order's."""
+    gw, spy = real
+    token = gw.component.identity.token("loyaltyId", "515151")
+    await gw.publish(
+        gw.source(),
+        [
+            {
+                "event": "Consent Updated",
+                "userId": token,
+                "properties": {"categoryPreferences": {"personalization": True}},
+            }
+        ],
+    )
+    skus = spy.catalog.skus
+    for day, lines in enumerate((skus[10:40], skus[40:70], skus[100:101])):
+        bought = [{"sku": s, "quantity": 1, "price": 1.0} for s in lines]
+        await gw.publish(
+            gw.source("pos", "pos-1", "serial"),
+            [{"event": "Order Completed", "userId": token, "properties": {"products": bought}}],
+        )
+        gw.clock.advance((10 - 4 * day) * 86400)
+    answer = await gw.component.decide(gw.source(), {"userId": token, "basket": []})
+    assert answer["personalized"]
+    passed = spy.histories[-1]
+    limit = gw.component.engine.settings.history_items
+    weights = dict(spy.rec.history_weights(gw.component.engine.profiles.purchases(token, int(gw.clock() * 1000))))
+    assert len(weights) == 61 and len(passed) == limit
+    assert dict(passed) == {s: weights[s] for s in dict(passed)}  # the kernel's own weights
+    assert min(w for _, w in passed) >= max(w for s, w in weights.items() if s not in dict(passed))
+    first_bought = list(weights)[:limit]  # the kernel lists items in first-purchase order
+    assert set(dict(passed)) != set(first_bought)
