@@ -34,7 +34,7 @@ from .errors import DataError, ModelError
 from .history import HistoryKernel
 from .interface import INPUTS, OUTPUTS
 from .manifest import check_file, read_manifest
-from .validation import MAX_WEIGHT, WeightedHistory, encode_request
+from .validation import MAX_WEIGHT, WeightedHistory, encode_request, weighted_history
 
 _T = TypeVar("_T")
 
@@ -91,9 +91,8 @@ class Recommender:
             ),
             0,
         )
-        # served requests: a C-level counter, one ``next`` per request and thread-safe under
-        # the GIL without the stats lock (the lock costs ≈ 3 µs of a 2,000-SKU request once the
-        # inference has pushed it out of the caches)
+        # served requests: a C-level counter, thread-safe without the stats lock (which costs
+        # ≈ 3 µs of a 2,000-SKU request once the inference has pushed it out of the caches)
         self._served = itertools.count()
         self._session = session
         # the C-level run of the session, with the output names cached: the public
@@ -194,26 +193,14 @@ class Recommender:
     def history_weights(
         self, purchases: Sequence[tuple[str, float]], limit: int | None = None
     ) -> Sequence[tuple[str, float]]:
-        """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass: one
-        pair per known sku, at most ``limit`` (and ``max_history``) of them, the heaviest.
-
-        The result is a :class:`~models.validation.WeightedHistory`, which this recommender
-        takes without checking each pair again."""
+        """Purchase events ``(sku, days_ago)`` → the ``(sku, weight)`` history to pass: one pair
+        per known sku, the heaviest ``limit`` (≤ ``max_history``), as a
+        :class:`~models.validation.WeightedHistory` this recommender takes without re-checking."""
         index = {
             sku: i for sku, _ in purchases if isinstance(sku, str) for i in [self.catalog.index(sku)] if i is not None
         }
-        pairs = self.kernel.weights(index, purchases)
         cap = self.max_history if limit is None else max(0, min(limit, self.max_history))
-        if len(pairs) > cap:
-            # the kernel lists items in first-purchase order: keep the heaviest, not the oldest
-            pairs = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:cap]
-        if not pairs:
-            return pairs
-        weights = np.array([w for _, w in pairs], dtype=np.float32)
-        if not (np.isfinite(weights).all() and weights.min() >= 0 and weights.max() <= MAX_WEIGHT):
-            return pairs  # never from a sound kernel; the checked path then says what is wrong
-        ids = np.array([index[sku] for sku, _ in pairs], dtype=np.int64)
-        return WeightedHistory(pairs, ids, weights, self._positions)
+        return weighted_history(self.kernel.weights(index, purchases), index, self._positions, cap)
 
     def _count(self, key: str, amount: int = 1) -> None:
         if amount:
@@ -392,8 +379,7 @@ class Recommender:
         ``session.run``, so a busy store gets batch throughput and a quiet one keeps
         single-request latency.
         """
-        # snapshots of the caller's sequences (inference runs later, on another thread); a
-        # WeightedHistory is immutable, and a copy would lose its arrays
+        # snapshots (inference runs later, on another thread); a WeightedHistory is immutable
         kept = history if type(history) is WeightedHistory else tuple(history)
         scored: list[Scored] = await self._batcher.submit((tuple(basket), kept, context), k)
         return scored

@@ -26,6 +26,7 @@ __all__ = [
     "check_pairs",
     "context_vector",
     "encode_request",
+    "weighted_history",
 ]
 
 MAX_WEIGHT = 1e6
@@ -78,6 +79,23 @@ class WeightedHistory(tuple[tuple[str, float], ...]):
 
     def __reduce__(self) -> tuple[type[tuple[tuple[str, float], ...]], tuple[tuple[tuple[str, float], ...]]]:
         return tuple, (tuple(self),)  # a copy or a pickle is a plain history
+
+
+def weighted_history(
+    pairs: list[tuple[str, float]], index: Mapping[str, int], positions: Mapping[str, int], cap: int
+) -> Sequence[tuple[str, float]]:
+    """A history kernel's ``pairs`` (``index``: sku → catalog id) cut to the ``cap`` heaviest,
+    as a :class:`WeightedHistory` for the recommender whose catalog ``positions`` these are."""
+    if len(pairs) > cap:
+        # the kernel lists items in first-purchase order: keep the heaviest, not the oldest
+        pairs = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:cap]
+    if not pairs:
+        return pairs
+    weights = np.array([w for _, w in pairs], dtype=np.float32)
+    if not (np.isfinite(weights).all() and weights.min() >= 0 and weights.max() <= MAX_WEIGHT):
+        return pairs  # never from a sound kernel; the checked path then says what is wrong
+    ids = np.array([index[sku] for sku, _ in pairs], dtype=np.int64)
+    return WeightedHistory(pairs, ids, weights, positions)
 
 
 def check_pairs(history: Sequence[object]) -> None:
