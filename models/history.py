@@ -107,6 +107,13 @@ class HistoryKernel:
         ``index`` maps sku → item index. A visit is a distinct ``days_ago`` value. Events with an
         unknown sku or a non-finite or negative ``days_ago`` are ignored.
         """
+        keys, _, w = self.weigh(index, purchases)
+        return list(zip(keys, w.tolist(), strict=True))
+
+    def weigh(
+        self, index: dict[K, int], purchases: Iterable[tuple[K, float]]
+    ) -> tuple[list[K], np.ndarray, np.ndarray]:
+        """:meth:`weights` as the skus (in first-purchase order), their item indices and weights."""
         columns: dict[K, int] = {}
         event_cols: list[int] = []
         event_days: list[float] = []
@@ -118,7 +125,7 @@ class HistoryKernel:
             event_cols.append(columns.setdefault(key, len(columns)))
             event_days.append(float(days))
         if not columns:
-            return []
+            return [], np.zeros(0, dtype=np.int64), np.zeros(0)
         keys = list(columns)
         cols = np.array(event_cols)
         ago = np.array(event_days)
@@ -128,7 +135,7 @@ class HistoryKernel:
         presence[rank, cols] = True
         last = np.full(len(keys), np.inf)
         np.minimum.at(last, cols, ago)
-        items = np.array([index[k] for k in keys])
+        items = np.array([index[k] for k in keys], dtype=np.int64)
         age = self.decay ** np.arange(len(recent), dtype=np.float64)  # weight of the visit r back
         if self.at_risk:
             due = _due(presence[::-1], -recent[::-1], self.gap_days[items])[::-1]
@@ -142,7 +149,7 @@ class HistoryKernel:
             share,
             np.searchsorted(recent, np.round(last, 4)) + 1,
         )
-        return list(zip(keys, w.tolist(), strict=True))
+        return keys, items, w
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,6 +169,8 @@ class HistoryKernel:
         gaps = np.asarray(data["gap_days"], dtype=np.float64)
         if rates.shape != SHAPE or gaps.shape != (n_items,) or not (gaps > 0).all():
             raise ValueError("history kernel does not match this model")
+        if not (np.isfinite(rates).all() and 0 <= rates.min() and rates.max() <= 1):
+            raise ValueError("history kernel rates must be repurchase rates in [0, 1]")
         decay = float(data.get("decay", 1.0))
         if not 0.0 < decay <= 1.0:
             raise ValueError("history kernel decay must be in (0, 1]")

@@ -200,7 +200,7 @@ class Recommender:
             sku: i for sku, _ in purchases if isinstance(sku, str) for i in [self.catalog.index(sku)] if i is not None
         }
         cap = self.max_history if limit is None else max(0, min(limit, self.max_history))
-        return weighted_history(self.kernel.weights(index, purchases), index, self._positions, cap)
+        return weighted_history(*self.kernel.weigh(index, purchases), self._positions, cap)
 
     def _count(self, key: str, amount: int = 1) -> None:
         if amount:

@@ -82,20 +82,20 @@ class WeightedHistory(tuple[tuple[str, float], ...]):
 
 
 def weighted_history(
-    pairs: list[tuple[str, float]], index: Mapping[str, int], positions: Mapping[str, int], cap: int
+    keys: list[str], items: np.ndarray, weights: np.ndarray, positions: Mapping[str, int], cap: int
 ) -> Sequence[tuple[str, float]]:
-    """A history kernel's ``pairs`` (``index``: sku → catalog id) cut to the ``cap`` heaviest,
-    as a :class:`WeightedHistory` for the recommender whose catalog ``positions`` these are."""
-    if len(pairs) > cap:
+    """A history kernel's skus, catalog ids and weights (:meth:`HistoryKernel.weigh`; its rates
+    are checked in [0, 1] when the model loads) cut to the ``cap`` heaviest, as a
+    :class:`WeightedHistory` for the recommender whose catalog ``positions`` these are."""
+    if not keys:
+        return []
+    if len(keys) > cap:
         # the kernel lists items in first-purchase order: keep the heaviest, not the oldest
-        pairs = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:cap]
-    if not pairs:
-        return pairs
-    weights = np.array([w for _, w in pairs], dtype=np.float32)
-    if not (np.isfinite(weights).all() and weights.min() >= 0 and weights.max() <= MAX_WEIGHT):
-        return pairs  # never from a sound kernel; the checked path then says what is wrong
-    ids = np.array([index[sku] for sku, _ in pairs], dtype=np.int64)
-    return WeightedHistory(pairs, ids, weights, positions)
+        # (ties by catalog id, as the recommender's own max_history cap breaks them)
+        order = np.lexsort((items, -weights))[:cap]
+        keys, items, weights = [keys[j] for j in order], items[order], weights[order]
+    pairs = list(zip(keys, weights.tolist(), strict=True))
+    return WeightedHistory(pairs, items.astype(np.int64), weights.astype(np.float32), positions)
 
 
 def check_pairs(history: Sequence[object]) -> None:

@@ -76,3 +76,14 @@ def test_kernel_json_round_trip_keeps_the_share_kind(store: Dataset) -> None:
     assert HistoryKernel.from_json(old, store.n_items).at_risk is False
     with pytest.raises(ValueError, match="at_risk"):
         HistoryKernel.from_json({**kernel.to_json(), "at_risk": "yes"}, store.n_items)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5, float("inf")])
+def test_a_kernel_with_rates_outside_zero_to_one_does_not_load(store: Dataset, bad: float) -> None:
+    """The runtime hands the kernel's weights to the graph without checking each one again
+    (models.validation.WeightedHistory): the rates are checked once, when the model loads."""
+    data = fit_history_kernel(store)[0].to_json()
+    rates = np.array(data["rates"])
+    rates.flat[7] = bad
+    with pytest.raises(ValueError, match=r"rates must be repurchase rates in \[0, 1\]"):
+        HistoryKernel.from_json({**data, "rates": rates.tolist()}, store.n_items)
