@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import signal
@@ -27,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -82,7 +83,15 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's graceful stop, then an abort of every connection still open (a page's
-        WebSocket whose browser never answered the close): nothing outlives the server."""
+        WebSocket whose browser never answered the close): nothing outlives the server.
+
+        uvicorn's WebSocket protocol sends its own close even on a connection whose peer's
+        close it has already answered (the TLS close still pending): websockets refuses with
+        ``InvalidState``, and uvicorn's loop over the connections — and the gateway's run —
+        ended on it. Each connection's shutdown is therefore guarded; one that fails is
+        aborted below with the rest."""
+        for connection in list(self.server_state.connections):
+            connection.shutdown = functools.partial(_shutdown_quietly, connection)  # type: ignore[method-assign]
         await super().shutdown(sockets)
         for connection in list(self.server_state.connections):
             transport = getattr(connection, "transport", None)  # uvicorn's protocols keep it there
@@ -93,6 +102,20 @@ class _Server(uvicorn.Server):
         # after the stop leaves the accepted sockets to the garbage collector
         for _ in range(4):
             await asyncio.sleep(0)
+
+
+def _shutdown_quietly(connection: Any) -> None:
+    """A uvicorn connection's own shutdown; one that fails is aborted at once, so the graceful
+    stop does not wait out its timeout on it."""
+    try:
+        type(connection).shutdown(connection)
+    except Exception as exc:  # a third party's protocol state
+        log.info(
+            "a connection could not be closed gracefully at shutdown (%s: %s); aborting it", type(exc).__name__, exc
+        )
+        transport = getattr(connection, "transport", None)
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
 
 
 @dataclass
