@@ -132,7 +132,7 @@ def context_vector(context: Context | None) -> np.ndarray:
         vec = encode_context(context)
         vec.flags.writeable = False
         if len(_CONTEXT_VECTORS) >= _CONTEXT_CACHE_SIZE:
-            _CONTEXT_VECTORS.clear()  # 8 day parts × 7 days × weather × zones × channels fit
+            _CONTEXT_VECTORS.clear()  # a store's working set is far smaller; no per-entry eviction
         _CONTEXT_VECTORS[context] = vec
     return vec
 
