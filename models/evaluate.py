@@ -46,6 +46,7 @@ BASELINES = (
     "tifu_item_knn",
     "oracle",
     "conditional_oracle",
+    "posterior_oracle",
 )
 COMPARED = ("popularity", "personal_top_frequency", "item_knn", "tifu_knn", "tifu_item_knn")
 BATCH = 512

@@ -1,4 +1,4 @@
-"""The simulator's truth as two upper references: the marginal and the conditional oracle.
+"""The simulator's truth as upper references: the marginal, the conditional and the posterior oracle.
 
 ``oracle`` ranks by the true marginal probability of each item being in the held-out basket
 (``oracle.npz``, written by :mod:`models.simulate`); it ignores the input half-basket.
@@ -11,6 +11,10 @@ with their add probability q, substitute pairs) and conditions on the input half
 
 Items outside the 256 listed per basket take the 256th probability. Exact up to treating the
 sources of one item as independent, which is how the marginals are computed too.
+
+``posterior_oracle`` (:mod:`models.posterior`) is the conditional oracle without the person's
+staples: it infers them from the person's earlier baskets, everything else about the world
+known — the ceiling for any estimator of staples.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from .data import Dataset
 from .errors import DataError
 from .holdout import Requests
+from .posterior import posterior_marginals
 
 __all__ = ["oracle_tops"]
 
@@ -101,7 +106,8 @@ def _condition(m: np.ndarray, basket: set[int], by_src: _Edges, by_dst: _Edges, 
 
 
 def oracle_tops(ds: Dataset, req: Requests, data_dir: Path, k: int) -> dict[str, np.ndarray]:
-    """Top-k of ``oracle`` and ``conditional_oracle`` (each only if its files are there)."""
+    """Top-k of ``oracle``, ``conditional_oracle`` and ``posterior_oracle``
+    (:mod:`models.posterior`), each only if its files are there."""
     from .baselines import top_k
 
     m = _marginals(ds, req, data_dir / "oracle.npz")
@@ -110,8 +116,11 @@ def oracle_tops(ds: Dataset, req: Requests, data_dir: Path, k: int) -> dict[str,
     tops = {"oracle": top_k(m, req.baskets, k)}
     truth = _truth(ds, data_dir / "truth.json")
     if truth is not None:
-        cond = np.array(
-            [_condition(m[r], set(req.baskets[r][req.baskets[r] >= 0].tolist()), *truth) for r in range(len(req))]
-        )
+        inputs = [set(req.baskets[r][req.baskets[r] >= 0].tolist()) for r in range(len(req))]
+        cond = np.array([_condition(m[r], inputs[r], *truth) for r in range(len(req))])
         tops["conditional_oracle"] = top_k(cond, req.baskets, k)
+        post = posterior_marginals(ds, req, data_dir / "truth.json")
+        if post is not None:
+            cond = np.array([_condition(post[r], inputs[r], *truth) for r in range(len(req))])
+            tops["posterior_oracle"] = top_k(cond, req.baskets, k)
     return tops

@@ -115,8 +115,14 @@ class _World:
         self.staple_p = rng.uniform(0.4, 0.9, size=(customers, STAPLES_PER_CUSTOMER))
         self.last_bought = np.full((customers, STAPLES_PER_CUSTOMER), -1e6)
 
-    def probabilities(self, users: np.ndarray, day: int, hours: np.ndarray, weekday: int, weather: int) -> np.ndarray:
-        """Pre-offer purchase probability of every item for each visiting user: [V, n]."""
+    @classmethod
+    def of_recipe(cls, seed: int, customers: int, skus: int) -> _World:
+        """The world :func:`simulate_store` draws first from ``seed`` (``truth.json``'s recipe)."""
+        return cls(np.random.default_rng(seed), customers, skus)
+
+    def background(self, users: np.ndarray, hours: np.ndarray, weekday: int, weather: int) -> np.ndarray:
+        """``p_gen`` of every item for each visiting user, before staples and offers: [V, n]
+        float32 (taste, popularity, basket size, hour, weekend and weather)."""
         f32 = np.float32
         catfx = self.taste[users] + self.amp * np.cos(2 * np.pi * (hours[:, None] - self.peak) / 24)
         catfx = (catfx + self.weekend * (weekday >= 5) + self.weather[:, weather]).astype(f32)
@@ -127,11 +133,16 @@ class _World:
         np.exp(logit, out=logit)
         logit += f32(1.0)
         p: np.ndarray = np.reciprocal(logit, out=logit)
+        return p
+
+    def probabilities(self, users: np.ndarray, day: int, hours: np.ndarray, weekday: int, weather: int) -> np.ndarray:
+        """Pre-offer purchase probability of every item for each visiting user: [V, n]."""
+        p = self.background(users, hours, weekday, weather)
         since = (day - self.last_bought[users]) / self.cycle[self.staples[users]]
         p_st = self.staple_p[users] * (1.0 - np.exp(-(since**2)))
         rows = np.arange(len(users))[:, None]
         cols = self.staples[users]
-        p[rows, cols] = 1.0 - (1.0 - p[rows, cols]) * (1.0 - p_st.astype(f32))
+        p[rows, cols] = 1.0 - (1.0 - p[rows, cols]) * (1.0 - p_st.astype(np.float32))
         return p
 
     def draw(self, rng: np.random.Generator, p: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ def test_simulate_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "tifu_knn",
         "tifu_item_knn",
         "conditional_oracle",
+        "posterior_oracle",
     }
     for metrics in report["results"].values():
         assert set(metrics) == {
