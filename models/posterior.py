@@ -66,12 +66,17 @@ def _world(ds: Dataset, truth_path: Path) -> tuple[_World, np.ndarray] | None:
     not the simulated store of ``truth.json`` (no recipe, another catalog, other customers)."""
     try:
         truth = json.loads(truth_path.read_text(encoding="utf-8"))
-        seed, customers, skus = (int(truth[key]) for key in ("seed", "customers", "skus"))
+        recipe = [truth.get(key) for key in ("seed", "customers", "skus")]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, AttributeError) as exc:
         raise DataError(truth_path, 0, f"unreadable truth: {exc}") from None
-    if ds.catalog.skus != [f"SKU{i:05d}" for i in range(skus)]:
+    if not all(type(v) is int and v >= 0 for v in recipe):
+        return None  # no recipe (or not one the simulator writes): nothing to rebuild
+    seed, customers, skus = recipe
+    # a recipe that cannot have made these baskets: another catalog, or far more customers
+    # than ever shopped (every simulated customer visits at ≥ 0.08 a day)
+    if ds.catalog.skus != [f"SKU{i:05d}" for i in range(skus)] or customers > 2 * len(ds.customer_ids) + 100:
         return None
     matches = [_CUSTOMER.match(c) for c in ds.customer_ids]
     if not all(matches):

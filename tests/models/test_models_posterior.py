@@ -8,8 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from models.data import EPOCH, load_dataset
+from models.errors import DataError
 from models.history import fit_history_kernel
 from models.holdout import holdout_requests, split_masks
 from models.posterior import _visit, _world, posterior_marginals, predictive, staple_prior
@@ -118,5 +120,15 @@ def test_another_store_has_no_posterior_oracle(tmp_path: Path) -> None:
     assert posterior_marginals(ds, req, tmp_path / "truth.json") is not None
     assert posterior_marginals(ds, req, tmp_path / "missing.json") is None
     truth = (tmp_path / "truth.json").read_text()
-    (tmp_path / "truth.json").write_text(truth.replace('"skus": 40', '"skus": 41'))
-    assert posterior_marginals(ds, req, tmp_path / "truth.json") is None
+    for edited in (
+        truth.replace('"skus": 40', '"skus": 41'),  # another catalog
+        truth.replace('"customers": 60', '"customers": 1000000000'),  # not these shoppers
+        truth.replace('"seed": 6', '"seed": "6"'),  # not a recipe the simulator writes
+        truth.replace('"seed": 6', '"planted": 6'),  # no recipe at all
+    ):
+        (tmp_path / "truth.json").write_text(edited)
+        assert posterior_marginals(ds, req, tmp_path / "truth.json") is None
+    for broken in ("{", "[1, 2]"):
+        (tmp_path / "truth.json").write_text(broken)
+        with pytest.raises(DataError, match="unreadable truth"):
+            posterior_marginals(ds, req, tmp_path / "truth.json")
