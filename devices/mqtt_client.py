@@ -363,12 +363,14 @@ class DeviceClient:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         if self._supervisor is not None:
             self._supervisor.cancel()
             try:
                 await self._supervisor
             except asyncio.CancelledError:
-                pass
+                pass  # the supervisor's end, and perhaps a stop of our own task: counted below
             self._supervisor = None
         if self._connection is not None:
             await self._connection.__aexit__(None, None, None)  # a clean DISCONNECT: no Last Will
@@ -377,6 +379,10 @@ class DeviceClient:
         for future in futures:
             if not future.done():
                 future.cancel()
+        if task is not None and task.cancelling() > cancels:
+            # a stop of the task closing us arrived while it awaited the supervisor, whose
+            # CancelledError looks the same: re-raised once the client is closed, not lost
+            raise asyncio.CancelledError
 
     async def _subscribe(self, topic: str) -> None:
         if topic not in self._subscriptions:

@@ -130,3 +130,65 @@ def test_last_will_marks_a_vanished_device_offline(tmp_path: Path) -> None:
         asyncio.run(main())
         gateway.wait_for(lambda m: [p for t, p, _ in m if t.endswith("/status")][-1:] == [{"status": "offline"}], 10)
         gateway.stop()
+
+
+def test_a_stop_that_lands_while_the_client_closes_is_not_lost(tmp_path: Path) -> None:
+    """``_shutdown`` awaits the cancelled supervisor: a cancellation of the closing task that
+    arrives then raises the same CancelledError, which must not be taken for the supervisor's."""
+    port = free_port()
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+        gateway = FakeGateway(port)
+        identity = DeviceIdentity(STORE, "kiosk", "kiosk-1")
+        clients: list[DeviceClient] = []
+
+        async def kiosk() -> str:
+            me = asyncio.current_task()
+            assert me is not None
+            client = DeviceClient(identity, "127.0.0.1", port, "k1-secret", receipts=False)
+            clients.append(client)
+            async with client:
+                assert client._supervisor is not None
+                client._supervisor.add_done_callback(lambda _: me.cancel())  # the stop, mid-close
+            return "went on after its stop"
+
+        async def main() -> None:
+            task = asyncio.create_task(kiosk())
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done and task.cancelled(), task.result() if done else "still running"
+
+        asyncio.run(main())
+        (client,) = clients
+        assert client._connection is None and client._supervisor is None  # closed before the re-raise
+        gateway.wait_for(lambda m: [p for t, p, _ in m if t.endswith("/status")][-1:] == [{"status": "offline"}])
+        gateway.stop()
+
+
+def test_clients_closed_in_a_finally_of_a_stopped_task_all_close(tmp_path: Path) -> None:
+    """The simulator closes its clients one after another in a ``finally`` while its stop
+    propagates: that stop is not a new one, so each ``__aexit__`` returns and all of them close."""
+    port = free_port()
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+        identity = DeviceIdentity(STORE, "kiosk", "kiosk-1")
+        clients = [DeviceClient(identity, "127.0.0.1", port, "k1-secret", receipts=False) for _ in range(2)]
+        running = asyncio.Event()
+
+        async def simulator() -> None:
+            for client in clients:
+                await client.__aenter__()
+            running.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                for client in clients:
+                    await client.__aexit__(None, None, None)
+
+        async def main() -> None:
+            task = asyncio.create_task(simulator())
+            async with asyncio.timeout(10):
+                await running.wait()
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done and task.cancelled()
+
+        asyncio.run(main())
+        assert [(c._connection, c._supervisor) for c in clients] == [(None, None)] * 2
