@@ -256,9 +256,15 @@ class Connection:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        # connect() resolves, connects and (TLS, WebSocket) handshakes: blocking, so in a thread
+        connecting = loop.run_in_executor(None, self._connect)
         try:
-            # connect() resolves, connects and (TLS, WebSocket) handshakes: blocking, so in a thread
-            await loop.run_in_executor(None, self._connect)
+            await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            # the thread cannot be stopped: once it is done, release the socket it opened (and
+            # paho's socket pair), or they stay connected to the broker for good
+            connecting.add_done_callback(self._abandon)
+            raise
         except (OSError, ValueError) as exc:
             self._finish(f"cannot reach the broker at {self._host}:{self._port}: {exc}")
             self.abort()  # a socket the failed handshake left behind, paho's socket pair
@@ -279,6 +285,12 @@ class Connection:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._close()
+
+    def _abandon(self, connecting: asyncio.Future[None]) -> None:
+        """A connect nobody waits for any more has ended: drop whatever it opened."""
+        if not connecting.cancelled():
+            connecting.exception()  # retrieved: a failed connect is no news to anyone now
+        self.abort()
 
     def _connect(self) -> None:
         self.client.connect(self._host, self._port, self._keepalive, clean_start=self._clean_start,

@@ -316,3 +316,39 @@ def test_received_messages_make_no_condition_and_publishes_still_wait(tmp_path, 
             assert all(info.is_published() for info in infos)
         finally:
             close_client(c)
+
+
+def _sockets() -> int:
+    """Sockets this process holds open (Linux: their /proc/self/fd links)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # the listing's own descriptor, closed by now
+            pass
+    return count
+
+
+def test_a_stop_during_the_connect_leaves_no_socket_behind(tmp_path: Path) -> None:
+    """paho's blocking connect runs in a thread; a stop that lands meanwhile must not leave that
+    thread's socket (and paho's wake-up pair) open, connected to the broker, for good."""
+    port = free_port()
+    with mosquitto(_conf(tmp_path, port), tmp_path, port):
+
+        async def stopped_mid_connect() -> tuple[int, int, Connection]:
+            before = _sockets()  # the loop's own included
+            connection = Connection(_client("mid", False), "127.0.0.1", port)
+            entering = asyncio.create_task(connection.__aenter__())
+            await asyncio.sleep(0)  # the connect has started in its thread
+            entering.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await entering
+            for _ in range(200):  # the connect thread finishes on its own
+                await asyncio.sleep(0.01)
+                if _sockets() == before:
+                    break
+            return before, _sockets(), connection
+
+        before, after, connection = asyncio.run(stopped_mid_connect())
+        assert after == before, "the cancelled connect's sockets are still open"
+        assert connection.client._sock is None and not connection.connected
