@@ -19,9 +19,9 @@ known — the ceiling for any estimator of staples.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .data import Dataset
 from .errors import DataError
 from .holdout import Requests
 from .posterior import posterior_marginals
+from .simulate import read_truth
 
 __all__ = ["oracle_tops"]
 
@@ -56,14 +57,11 @@ def _marginals(ds: Dataset, req: Requests, path: Path) -> np.ndarray | None:
 _Edges = dict[int, list[tuple[int, float]]]
 
 
-def _truth(ds: Dataset, path: Path) -> tuple[_Edges, _Edges, dict[int, int]] | None:
+def _truth(ds: Dataset, truth: dict[str, Any], path: Path) -> tuple[_Edges, _Edges, dict[int, int]]:
     try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
         comps, subs = truth["complements"], truth["substitute_pairs"]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(path, 0, f"unreadable truth: {exc}") from None
+    except KeyError as exc:
+        raise DataError(path, 0, f"unreadable truth: no {exc}") from None
     index = ds.catalog.index
     by_src: _Edges = defaultdict(list)
     by_dst: _Edges = defaultdict(list)
@@ -114,13 +112,14 @@ def oracle_tops(ds: Dataset, req: Requests, data_dir: Path, k: int) -> dict[str,
     if m is None:
         return {}
     tops = {"oracle": top_k(m, req.baskets, k)}
-    truth = _truth(ds, data_dir / "truth.json")
+    truth = read_truth(data_dir / "truth.json")
     if truth is not None:
+        edges = _truth(ds, truth, data_dir / "truth.json")
         inputs = [set(req.baskets[r][req.baskets[r] >= 0].tolist()) for r in range(len(req))]
-        cond = np.array([_condition(m[r], inputs[r], *truth) for r in range(len(req))])
+        cond = np.array([_condition(m[r], inputs[r], *edges) for r in range(len(req))])
         tops["conditional_oracle"] = top_k(cond, req.baskets, k)
-        post = posterior_marginals(ds, req, data_dir / "truth.json")
+        post = posterior_marginals(ds, req, truth)
         if post is not None:
-            cond = np.array([_condition(post[r], inputs[r], *truth) for r in range(len(req))])
+            cond = np.array([_condition(post[r], inputs[r], *edges) for r in range(len(req))])
             tops["posterior_oracle"] = top_k(cond, req.baskets, k)
     return tops

@@ -28,15 +28,13 @@ staples can close.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .context import WEATHERS
 from .data import EPOCH, Dataset
-from .errors import DataError
 from .holdout import Requests
 from .simulate import STAPLES_PER_CUSTOMER, START, _World
 
@@ -61,16 +59,11 @@ def staple_prior(keys: np.ndarray, k: int = STAPLES_PER_CUSTOMER) -> np.ndarray:
     return inclusion
 
 
-def _world(ds: Dataset, truth_path: Path) -> tuple[_World, np.ndarray] | None:
+def _world(ds: Dataset, truth: dict[str, Any]) -> tuple[_World, np.ndarray] | None:
     """The simulator's world and each dataset customer's index in it, or None when ``ds`` is
-    not the simulated store of ``truth.json`` (no recipe, another catalog, other customers)."""
-    try:
-        truth = json.loads(truth_path.read_text(encoding="utf-8"))
-        recipe = [truth.get(key) for key in ("seed", "customers", "skus")]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, AttributeError) as exc:
-        raise DataError(truth_path, 0, f"unreadable truth: {exc}") from None
+    not the simulated store of ``truth`` (:func:`models.simulate.read_truth`: no recipe,
+    another catalog, other customers)."""
+    recipe = [truth.get(key, -1) for key in ("seed", "customers", "skus")]  # −1: missing
     if not all(type(v) is int and v >= 0 for v in recipe):
         return None  # no recipe (or not one the simulator writes): nothing to rebuild
     seed, customers, skus = recipe
@@ -130,11 +123,11 @@ def predictive(g: np.ndarray, days: np.ndarray, bought: np.ndarray, cycle: np.nd
     return p
 
 
-def posterior_marginals(ds: Dataset, req: Requests, truth_path: Path) -> np.ndarray | None:
+def posterior_marginals(ds: Dataset, req: Requests, truth: dict[str, Any]) -> np.ndarray | None:
     """Each request's predictive probability of every item being in the held-out basket,
     [R, n] (after substitutes and complements, before conditioning on the input half), or None
-    when ``ds`` is not the simulated store of ``truth_path``."""
-    found = _world(ds, truth_path)
+    when ``ds`` is not the simulated store of ``truth`` (its ``truth.json``)."""
+    found = _world(ds, truth)
     if found is None:
         return None
     world, users = found

@@ -18,14 +18,16 @@ import csv
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .catalog import Catalog, CatalogItem
 from .context import WEATHERS
+from .errors import DataError
 from .progress import progress
 
-__all__ = ["ORACLE_TOP", "offer_purchase_probability", "simulate_store"]
+__all__ = ["ORACLE_TOP", "offer_purchase_probability", "read_truth", "simulate_store"]
 
 START = datetime(2026, 1, 5)  # a Monday, fixed so output depends on the seed alone
 STORE_ID = "store-001"
@@ -60,6 +62,20 @@ def offer_purchase_probability(base_p: float, offered: bool, effect: float) -> f
     if not offered:
         return float(base_p)
     return float(min(1.0, max(0.0, base_p + effect)))
+
+
+def read_truth(path: Path) -> dict[str, Any] | None:
+    """A simulated store's ``truth.json`` (what :func:`simulate_store` writes), or None when
+    there is none; DataError when it is not a JSON object."""
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, 0, f"unreadable truth: {exc}") from None
+    if not isinstance(truth, dict):
+        raise DataError(path, 0, "unreadable truth: not a JSON object")
+    return truth
 
 
 class _World:

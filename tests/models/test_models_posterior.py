@@ -15,7 +15,7 @@ from models.errors import DataError
 from models.history import fit_history_kernel
 from models.holdout import holdout_requests, split_masks
 from models.posterior import _visit, _world, posterior_marginals, predictive, staple_prior
-from models.simulate import STAPLES_PER_CUSTOMER, simulate_store
+from models.simulate import STAPLES_PER_CUSTOMER, read_truth, simulate_store
 
 SEED = 20261204
 
@@ -38,7 +38,9 @@ def test_the_rebuilt_world_with_the_true_staples_is_the_simulators_oracle(tmp_pa
     ds = load_dataset(tmp_path)
     targets, train = split_masks(ds, "last", None)
     req = holdout_requests(ds, targets, fit_history_kernel(ds.subset(train))[0])
-    found = _world(ds, tmp_path / "truth.json")
+    truth = read_truth(tmp_path / "truth.json")
+    assert truth is not None
+    found = _world(ds, truth)
     assert found is not None
     world, users = found
     first = {int(c): int(np.flatnonzero(ds.customer == c)[0]) for c in np.unique(ds.customer)}
@@ -117,8 +119,9 @@ def test_another_store_has_no_posterior_oracle(tmp_path: Path) -> None:
     ds = load_dataset(tmp_path)
     targets, train = split_masks(ds, "last", None)
     req = holdout_requests(ds, targets, fit_history_kernel(ds.subset(train))[0])
-    assert posterior_marginals(ds, req, tmp_path / "truth.json") is not None
-    assert posterior_marginals(ds, req, tmp_path / "missing.json") is None
+    recipe = read_truth(tmp_path / "truth.json")
+    assert recipe is not None and posterior_marginals(ds, req, recipe) is not None
+    assert read_truth(tmp_path / "missing.json") is None  # no truth: no oracle of any kind
     truth = (tmp_path / "truth.json").read_text()
     for edited in (
         truth.replace('"skus": 40', '"skus": 41'),  # another catalog
@@ -127,8 +130,9 @@ def test_another_store_has_no_posterior_oracle(tmp_path: Path) -> None:
         truth.replace('"seed": 6', '"planted": 6'),  # no recipe at all
     ):
         (tmp_path / "truth.json").write_text(edited)
-        assert posterior_marginals(ds, req, tmp_path / "truth.json") is None
+        edited_truth = read_truth(tmp_path / "truth.json")
+        assert edited_truth is not None and posterior_marginals(ds, req, edited_truth) is None
     for broken in ("{", "[1, 2]"):
         (tmp_path / "truth.json").write_text(broken)
         with pytest.raises(DataError, match="unreadable truth"):
-            posterior_marginals(ds, req, tmp_path / "truth.json")
+            read_truth(tmp_path / "truth.json")
