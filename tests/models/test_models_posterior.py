@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from models.data import EPOCH, load_dataset
+from models.data import EPOCH, Dataset, load_dataset
 from models.errors import DataError
 from models.history import fit_history_kernel
-from models.holdout import holdout_requests, split_masks
+from models.holdout import Requests, holdout_requests, split_masks
 from models.posterior import _visit, _world, posterior_marginals, predictive, staple_prior
 from models.simulate import STAPLES_PER_CUSTOMER, read_truth, simulate_store
 
@@ -33,13 +34,18 @@ def test_staple_prior_matches_gumbel_top_k_draws() -> None:
         assert np.abs(freq - prior[row]).max() < 0.03, np.abs(freq - prior[row]).max()
 
 
-def test_the_rebuilt_world_with_the_true_staples_is_the_simulators_oracle(tmp_path: Path) -> None:
-    simulate_store(tmp_path, seed=5, customers=300, days=30, skus=150)
-    ds = load_dataset(tmp_path)
+def simulated(path: Path, seed: int, customers: int, days: int, skus: int) -> tuple[Dataset, Requests, dict[str, Any]]:
+    """A simulated store's dataset, its held-out requests (as evaluate builds them) and truth."""
+    simulate_store(path, seed=seed, customers=customers, days=days, skus=skus)
+    ds = load_dataset(path)
     targets, train = split_masks(ds, "last", None)
-    req = holdout_requests(ds, targets, fit_history_kernel(ds.subset(train))[0])
-    truth = read_truth(tmp_path / "truth.json")
+    truth = read_truth(path / "truth.json")
     assert truth is not None
+    return ds, holdout_requests(ds, targets, fit_history_kernel(ds.subset(train))[0]), truth
+
+
+def test_the_rebuilt_world_with_the_true_staples_is_the_simulators_oracle(tmp_path: Path) -> None:
+    ds, req, truth = simulated(tmp_path, 5, 300, 30, 150)
     found = _world(ds, truth)
     assert found is not None
     world, users = found
@@ -115,12 +121,8 @@ def test_the_predictive_is_calibrated_on_draws_from_its_own_model() -> None:
 
 def test_another_store_has_no_posterior_oracle(tmp_path: Path) -> None:
     """A catalog or customers the recipe did not make: no reference rather than a wrong one."""
-    simulate_store(tmp_path, seed=6, customers=60, days=10, skus=40)
-    ds = load_dataset(tmp_path)
-    targets, train = split_masks(ds, "last", None)
-    req = holdout_requests(ds, targets, fit_history_kernel(ds.subset(train))[0])
-    recipe = read_truth(tmp_path / "truth.json")
-    assert recipe is not None and posterior_marginals(ds, req, recipe) is not None
+    ds, req, recipe = simulated(tmp_path, 6, 60, 10, 40)
+    assert posterior_marginals(ds, req, recipe) is not None
     assert read_truth(tmp_path / "missing.json") is None  # no truth: no oracle of any kind
     truth = (tmp_path / "truth.json").read_text()
     for edited in (
